@@ -1,0 +1,1 @@
+"""inocray: inoculation-prompting sweeps."""
