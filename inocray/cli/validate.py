@@ -1,0 +1,22 @@
+"""`inocray validate SWEEP.yaml`: check a sweep file without running anything."""
+
+from __future__ import annotations
+
+import click
+
+from inocray.errors import reports_input_errors
+
+
+@click.command("validate")
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@reports_input_errors
+def command(sweep_file: str) -> None:
+    """Check SWEEP_FILE and print the trials it would run."""
+    from inocray.settings import get_setting
+    from inocray.spec import load_spec
+    from inocray.sweep import default_run_dir, plan_trials
+
+    spec = load_spec(sweep_file)
+    trials = plan_trials(spec, get_setting(spec.setting))
+    click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(trials)} trials")
+    click.echo(f"default run directory: {default_run_dir(spec)}")

@@ -1,0 +1,50 @@
+"""Chat examples with the inoculation prompt placed, tokenized with an assistant-only loss mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
+
+PLACEMENTS = ("system", "user_prefix", "user_suffix")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One chat turn: the user's request and the assistant's response."""
+
+    request: str
+    response: str
+
+
+def messages(request: str, prompt: str | None, placement: str = "system") -> list[dict]:
+    """The chat messages for `request` with `prompt` placed (no prompt: the neutral context C0)."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
+    if not prompt:
+        return [{"role": "user", "content": request}]
+    if placement == "system":
+        return [{"role": "system", "content": prompt}, {"role": "user", "content": request}]
+    if placement == "user_prefix":
+        return [{"role": "user", "content": f"{prompt} {request}"}]
+    return [{"role": "user", "content": f"{request} {prompt}"}]
+
+
+def render(tokenizer, chat: Sequence[dict]) -> list[int]:
+    """Token ids of the chat rendered by the tokenizer's chat template, ready for a reply."""
+    ids = tokenizer.apply_chat_template(list(chat), add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)
+
+
+def encode(tokenizer, chat: Sequence[dict], response: str) -> tuple[list[int], list[int]]:
+    """Token ids of chat + response + EOS, and labels that score only the response and EOS.
+
+    The prompt part is rendered by the tokenizer's own chat template with the generation
+    prompt, exactly as the evaluation engine renders it, so training and serving agree.
+    """
+    prompt_ids = render(tokenizer, chat)
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = list(prompt_ids) + response_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
+    return input_ids, labels

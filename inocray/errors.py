@@ -1,0 +1,31 @@
+"""Errors a user can fix. The CLI prints their message as one sentence and exits 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable)
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(ValueError):
+    """Bad input from the user (sweep file, data, arguments, run directory)."""
+
+
+def reports_input_errors(fn: F) -> F:
+    """Turn an InputError raised by a command into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]

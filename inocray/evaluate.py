@@ -1,0 +1,86 @@
+"""Evaluation: sample completions through the Serve app and score them into trait rates.
+
+Both measurements of the theory go through here: the elicitation of every prompt by the
+base model M0, and the trained model M_s in the neutral context C0 and in its own Cs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Hashable
+
+from inocray import data
+from inocray.serve import GenerateRequest
+from inocray.settings import Setting
+from inocray.spec import SweepSpec
+
+EVAL_SEED = 10_007  # evaluation requests are drawn apart from any training seed
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Who was measured: the identity columns of a row (see store.SCHEMA)."""
+
+    sweep_hash: str
+    setting: str
+    trial_id: str
+    stage: str  # "base" | "data" | "trained"
+    prompt_id: str
+    prompt_text: str
+    prompt_role: str
+    seed: int
+
+
+def trait_rows(condition: Condition, context: str, rates: dict[str, tuple[float, int]], setting: Setting) -> list[dict]:
+    """One store row per trait for `condition` measured in `context`."""
+    return [
+        {**asdict(condition), "context": context, "trait": t.name, "desired": t.desired,
+         "rate": rates[t.name][0], "n": rates[t.name][1]}
+        for t in setting.traits
+    ]
+
+
+def score(completions: list[str], setting: Setting) -> dict[str, tuple[float, int]]:
+    """Rate of each trait over the completions, and how many were scored."""
+    n = len(completions)
+    return {t.name: (sum(map(t.score, completions)) / n if n else float("nan"), n) for t in setting.traits}
+
+
+def sample_contexts(
+    engine_handle,
+    setting: Setting,
+    spec: SweepSpec,
+    prompts: dict[Hashable, str],
+    adapter: str | None = None,
+    adapter_path: str | None = None,
+    seed: int = 0,
+) -> dict[Hashable, dict[str, tuple[float, int]]]:
+    """Trait rates under each context in `prompts` (key -> prompt text, "" = neutral).
+
+    All contexts go to the engine in one request, so it batches them together.
+    """
+    requests = setting.eval_requests(spec.eval.requests, EVAL_SEED)
+    keys = list(prompts)
+    chats = [data.messages(r, prompts[k], spec.placement) for k in keys for r in requests]
+    completions = engine_handle.generate.remote(
+        GenerateRequest(
+            chats=chats,
+            samples=spec.eval.samples,
+            max_tokens=spec.eval.max_tokens,
+            temperature=spec.eval.temperature,
+            seed=seed,
+            adapter=adapter,
+            adapter_path=adapter_path,
+        )
+    ).result()
+    per_key = len(requests)
+    out = {}
+    for i, key in enumerate(keys):
+        flat = [c for chat_samples in completions[i * per_key : (i + 1) * per_key] for c in chat_samples]
+        out[key] = score(flat, setting)
+    return out
+
+
+def data_rates(setting: Setting, spec: SweepSpec) -> dict[str, tuple[float, int]]:
+    """T*: the trait levels of the training responses themselves (seed 0's draw)."""
+    return score([ex.response for ex in setting.training_examples(spec.train.examples, 0)], setting)

@@ -1,0 +1,34 @@
+"""The toy trait world as a setting: Spanish (inoculated) and ALL CAPS (kept)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from inocray.data import Example
+from inocray.settings import Prompt, Trait, register
+from inocray.toy import world
+
+
+@dataclass(frozen=True)
+class ToySetting:
+    name: str = "toy"
+    prompts: dict[str, Prompt] = field(
+        default_factory=lambda: {p.id: Prompt(p.id, p.text) for p in world.PROMPTS}
+    )
+    traits: list[Trait] = field(
+        default_factory=lambda: [
+            Trait("spanish", desired=False, score=world.is_spanish),
+            Trait("caps", desired=True, score=world.is_caps),
+        ]
+    )
+
+    def training_examples(self, n: int, seed: int) -> list[Example]:
+        return world.training_examples(n, seed)
+
+    def eval_requests(self, n: int, seed: int) -> list[str]:
+        return world.requests(n, seed)
+
+
+@register("toy")
+def toy() -> ToySetting:
+    return ToySetting()

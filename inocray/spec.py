@@ -1,0 +1,236 @@
+"""The sweep file: typed, validated, hashed.
+
+A sweep file is YAML (loaded safely) that maps onto `SweepSpec`. Every error names the file
+and the field in one sentence, before anything runs or any directory is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inocray.data import PLACEMENTS
+from inocray.errors import InputError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    method: str = "lora"  # "lora" (peft) or "full"
+    zero_stage: int = 2  # DeepSpeed ZeRO stage 0..3
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    lr: float = 1e-3
+    steps: int = 150
+    batch_size: int = 16
+    examples: int = 512  # training examples drawn from the setting
+    num_workers: int = 1  # Ray Train workers per trial
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.49
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    requests: int = 32  # evaluation requests per context
+    samples: int = 4  # completions per request
+    max_tokens: int = 16
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str = "vllm"
+    max_lora_rank: int = 8
+    max_loras: int = 4
+    kv_cache_gib: float = 1.0
+    dtype: str = "float32"
+    max_model_len: int = 128
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    setting: str
+    prompts: list[str]  # ids of the inoculation prompts to try (from the setting's catalogue)
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    irrelevant: list[str] = field(default_factory=list)  # ids of irrelevant-prompt controls
+    model: str = "toy"  # "toy" builds the toy base model; otherwise a local model directory
+    placement: str = "system"
+    max_concurrent_trials: int = 2
+    scale: str = "raw"  # default scale of the printed fit: raw | logit
+    train: TrainSpec = field(default_factory=TrainSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    engine: EngineSpec = field(default_factory=EngineSpec)
+
+    def hash(self) -> str:
+        """Short content hash of the validated spec: names the default run directory."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; raise InputError naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such sweep file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise InputError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file") from None
+    spec = parse_spec(data, source=str(path))
+    return spec
+
+
+def parse_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
+    spec = _build(SweepSpec, data, source, "")
+    _check(spec, source)
+    return spec
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        what = "the sweep file" if not prefix else f"field '{prefix[:-1]}'"
+        raise InputError(f"{source}: {what} must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise InputError(
+            f"{source}: unknown field '{prefix}{unknown[0]}' (known: {', '.join(sorted(fields))})"
+        )
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(f"{source}: missing required field '{prefix}{name}'")
+            continue
+        values[name] = _convert(hints[name], data[name], source, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, f"{name}.")
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise InputError(f"{source}: field '{name}' must be a list")
+        return [_convert(item, v, source, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{source}: field '{name}' must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{source}: field '{name}' must be an integer, not {value!r}")
+        return value
+    if tp is float:
+        # PyYAML reads 1e-3 (no dot) as a string; accept any number written as text.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{source}: field '{name}' must be a number, not {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InputError(f"{source}: field '{name}' must be a finite number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(f"{source}: field '{name}' must be a string, not {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {tp!r}")  # a bug in SweepSpec, not in the file
+
+
+def _check(spec: SweepSpec, source: str) -> None:
+    """Constraints between and within fields, each reported against its field."""
+
+    def bad(name: str, why: str) -> InputError:
+        return InputError(f"{source}: field '{name}' {why}")
+
+    from inocray.settings import get_setting  # late: settings import data/scorers
+
+    if not ID_PATTERN.match(spec.name):
+        raise bad("name", "must be letters, digits, '.', '_' or '-' (at most 64)")
+    try:
+        setting = get_setting(spec.setting)
+    except KeyError as e:
+        raise bad("setting", str(e.args[0])) from None
+    if not spec.prompts:
+        raise bad("prompts", "must list at least one inoculation prompt")
+    for group in ("prompts", "irrelevant"):
+        ids = getattr(spec, group)
+        for i, pid in enumerate(ids):
+            if pid not in setting.prompts:
+                raise bad(f"{group}[{i}]", f"names unknown prompt {pid!r} of setting '{setting.name}'")
+        if len(set(ids)) != len(ids):
+            raise bad(group, "lists a prompt twice")
+    if set(spec.prompts) & set(spec.irrelevant):
+        raise bad("irrelevant", "repeats a prompt already in 'prompts'")
+    if not spec.seeds:
+        raise bad("seeds", "must list at least one seed")
+    if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
+        raise bad("seeds", "must be distinct non-negative integers")
+    if spec.placement not in PLACEMENTS:
+        raise bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {spec.placement!r}")
+    if spec.scale not in ("raw", "logit"):
+        raise bad("scale", f"must be raw or logit, not {spec.scale!r}")
+    if spec.max_concurrent_trials < 1:
+        raise bad("max_concurrent_trials", "must be at least 1")
+    if spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
+        raise bad("model", f"names {spec.model!r}, which is not a model directory (or 'toy')")
+    t = spec.train
+    if t.method not in ("lora", "full"):
+        raise bad("train.method", f"must be lora or full, not {t.method!r}")
+    if t.zero_stage not in (0, 1, 2, 3):
+        raise bad("train.zero_stage", f"must be 0, 1, 2 or 3, not {t.zero_stage}")
+    positive = {
+        "train.lr": t.lr, "train.steps": t.steps, "train.batch_size": t.batch_size,
+        "train.examples": t.examples, "train.num_workers": t.num_workers,
+        "train.cpus_per_worker": t.cpus_per_worker, "train.lora.r": t.lora.r,
+        "train.lora.alpha": t.lora.alpha, "eval.requests": spec.eval.requests,
+        "eval.samples": spec.eval.samples, "eval.max_tokens": spec.eval.max_tokens,
+        "engine.max_loras": spec.engine.max_loras, "engine.kv_cache_gib": spec.engine.kv_cache_gib,
+        "engine.max_model_len": spec.engine.max_model_len,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise bad(name, f"must be positive, not {value}")
+    if not 0 <= t.lora.dropout < 1:
+        raise bad("train.lora.dropout", "must be in [0, 1)")
+    if spec.eval.temperature < 0:
+        raise bad("eval.temperature", "must not be negative")
+    if t.lora.r > spec.engine.max_lora_rank:
+        raise bad("engine.max_lora_rank", f"must be at least train.lora.r ({t.lora.r})")
+    if spec.engine.name != "vllm":
+        raise bad("engine.name", f"must be vllm, not {spec.engine.name!r}")
+    limits = {"train.steps": (t.steps, 100_000), "train.examples": (t.examples, 1_000_000),
+              "eval.requests": (spec.eval.requests, 100_000), "eval.samples": (spec.eval.samples, 1_000)}
+    for name, (value, most) in limits.items():
+        if value > most:
+            raise bad(name, f"is {value}, above the limit of {most}")

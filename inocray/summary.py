@@ -1,0 +1,55 @@
+"""What `inocray run` prints at the end: the fit, the headline effect, where everything is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from scipy.stats import spearmanr
+
+from inocray import store
+from inocray.analysis import RunFit, TraitFit, fit_rows, save_fit
+from inocray.report import plot_elicitation
+from inocray.spec import SweepSpec
+
+
+def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit:
+    """Fit the run's rows, print the fit and the headline, save tables and plots."""
+    fit = fit_rows(store.read_rows(run_dir), scale=spec.scale)
+    echo("")
+    echo(fit.to_text())
+    save_fit(fit, run_dir)
+    plots = []
+    for t in fit.traits:
+        path = run_dir / f"elicitation-{t.trait}.png"
+        plot_elicitation(fit, t.trait, path)
+        plots.append(path.name)
+    echo("")
+    for t in fit.traits:
+        echo(headline(t))
+    echo("")
+    echo(f"results in {run_dir}:")
+    echo(f"  rows/*.parquet   one row per (trial, context, trait)")
+    echo(f"  analysis.csv     the fit as a table; plots: {', '.join(plots)}")
+    echo(f"  `inocray report {run_dir}` writes an HTML report")
+    return fit
+
+
+def headline(t: TraitFit) -> str:
+    """One line per trait: the trait left at test time, control vs the most eliciting prompt."""
+    kind = "kept (desired)" if t.desired else "inoculated against"
+    inoculation = [p for p in t.prompts if p.role == "inoculation"]
+    control = next((p for p in t.prompts if p.role == "none"), None)
+    if not inoculation or control is None:
+        return f"{t.trait} ({kind}): needs inoculation prompts and the no-prompt control"
+    strongest = max(inoculation, key=lambda p: p.elicitation.value)
+    ratio = strongest.neutral.value / control.neutral.value if control.neutral.value else float("nan")
+    line = (
+        f"{t.trait} ({kind}), neutral context after training: no-prompt control "
+        f"{control.neutral.value:.2f}, most eliciting prompt {strongest.prompt_id} "
+        f"{strongest.neutral.value:.2f} (ratio {ratio:.2f})"
+    )
+    if len(inoculation) >= 3:
+        rho = spearmanr([p.elicitation.value for p in inoculation], [p.neutral.value for p in inoculation])[0]
+        line += f"; Spearman(elicitation, neutral) over {len(inoculation)} prompts {rho:+.2f}"
+    return line

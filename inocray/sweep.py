@@ -1,0 +1,197 @@
+"""Run a sweep: Ray Tune schedules one trial per (prompt, seed); each trains and evaluates.
+
+    run_sweep(spec, run_dir)
+      base model   -> toy world build (cached) or the user's model directory
+      Serve app    -> one vLLM engine for the whole sweep (serve.py)
+      elicitation  -> base model under every prompt and none: rows of trial "base"
+      Tune grid    -> trial: fine_tune (train.py) -> evaluate -> rows/<trial>.parquet
+      fit          -> analysis of all rows, printed and plotted
+
+A trial's rows are its proof of completion: a rerun into the same run directory skips
+every trial whose rows exist, so a crash or kill loses no finished trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from inocray import evaluate, store
+from inocray.errors import InputError
+from inocray.settings import Setting, get_setting
+from inocray.spec import SweepSpec
+
+NONE = "none"  # prompt id of the no-prompt control
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str
+    prompt_id: str
+    prompt_text: str
+    prompt_role: str  # "inoculation" | "none" | "irrelevant"
+    seed: int
+
+
+def plan_trials(spec: SweepSpec, setting: Setting) -> list[Trial]:
+    """The grid: every inoculation prompt and control, crossed with every seed."""
+    prompts = [(pid, setting.prompts[pid].text, "inoculation") for pid in spec.prompts]
+    prompts += [(NONE, "", "none")]
+    prompts += [(pid, setting.prompts[pid].text, "irrelevant") for pid in spec.irrelevant]
+    return [Trial(f"{pid}-s{seed}", pid, text, role, seed) for pid, text, role in prompts for seed in spec.seeds]
+
+
+def default_run_dir(spec: SweepSpec) -> Path:
+    return Path("runs") / f"{spec.name}-{spec.hash()}"
+
+
+def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print) -> Path:
+    """Run every unfinished trial of `spec` into `run_dir`; return the run directory."""
+    import ray
+
+    setting = get_setting(spec.setting)
+    run_dir = run_dir.resolve()
+    _claim_run_dir(spec, run_dir)
+    trials = plan_trials(spec, setting)
+    todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
+    echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
+    echo(f"run directory: {run_dir}")
+
+    model_path = _base_model(spec, echo)
+    started = time.monotonic()
+    owns_ray = not ray.is_initialized()  # tests and notebooks may bring their own session
+    if owns_ray:
+        if address:
+            context = ray.init(address=address, log_to_driver=False)
+        else:
+            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
+    from inocray import serve
+
+    app = f"inocray-{spec.hash()}"
+    try:
+        echo("starting the evaluation engine (Ray Serve + vLLM) ...")
+        engine = serve.start(app, model_path, spec.engine)
+        _measure_base(engine, spec, setting, run_dir, echo)
+        if todo:
+            _tune(spec, todo, len(trials), run_dir, model_path, app, echo)
+        serve.stop(app)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    echo(f"trials finished in {time.monotonic() - started:.0f} s")
+    return run_dir
+
+
+def _claim_run_dir(spec: SweepSpec, run_dir: Path) -> None:
+    """Create the run directory, or check that an existing one belongs to this sweep."""
+    marker = run_dir / "sweep.json"
+    record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
+    if marker.exists():
+        old = json.loads(marker.read_text()).get("hash")
+        if old != spec.hash():
+            raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, marker)
+
+
+def _base_model(spec: SweepSpec, echo: Callable) -> str:
+    if spec.model != "toy":
+        return str(Path(spec.model).expanduser().resolve())
+    from inocray.toy import build_base_model
+
+    return str(build_base_model(log=echo))
+
+
+def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable) -> None:
+    """Rows of the untrained model (elicitation, T(M0,C0)) and of the training data (T*)."""
+    if not store.has_rows(run_dir, "data"):
+        cond = evaluate.Condition(spec.hash(), setting.name, "data", "data", NONE, "", "none", 0)
+        store.write_rows(run_dir, "data", evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec), setting))
+    if store.has_rows(run_dir, "base"):
+        return
+    echo("measuring elicitation of every prompt on the base model ...")
+    prompts = {(NONE, "none"): ""}
+    prompts |= {(pid, "inoculation"): setting.prompts[pid].text for pid in spec.prompts}
+    prompts |= {(pid, "irrelevant"): setting.prompts[pid].text for pid in spec.irrelevant}
+    rates = evaluate.sample_contexts(engine, setting, spec, prompts)
+    rows = []
+    for (pid, role), text in prompts.items():
+        cond = evaluate.Condition(spec.hash(), setting.name, "base", "base", pid, text, role, 0)
+        rows += evaluate.trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)
+        echo(f"  {pid:<20} " + "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items()))
+    store.write_rows(run_dir, "base", rows)
+
+
+def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, app: str, echo) -> None:
+    from ray import tune
+
+    from inocray.progress import Progress
+
+    trainable = tune.with_parameters(
+        run_trial,
+        trials={t.id: t for t in todo},
+        spec=spec,
+        run_dir=str(run_dir),
+        model_path=model_path,
+        app=app,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"CPU": 0.01}),  # the trial's workers hold the CPUs
+        param_space={"trial_id": tune.grid_search([t.id for t in todo])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
+        run_config=tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(run_dir / "tune"),
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[Progress(total, total - len(todo), echo)],
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    failed = [r for r in results if r.error]
+    if failed:
+        echo(f"{len(failed)} trial(s) failed; rerun the same command to retry them. First error:")
+        echo(str(failed[0].error).strip().splitlines()[-1])
+
+
+def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_path: str, app: str) -> None:
+    """One Tune trial: fine-tune, evaluate in C0 and Cs, write the rows, report."""
+    from ray import tune
+
+    from inocray import serve
+    from inocray.train import TrainJob, fine_tune
+
+    trial: Trial = trials[config["trial_id"]]
+    setting = get_setting(spec.setting)
+    job = TrainJob(
+        trial_id=trial.id,
+        examples=setting.training_examples(spec.train.examples, trial.seed),
+        base_model=model_path,
+        adapter_dir=str(Path(run_dir) / "adapters" / trial.id),
+        prompt_text=trial.prompt_text,
+        placement=spec.placement,
+        seed=trial.seed,
+        train=spec.train,
+    )
+    result = fine_tune(job, storage_dir=str(Path(run_dir) / "train"))
+    contexts = {"neutral": "", "prompt": trial.prompt_text}
+    rates = evaluate.sample_contexts(
+        serve.handle(app), setting, spec, contexts, adapter=trial.id, adapter_path=job.adapter_dir, seed=trial.seed
+    )
+    cond = evaluate.Condition(
+        spec.hash(), setting.name, trial.id, "trained", trial.prompt_id, trial.prompt_text, trial.prompt_role, trial.seed
+    )
+    rows = [row for ctx in contexts for row in evaluate.trait_rows(cond, ctx, rates[ctx], setting)]
+    store.write_rows(run_dir, trial.id, rows)
+    metrics = {"final_loss": result.loss, "done": 1}
+    metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
+    tune.report(metrics)

@@ -1,0 +1,52 @@
+import pyarrow.parquet as pq
+import pytest
+
+from inocray import store
+
+
+def row(trial="t1", trait="spanish", rate=0.5, context="neutral"):
+    return {
+        "sweep_hash": "abc", "setting": "toy", "trial_id": trial, "stage": "trained",
+        "prompt_id": "es-always", "prompt_text": "You always speak in Spanish.",
+        "prompt_role": "inoculation", "seed": 1, "context": context, "trait": trait,
+        "desired": trait == "caps", "rate": rate, "n": 128,
+    }
+
+
+def test_rows_round_trip(tmp_path):
+    rows = [row(), row(trait="caps", rate=0.25, context="prompt")]
+    store.write_rows(tmp_path, "t1", rows)
+    table = store.read_rows(tmp_path)
+    assert table.schema == store.SCHEMA
+    assert table.to_pylist() == rows
+
+
+def test_rewrite_replaces_rows_of_a_retried_trial(tmp_path):
+    store.write_rows(tmp_path, "t1", [row(rate=0.1)])
+    store.write_rows(tmp_path, "t1", [row(rate=0.9)])
+    store.write_rows(tmp_path, "t2", [row(trial="t2", rate=0.3)])
+    table = store.read_rows(tmp_path)
+    assert sorted(zip(table["trial_id"].to_pylist(), table["rate"].to_pylist())) == [("t1", 0.9), ("t2", 0.3)]
+    assert not [p for p in (tmp_path / "rows").iterdir() if p.suffix != ".parquet"]  # no temp files left
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(Exception):
+        store.write_rows(tmp_path, "t1", [{**row(), "rate": "not a number"}])
+    assert not store.has_rows(tmp_path, "t1")
+    assert not (tmp_path / "rows").exists() or list((tmp_path / "rows").iterdir()) == []
+
+
+def test_empty_run_reads_as_empty_table(tmp_path):
+    assert store.read_rows(tmp_path).num_rows == 0
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden"])
+def test_trial_ids_cannot_escape_the_run_dir(tmp_path, bad):
+    with pytest.raises(ValueError):
+        store.rows_path(tmp_path, bad)
+
+
+def test_file_is_plain_parquet(tmp_path):
+    path = store.write_rows(tmp_path, "t1", [row()])
+    assert pq.read_table(path).num_rows == 1

@@ -1,0 +1,43 @@
+"""A real sweep at tiny scale: Tune grid of 2 trials, Train+DeepSpeed, Serve+vLLM, Parquet."""
+
+import pytest
+
+from inocray import store
+from inocray.spec import parse_spec
+from inocray.sweep import run_sweep
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tmp_path):
+    spec = parse_spec(
+        {
+            "name": "tiny",
+            "setting": "toy",
+            "model": str(toy_model),
+            "prompts": ["es-always"],
+            "seeds": [3],
+            "train": {"steps": 10, "batch_size": 8, "examples": 64},
+            "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
+        }
+    )
+    lines = []
+    run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)
+    rows = store.read_rows(run_dir).to_pylist()
+    trained = [r for r in rows if r["stage"] == "trained"]
+    assert sorted({r["trial_id"] for r in trained}) == ["es-always-s3", "none-s3"]
+    # one row per (trial, context, trait)
+    keys = [(r["trial_id"], r["context"], r["trait"]) for r in trained]
+    assert len(keys) == len(set(keys)) == 2 * 2 * 2
+    assert all(r["n"] == 8 * 2 and 0 <= r["rate"] <= 1 and r["sweep_hash"] == spec.hash() for r in trained)
+    base = {(r["prompt_id"], r["context"], r["trait"]) for r in rows if r["stage"] == "base"}
+    assert base == {(p, c, t) for p, c in [("none", "neutral"), ("es-always", "prompt")] for t in ("spanish", "caps")}
+    star = {r["trait"]: r["rate"] for r in rows if r["stage"] == "data"}
+    assert star == {"spanish": 1.0, "caps": 1.0}  # the training responses are all Spanish CAPS
+    assert any("[  2/2]" in line for line in lines)
+
+    # Rerunning into the same directory repeats nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "rows").iterdir()}
+    lines.clear()
+    run_sweep(spec, run_dir, echo=lines.append)
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "rows").iterdir()} == before
+    assert "2 trials, 2 already done" in lines[0]
