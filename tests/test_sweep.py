@@ -4,6 +4,7 @@ import pytest
 
 from inocray import store
 from inocray.spec import parse_spec
+from inocray.summary import summarize
 from inocray.sweep import run_sweep
 
 
@@ -41,3 +42,10 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     run_sweep(spec, run_dir, echo=lines.append)
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "rows").iterdir()} == before
     assert "2 trials, 2 already done" in lines[0]
+
+    # The end of `inocray run`: the fit is printed and saved with its plots.
+    lines.clear()
+    fit = summarize(run_dir, spec, echo=lines.append)
+    assert {t.trait for t in fit.traits} == {"spanish", "caps"}
+    assert (run_dir / "analysis.csv").exists() and (run_dir / "elicitation-spanish.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(line.startswith("spanish (inoculated against)") for line in lines)

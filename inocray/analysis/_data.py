@@ -1,0 +1,260 @@
+"""Result rows -> one checked `TraitData` per (setting, trait), or one clear InputError.
+
+Everything the statistics need is gathered here, and every way the rows can be unusable is
+caught here, so that the fitting code in `_fit.py` only ever sees well-formed arrays.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from scipy import stats
+
+from inocray.errors import InputError
+from inocray.store import SCHEMA
+
+NO_PROMPT = "none"  # prompt_id of the no-prompt control
+STAGES = ("base", "data", "trained")
+CONTEXTS = ("neutral", "prompt")
+# Duplicate base rows (the same base measurement in several pooled runs) are merged by
+# summing their counts unless a homogeneity test says they cannot be the same measurement.
+CONFLICT_P = 1e-3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A trait rate measured on n samples (rate * n traits seen)."""
+
+    rate: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PromptData:
+    """Everything measured for one prompt s: its elicitation and its trained seeds."""
+
+    prompt_id: str
+    role: str
+    text: str
+    elicitation: Measurement  # T(M0, Cs); for the "none" control T(M0, C0)
+    seeds: tuple[int, ...]
+    neutral: tuple[Measurement, ...]  # T(Ms, C0), one per seed
+    context: tuple[Measurement, ...]  # T(Ms, Cs), one per seed ("none": the same as neutral)
+
+
+@dataclass(frozen=True)
+class TraitData:
+    setting: str
+    trait: str
+    desired: bool
+    base_neutral: Measurement  # T(M0, C0)
+    data_level: Measurement | None  # T*, absent in runs without "data" rows
+    prompts: tuple[PromptData, ...]  # the control first, then by elicitation (the line's x)
+
+    @property
+    def constant(self) -> bool:
+        """True when every rate of this trait is the same number: nothing varies to fit."""
+        rates = [self.base_neutral.rate]
+        for p in self.prompts:
+            rates += [p.elicitation.rate] + [m.rate for m in p.neutral + p.context]
+        return min(rates) == max(rates)
+
+
+def gather(table: pa.Table) -> tuple[list[TraitData], list[str]]:
+    """Check the rows and group them per (setting, trait), with notes on what was skipped.
+
+    Raises InputError if the rows are unusable.
+    """
+    rows = _checked_rows(table)
+    _check_poolable(rows)
+    base = _merged(rows, "base")
+    data = _merged(rows, "data")
+    trials = _trials(rows)
+    out, notes = [], []
+    for setting in sorted({r["setting"] for r in rows}):
+        if not any(t.setting == setting for t in trials.values()):
+            notes.append(f"setting {setting!r} has no trained trials yet: skipped")
+            continue
+        # undesired traits (what IP targets) first, then the desired ones it should keep
+        for trait, desired in sorted(_traits(rows, setting).items(), key=lambda td: td[::-1]):
+            prompts = _prompts(setting, trait, trials, base)
+            base_neutral = _need(base, (setting, NO_PROMPT, "neutral", trait), "T(M0, C0)")
+            out.append(
+                TraitData(
+                    setting=setting,
+                    trait=trait,
+                    desired=desired,
+                    base_neutral=base_neutral,
+                    data_level=data.get((setting, NO_PROMPT, "prompt", trait)),
+                    prompts=tuple(sorted(prompts, key=_control_then_elicitation)),
+                )
+            )
+    return out, notes
+
+
+def _control_then_elicitation(p: PromptData) -> tuple:
+    return (p.prompt_id != NO_PROMPT, p.elicitation.rate, p.prompt_id)
+
+
+def _checked_rows(table: pa.Table) -> list[dict]:
+    if table.num_rows == 0:
+        raise InputError("there are no result rows to analyze (has any trial finished?)")
+    missing = [name for name in SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise InputError(f"the result rows lack the column(s) {', '.join(missing)}")
+    rows = table.select(SCHEMA.names).to_pylist()
+    for row in rows:
+        row["prompt_text"] = row["prompt_text"] or ""
+        where = f"row of trial {row['trial_id']!r}"
+        nulls = [k for k in SCHEMA.names if row[k] is None and k != "prompt_text"]
+        if nulls:
+            raise InputError(f"a {where} has no value for {', '.join(nulls)}")
+        if row["stage"] not in STAGES:
+            raise InputError(f"a {where} has unknown stage {row['stage']!r}; expected {STAGES}")
+        if row["context"] not in CONTEXTS:
+            raise InputError(f"a {where} has unknown context {row['context']!r}")
+        if not (0.0 <= row["rate"] <= 1.0) or row["n"] < 1:
+            raise InputError(f"a {where} has rate {row['rate']} on n={row['n']} samples")
+    if not any(r["stage"] == "trained" for r in rows):
+        raise InputError("there are no trained rows yet: nothing to fit")
+    if not any(r["stage"] == "base" for r in rows):
+        raise InputError("there are no base-model rows: elicitation T(M0, Cs) was not measured")
+    return rows
+
+
+def _check_poolable(rows: list[dict]) -> None:
+    """Rows of several sweeps pool only if they share settings, traits and prompt texts."""
+    layouts: dict[str, frozenset] = defaultdict(frozenset)
+    for r in rows:
+        layouts[r["sweep_hash"]] |= {(r["setting"], r["trait"])}
+    (first, layout), *others = sorted(layouts.items())
+    for other, other_layout in others:
+        if other_layout != layout:
+            diff = sorted(f"{s}/{t}" for s, t in layout ^ other_layout)
+            raise InputError(
+                f"runs {first!r} and {other!r} cannot be pooled: they differ in setting/trait "
+                f"{', '.join(diff)}"
+            )
+    checks = (
+        (("setting", "trait"), "desired"),
+        (("setting", "prompt_id"), "prompt_text"),
+        (("setting", "prompt_id"), "prompt_role"),
+    )
+    for key, label in checks:
+        seen: dict[tuple, object] = {}
+        for r in rows:
+            if r["stage"] == "data" and label != "desired":
+                continue  # data rows describe the training set, not a prompt
+            k = tuple(r[f] for f in key)
+            if seen.setdefault(k, r[label]) != r[label]:
+                raise InputError(
+                    f"{'/'.join(k)} has conflicting {label} values {seen[k]!r} and {r[label]!r}"
+                    " (were runs of different sweeps pooled?)"
+                )
+
+
+def _merged(rows: list[dict], stage: str) -> dict[tuple, Measurement]:
+    """Untrained measurements keyed (setting, prompt_id, context, trait); repeats merged."""
+    groups: dict[tuple, list[Measurement]] = defaultdict(list)
+    for r in rows:
+        if r["stage"] == stage:
+            key = (r["setting"], r["prompt_id"], r["context"], r["trait"])
+            groups[key].append(Measurement(r["rate"], r["n"]))
+    return {key: _merge(key, ms) for key, ms in groups.items()}
+
+
+def _merge(key: tuple, ms: list[Measurement]) -> Measurement:
+    if len(ms) == 1:
+        return ms[0]
+    hits = np.array([round(m.rate * m.n) for m in ms])
+    n = np.array([m.n for m in ms])
+    if hits.sum() not in (0, n.sum()):
+        _, p, _, _ = stats.chi2_contingency(np.stack([hits, n - hits]))
+        if p < CONFLICT_P:
+            rates = ", ".join(f"{m.rate:.3f} (n={m.n})" for m in ms)
+            raise InputError(
+                f"base rows for {'/'.join(key)} conflict ({rates}): "
+                "pool only runs measured on the same base model"
+            )
+    return Measurement(float(hits.sum() / n.sum()), int(n.sum()))
+
+
+def _traits(rows: list[dict], setting: str) -> dict[str, bool]:
+    return {r["trait"]: r["desired"] for r in rows if r["setting"] == setting}
+
+
+@dataclass
+class _Trial:
+    setting: str
+    prompt_id: str
+    role: str
+    text: str
+    seed: int
+    rates: dict[tuple[str, str], Measurement]  # (context, trait) -> measurement
+
+
+def _trials(rows: list[dict]) -> dict[tuple[str, str], _Trial]:
+    trials: dict[tuple[str, str], _Trial] = {}
+    for r in rows:
+        if r["stage"] != "trained":
+            continue
+        trial = trials.setdefault(
+            (r["sweep_hash"], r["trial_id"]),
+            _Trial(r["setting"], r["prompt_id"], r["prompt_role"], r["prompt_text"], r["seed"], {}),
+        )
+        key = (r["context"], r["trait"])
+        if key in trial.rates or (trial.prompt_id, trial.seed) != (r["prompt_id"], r["seed"]):
+            raise InputError(
+                f"trial {r['trial_id']!r} has duplicate or inconsistent rows "
+                "(was the same run directory given twice?)"
+            )
+        trial.rates[key] = Measurement(r["rate"], r["n"])
+    return trials
+
+
+def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptData]:
+    per_prompt: dict[str, list[_Trial]] = defaultdict(list)
+    for (_, trial_id), trial in sorted(trials.items()):
+        if trial.setting != setting:
+            continue
+        contexts = ("neutral",) if trial.prompt_id == NO_PROMPT else CONTEXTS
+        for context in contexts:
+            if (context, trait) not in trial.rates:
+                raise InputError(
+                    f"trait {trait!r} is missing from trial {trial_id!r} ({context} context): "
+                    "every trial must score every trait of its setting"
+                )
+        per_prompt[trial.prompt_id].append(trial)
+    out = []
+    for prompt_id, group in sorted(per_prompt.items()):
+        if prompt_id == NO_PROMPT:
+            elicitation = _need(base, (setting, NO_PROMPT, "neutral", trait), "T(M0, C0)")
+            context = "neutral"
+        else:
+            elicitation = _need(base, (setting, prompt_id, "prompt", trait), "elicitation")
+            context = "prompt"
+        out.append(
+            PromptData(
+                prompt_id=prompt_id,
+                role=group[0].role,
+                text=group[0].text,
+                elicitation=elicitation,
+                seeds=tuple(t.seed for t in group),
+                neutral=tuple(t.rates["neutral", trait] for t in group),
+                context=tuple(t.rates[context, trait] for t in group),
+            )
+        )
+    return out
+
+
+def _need(base: dict, key: tuple, what: str) -> Measurement:
+    if key not in base:
+        setting, prompt_id, context, trait = key
+        raise InputError(
+            f"no base-model row gives {what} for prompt {prompt_id!r}, trait {trait!r} "
+            f"({context} context) in setting {setting!r}"
+        )
+    return base[key]

@@ -1,0 +1,189 @@
+"""The estimators of Wichers et al. App. H for one trait on one scale.
+
+Every quantity is a function of four arrays of trait levels (`Levels`), computed once on the
+data (the point estimate) and once per bootstrap draw, so the point estimate and its interval
+always come from the same code.
+
+The bootstrap draws are made in `_bootstrap.py`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from inocray.analysis._bootstrap import (
+    Levels,
+    observed,
+    on_scale,
+    redraw,
+    resampled,
+    seed_values,
+)
+from inocray.analysis._data import NO_PROMPT, TraitData
+from inocray.analysis._result import ElicitationLine, Estimate, PooledK, PromptFit, TraitFit
+
+MIN_LINE_PROMPTS = 3  # a line through two points has no residual, and r is always +-1
+ZERO = 1e-12  # a denominator this small is zero
+
+
+def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator) -> TraitFit:
+    """Every estimate for one trait on one scale; notes say what could not be estimated."""
+    point, boot = observed(data, scale), resampled(data, scale, n_boot, rng)
+    ids = [p.prompt_id for p in data.prompts]
+    control = ids.index(NO_PROMPT) if NO_PROMPT in ids else None
+    fit = not data.constant
+    notes = []
+    if all(len(p.seeds) == 1 for p in data.prompts):
+        notes.append("every prompt had one seed: intervals hold evaluation noise only")
+    if not fit:
+        notes.append(f"every rate is {data.base_neutral.rate:.3f}: nothing varies, nothing is fit")
+    elif control is None:
+        notes.append("no inoculation effects: no trial was trained without a prompt")
+
+    prompts = []
+    for j, p in enumerate(data.prompts):
+
+        def est(level, j=j) -> Estimate:
+            return Estimate.from_draws(level(point)[0, j], level(boot)[:, j])
+
+        k, k_note = _k(p.prompt_id, est) if fit else (None, "")
+        effect = None
+        if fit and control is not None and j != control:
+            effect = est(lambda lv: lv.neutral - lv.neutral[:, [control]])
+        prompts.append(
+            PromptFit(
+                prompt_id=p.prompt_id,
+                role=p.role,
+                text=p.text,
+                seeds=p.seeds,
+                elicitation=est(lambda lv: lv.elicitation),
+                neutral=est(lambda lv: lv.neutral),
+                neutral_seeds=tuple(float(v) for v in seed_values(p, scale)),
+                context=est(lambda lv: lv.context),
+                delta_neutral=est(_delta_neutral),
+                delta_context=est(_delta_context),
+                generalization_factor=k,
+                k_note=k_note,
+                inoculation_effect=effect,
+            )
+        )
+
+    # The no-prompt control is off the line: it has k = 1 by definition (see _k), so it sits
+    # at T(M_none, C0) ~ T* rather than at T(M0, C0) + k (T* - T(M0, C0)).
+    trained = [j for j, i in enumerate(ids) if i != NO_PROMPT]
+    line = _line(point, boot, trained, notes) if fit else None
+    through_origin = None
+    if fit and trained:
+        k_point = _origin_slope(_delta_context(point)[:, trained], _delta_neutral(point)[:, trained])
+        k_boot = _origin_slope(_delta_context(boot)[:, trained], _delta_neutral(boot)[:, trained])
+        if np.isfinite(k_point[0]):  # NaN when no prompt moved the trait in its own context
+            through_origin = Estimate.from_draws(k_point[0], k_boot)
+    from_line = None if line is None else Estimate.from_draws(-line.slope.value, -line.draws[:, 0])
+    data_level = None
+    if data.data_level is not None:
+        t_star = data.data_level
+        value = float(on_scale(t_star.rate, t_star.n, scale))
+        data_level = Estimate.from_draws(value, redraw(t_star, scale, n_boot, rng))
+    return TraitFit(
+        setting=data.setting,
+        trait=data.trait,
+        desired=data.desired,
+        scale=scale,
+        base_neutral=Estimate.from_draws(point.base_neutral[0, 0], boot.base_neutral[:, 0]),
+        data_level=data_level,
+        prompts=tuple(prompts),
+        line=line,
+        pooled_k=PooledK(through_origin=through_origin, from_line=from_line),
+        notes=tuple(notes),
+    )
+
+
+def _delta_neutral(lv: Levels) -> np.ndarray:
+    """T(Ms, C0) - T(M0, C0): what training moved the trait in the neutral context."""
+    return lv.neutral - lv.base_neutral
+
+
+def _delta_context(lv: Levels) -> np.ndarray:
+    """T(Ms, Cs) - T(M0, Cs): what training moved the trait in the prompt's own context."""
+    return lv.context - lv.elicitation
+
+
+def _k(prompt_id: str, est) -> tuple[Estimate | None, str]:
+    """k = [T(Ms,C0) - T(M0,C0)] / [T(Ms,Cs) - T(M0,Cs)], flagged when the denominator may be 0."""
+    if prompt_id == NO_PROMPT:
+        # Cs = C0 for the control, so numerator and denominator are the same difference.
+        return None, "not estimated for the no-prompt control: k = 1 by definition (Cs = C0)"
+    denominator = est(_delta_context)
+    if abs(denominator.value) < ZERO:
+        return None, "undefined: T(Ms,Cs) - T(M0,Cs) is 0"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = est(lambda lv: _delta_neutral(lv) / _delta_context(lv))
+    if not denominator.bounded or denominator.low <= 0 <= denominator.high:  # type: ignore[operator]
+        return Estimate(k.value), "unstable: the interval of T(Ms,Cs) - T(M0,Cs) includes 0"
+    return k, ""
+
+
+def _line(point: Levels, boot: Levels, on: list[int], notes: list) -> ElicitationLine | None:
+    """OLS of T(Ms, C0) on T(M0, Cs) across the prompts `on`, with Pearson r and Spearman rho.
+
+    r and rho are None when T(Ms, C0) is the same for every prompt (a flat line, k = 0).
+    """
+    x, y = point.elicitation[0, on], point.neutral[0, on]
+    if len(x) < MIN_LINE_PROMPTS:
+        notes.append(
+            f"no elicitation line: it needs {MIN_LINE_PROMPTS} prompts besides the no-prompt "
+            f"control, got {len(x)}"
+        )
+        return None
+    if np.ptp(x) == 0:
+        notes.append("no elicitation line: every prompt has the same elicitation")
+        return None
+    coef = _ols(x[None], y[None])[0]
+    draws = _ols(boot.elicitation[:, on], boot.neutral[:, on])
+    r, rho = _correlations(x[None], y[None])
+    r_boot, rho_boot = _correlations(boot.elicitation[:, on], boot.neutral[:, on])
+    loo = None
+    if len(x) > MIN_LINE_PROMPTS:
+        keep = ~np.eye(len(x), dtype=bool)  # row i drops prompt i
+        loo_slopes = _ols(np.stack([x[m] for m in keep]), np.stack([y[m] for m in keep]))[:, 0]
+        loo = (float(loo_slopes.min()), float(loo_slopes.max()))
+    return ElicitationLine(
+        slope=Estimate.from_draws(coef[0], draws[:, 0]),
+        intercept=Estimate.from_draws(coef[1], draws[:, 1]),
+        pearson_r=Estimate.from_draws(r[0], r_boot) if np.isfinite(r[0]) else None,
+        spearman_rho=Estimate.from_draws(rho[0], rho_boot) if np.isfinite(rho[0]) else None,
+        n_prompts=len(x),
+        slope_leave_one_out=loo,
+        draws=draws,
+    )
+
+
+def _ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(slope, intercept) of y on x for each row of x, y (shape (draws, prompts))."""
+    out = np.full((len(x), 2), np.nan)
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if np.ptp(xi) > 0:
+            out[i] = np.linalg.lstsq(np.column_stack([xi, np.ones_like(xi)]), yi, rcond=None)[0]
+    return out
+
+
+def _origin_slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Slope of y = k * x (no intercept) for each row of x, y."""
+    out = np.full(len(x), np.nan)
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if np.any(np.abs(xi) > ZERO):
+            out[i] = np.linalg.lstsq(xi[:, None], yi, rcond=None)[0][0]
+    return out
+
+
+def _correlations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r and Spearman rho of each row (NaN for a row without variance)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        r = stats.pearsonr(x, y, axis=1).statistic
+        rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
+        rho = stats.pearsonr(rx, ry, axis=1).statistic
+    return np.atleast_1d(r), np.atleast_1d(rho)

@@ -1,0 +1,62 @@
+"""Run directories in, analysis tables out; every file written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from inocray.errors import InputError
+from inocray.store import read_rows
+
+if TYPE_CHECKING:
+    from inocray.analysis._result import RunFit
+
+TABLE_NAME = "analysis"
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+    """Call write(temporary path) beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_fit(fit: RunFit, directory: str | os.PathLike) -> tuple[Path, Path]:
+    """Write fit.to_table() as analysis.parquet and analysis.csv into `directory`."""
+    table = fit.to_table()
+    root = Path(directory)
+    return (
+        write_atomically(root / f"{TABLE_NAME}.parquet", lambda tmp: pq.write_table(table, tmp)),
+        write_atomically(root / f"{TABLE_NAME}.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
+    )
+
+
+def read_runs(run_dirs: Sequence[str | os.PathLike]) -> pa.Table:
+    """The rows of every run directory, pooled; InputError for a missing or empty one."""
+    paths = [Path(d) for d in run_dirs]
+    if not paths:
+        raise InputError("no run directory was given")
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise InputError("a run directory was given twice; its trials would count double")
+    tables = []
+    for path in paths:
+        if not path.is_dir():
+            raise InputError(f"run directory {str(path)!r} does not exist")
+        table = read_rows(path)
+        if table.num_rows == 0:
+            raise InputError(f"run directory {str(path)!r} holds no result rows yet")
+        tables.append(table)
+    return pa.concat_tables(tables)

@@ -1,0 +1,242 @@
+"""Plots of a fit (PNG, matplotlib Agg) and one self-contained report.html per run.
+
+`plot_elicitation` is the plot the spine draws after every run: the trait left at test time,
+T(Ms, C0), against the elicitation T(M0, Cs), with the fitted line (slope -k under App. H).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from inocray.analysis import NO_PROMPT, Estimate, PromptFit, RunFit, TraitFit, fit_rows, read_runs
+from inocray.analysis._io import write_atomically
+from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
+from inocray.errors import InputError
+
+REPORT_NAME = "report.html"
+PathLike = str | os.PathLike
+
+
+def plot_elicitation(
+    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None
+) -> Path:
+    """Scatter of T(Ms, C0) against T(M0, Cs), one point per prompt, with the fitted line."""
+    return _save(_elicitation_figure(fit.trait(trait, scale, setting)), path)
+
+
+def plot_generalization(
+    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None
+) -> Path:
+    """Delta T in the neutral context against delta T in the prompt's context, with pooled k."""
+    return _save(_generalization_figure(fit.trait(trait, scale, setting)), path)
+
+
+def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Path:
+    """Inoculation effect of each prompt against the no-prompt control, one panel per trait."""
+    scale = scale or fit.traits[0].scale
+    traits = [t for t in fit.traits if t.scale == scale]
+    if not traits:
+        raise InputError(f"the fit has no {scale} scale; fit it with scale={scale!r}")
+    return _save(_effects_figure(traits), path)
+
+
+def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
+    """Fit the run on both scales and write RUN_DIR/report.html (plots embedded); its path."""
+    run_dir = Path(run_dir)
+    rows = read_runs([run_dir])
+    fit = fit_rows(rows, scale="both", n_boot=n_boot, seed=seed)
+    sweeps = ", ".join(sorted(set(rows.column("sweep_hash").to_pylist())))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"<h1>inocray report: {_e(run_dir.name)}</h1>",
+        f"<p>Run <code>{_e(str(run_dir))}</code>, sweep {_e(sweeps)}, written {stamp}. "
+        f"Intervals: 95% percentile bootstrap, {fit.n_boot} draws (seed {fit.seed}): seed "
+        "spread pooled over prompts, base-model rates redrawn binomially (docs/analysis.md). "
+        "Plots on the raw scale; tables on the raw and logit (Jeffreys-smoothed) scales.</p>",
+    ]
+    parts += [f"<p>Note: {_e(n)}</p>" for n in fit.notes]
+    for setting in sorted({t.setting for t in fit.traits}):
+        raw = [t for t in fit.traits if t.setting == setting and t.scale == "raw"]
+        parts.append(f"<h2>Setting {_e(setting)}</h2>")
+        parts.append(_prompts_html(raw[0]))
+        parts.append(_img(_effects_figure(raw), "inoculation effect of each prompt"))
+        for t in raw:
+            parts.append(f"<h3>{_e(t.trait)} ({'desired' if t.desired else 'undesired'})</h3>")
+            parts.append(_img(_elicitation_figure(t), f"{t.trait}: elicitation line"))
+            parts.append(_img(_generalization_figure(t), f"{t.trait}: generalization factor"))
+            for tf in fit.traits:
+                if (tf.setting, tf.trait) == (setting, t.trait):
+                    parts.append(_trait_html(tf))
+    page = (
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>inocray report: {_e(run_dir.name)}</title><style>{_CSS}</style></head>\n"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    return write_atomically(
+        run_dir / REPORT_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8")
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}"
+    "td{font-family:monospace;text-align:right}img{max-width:49%}pre{background:#f6f6f6}"
+)
+
+
+def _prompts_html(t: TraitFit) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(p.prompt_id)}</td><td>{_e(p.role)}</td><td>{len(p.seeds)}</td>"
+        f"<td style='text-align:left'>{_e(p.text)}</td></tr>"
+        for p in t.prompts
+    )
+    return f"<table><tr><th>prompt</th><th>role</th><th>seeds</th><th>text</th></tr>{rows}</table>"
+
+
+def _trait_html(t: TraitFit) -> str:
+    lines = trait_lines(t)
+    head = "".join(f"<th>{_e(h)}</th>" for h, _ in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in prompt_cells(t)
+    )
+    notes = "".join(f"<li>{_e(n)}</li>" for n in trait_notes(t))
+    return (
+        f"<h4>{_e(trait_title(t))}</h4><pre>{_e(chr(10).join(lines))}</pre>"
+        f"<table><tr>{head}</tr>{body}</table>" + (f"<ul>{notes}</ul>" if notes else "")
+    )
+
+
+def _elicitation_figure(t: TraitFit) -> Figure:
+    fig, ax = _figure()
+    on_line = [p for p in t.prompts if p.prompt_id != NO_PROMPT]
+    for p in t.prompts:
+        xs = [p.elicitation.value] * len(p.neutral_seeds)
+        ax.scatter(xs, p.neutral_seeds, s=8, color="grey", alpha=0.5, zorder=1)
+    _points(ax, on_line, "elicitation", "neutral", "prompts (95% CI over seeds)", "C0", "o")
+    control = [p for p in t.prompts if p.prompt_id == NO_PROMPT]
+    _points(ax, control, "elicitation", "neutral", "no-prompt control (not fit)", "C3", "s")
+    ax.scatter([], [], s=8, color="grey", label="single seeds")
+    if t.line is not None:
+        xs = np.array([p.elicitation.value for p in on_line])
+        grid = np.linspace(xs.min(), xs.max(), 50)
+        low, high = t.line.band(grid)
+        ax.fill_between(grid, low, high, color="C1", alpha=0.2, label="95% bootstrap band")
+        ln = t.line
+        label = f"OLS: slope {ln.slope}" + (f", r {ln.pearson_r}" if ln.pearson_r else "")
+        ax.plot(grid, ln.intercept.value + ln.slope.value * grid, color="C1", label=label)
+    _label(
+        ax,
+        t,
+        "trait at test time vs elicitation",
+        x="elicitation T(M0, Cs): base model with the prompt",
+        y="T(Ms, C0): after training, no prompt",
+    )
+    return fig
+
+
+def _generalization_figure(t: TraitFit) -> Figure:
+    fig, ax = _figure()
+    prompts = [p for p in t.prompts if p.prompt_id != NO_PROMPT]
+    _points(ax, prompts, "delta_context", "delta_neutral", "prompts (95% CI)", "C0", "o")
+    xs = np.array([0.0] + [p.delta_context.value for p in prompts])
+    grid = np.linspace(min(xs.min(), 0), max(xs.max(), 0), 50)
+    ax.plot(grid, grid, ls="--", color="grey", label="y = x (k = 1, no inoculation)")
+    k = t.pooled_k.through_origin
+    if k is not None:
+        if k.bounded:
+            ax.fill_between(grid, k.low * grid, k.high * grid, color="C2", alpha=0.2)
+        ax.plot(grid, k.value * grid, color="C2", label=f"pooled k {k}")
+    _label(
+        ax,
+        t,
+        "generalization factor k",
+        x="T(Ms, Cs) - T(M0, Cs): change in the prompt's context",
+        y="T(Ms, C0) - T(M0, C0): change in the neutral context",
+    )
+    return fig
+
+
+def _effects_figure(traits: list[TraitFit]) -> Figure:
+    fig = Figure(figsize=(4.2 * max(1, len(traits)), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(1, len(traits)), squeeze=False)[0]
+    # every panel lists the prompts in one order: by elicitation of the first undesired trait
+    first = min(traits, key=lambda t: t.desired)
+    order = {p.prompt_id: i for i, p in enumerate(first.prompts)}
+    for ax, t in zip(axes, traits):
+        shown = [p for p in t.prompts if p.inoculation_effect is not None]
+        shown.sort(key=lambda p: order.get(p.prompt_id, len(order)))
+        for i, p in enumerate(shown):
+            e = p.inoculation_effect
+            ax.errorbar(e.value, i, xerr=_err(e), fmt="o", color="C2" if t.desired else "C0")
+        ax.set_yticks(range(len(shown)), [p.prompt_id for p in shown])
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_xlabel("T(Ms, C0) - T(M_none, C0)" + ("" if t.scale == "raw" else " (logit)"))
+        ax.set_title(f"{t.trait} ({'desired' if t.desired else 'undesired'})")
+        if not shown:
+            ax.text(0.5, 0.5, "no no-prompt control", ha="center", transform=ax.transAxes)
+    fig.suptitle("Inoculation effect against the no-prompt control (95% CI)")
+    return fig
+
+
+def _points(ax: Axes, prompts: list[PromptFit], x: str, y: str, label: str, color: str, marker: str) -> None:
+    """Error bars (95% intervals) at each prompt's (x, y) estimates, labelled by prompt id."""
+    for i, p in enumerate(prompts):
+        ex, ey = getattr(p, x), getattr(p, y)
+        ax.errorbar(
+            ex.value, ey.value, xerr=_err(ex), yerr=_err(ey), fmt=marker, color=color,
+            capsize=2, label=label if i == 0 else None, zorder=2,
+        )
+        ax.annotate(
+            p.prompt_id, (ex.value, ey.value), xytext=(4, 4), textcoords="offset points",
+            fontsize="x-small",
+        )
+
+
+def _label(ax: Axes, t: TraitFit, title: str, x: str, y: str) -> None:
+    unit = "" if t.scale == "raw" else " (logit)"
+    ax.set_xlabel(x + unit)
+    ax.set_ylabel(y + unit)
+    ax.set_title(f"{t.setting} / {t.trait}: {title}")
+    ax.legend(fontsize="small")
+
+
+def _err(e: Estimate) -> list[list[float]] | None:
+    if not e.bounded:
+        return None
+    return [[max(e.value - e.low, 0.0)], [max(e.high - e.value, 0.0)]]
+
+
+def _figure() -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)  # render with Agg whatever backend pyplot may have chosen
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    path = Path(path)
+    fig.savefig(path, format="png", dpi=110)
+    return path
+
+
+def _img(fig: Figure, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)

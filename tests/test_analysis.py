@@ -1,0 +1,223 @@
+"""The aggregator: known answers from simulated App. H sweeps, degenerate input, the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from inocray.analysis import fit_rows, on_scale
+from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
+from inocray.cli.analyze import command as analyze
+from inocray.cli.report import command as report
+from inocray.errors import InputError
+
+N_BOOT = 200
+K = 0.6
+LADDER = {f"ip{i}": 0.1 + 0.12 * i for i in range(6)}  # elicitation T(M0, Cs) of each prompt
+PROMPTS = {name: "inoculation" for name in LADDER} | {"irrelevant": "irrelevant"}
+SPANISH = PlantedTrait("spanish", k=K, base_neutral=0.05, data_level=0.95, elicitation=LADDER)
+# The prompts do not elicit caps and training generalizes it fully (k = 1): IP keeps it.
+CAPS = PlantedTrait("caps", k=1.0, base_neutral=0.05, data_level=0.9, desired=True)
+
+
+def sweep(traits=(SPANISH, CAPS), prompts=PROMPTS, **kw) -> pa.Table:
+    kw = {"seeds": 4, "n": 400, "rng": 0} | kw
+    return simulate_rows(list(traits), prompts, **kw)
+
+
+def drop(table: pa.Table, **where) -> pa.Table:
+    """The rows of `table` except those matching every column == value in `where`."""
+    mask = pa.array([True] * table.num_rows)
+    for column, value in where.items():
+        mask = pc.and_(mask, pc.equal(table[column], value))
+    return table.filter(pc.invert(mask))
+
+
+def renamed(table: pa.Table) -> pa.Table:
+    """The same rows with another text behind prompt ip0."""
+    texts = pc.replace_substring(table["prompt_text"], "show ip0", "show ip0 twice")
+    return table.set_column(table.schema.get_field_index("prompt_text"), "prompt_text", texts)
+
+
+@pytest.fixture(scope="module")
+def precise():
+    """A large sweep whose estimates should sit within 0.05 of the planted values."""
+    rows = sweep(seeds=6, n=2000, rng=1)
+    return fit_rows(rows, scale="raw", n_boot=N_BOOT)
+
+
+def test_raw_scale_recovers_planted_line_and_k(precise):
+    spanish = precise.trait("spanish")
+    assert spanish.line.slope.value == pytest.approx(-K, abs=0.05)
+    assert spanish.line.intercept.value == pytest.approx(0.05 + K * 0.95, abs=0.05)
+    assert spanish.line.pearson_r.value < -0.95
+    assert spanish.pooled_k.through_origin.value == pytest.approx(K, abs=0.05)
+    assert spanish.pooled_k.from_line.value == pytest.approx(K, abs=0.05)
+    assert spanish.pooled_k.agree
+    ks = [p.generalization_factor for p in spanish.prompts[1:]]  # the control has no k
+    assert np.median([k.value for k in ks]) == pytest.approx(K, abs=0.05)
+    for p in spanish.prompts[1:]:
+        # k is a ratio: precise where training moved the trait a lot in the prompt's context
+        if p.delta_context.value > 0.4:
+            assert p.generalization_factor.value == pytest.approx(K, abs=0.05), p.prompt_id
+
+
+def test_effects_against_the_control_and_selectivity(precise):
+    spanish, caps = precise.trait("spanish"), precise.trait("caps")
+    for p in spanish.prompts[1:]:
+        planted = SPANISH.level("effect", p.prompt_id, "raw")
+        assert p.inoculation_effect.value == pytest.approx(planted, abs=0.05), p.prompt_id
+    for p in caps.prompts[1:]:  # the desired trait is kept: no effect
+        assert p.inoculation_effect.value == pytest.approx(0.0, abs=0.05), p.prompt_id
+
+
+def test_logit_scale_recovers_a_line_planted_on_logits():
+    rows = sweep(traits=[SPANISH], seeds=6, n=2000, scale="logit", seed_sd=0.1, rng=2)
+    spanish = fit_rows(rows, scale="logit", n_boot=N_BOOT).trait("spanish")
+    assert spanish.scale == "logit"
+    assert spanish.line.slope.value == pytest.approx(-K, abs=0.05)
+    assert spanish.pooled_k.through_origin.value == pytest.approx(K, abs=0.05)
+
+
+def test_both_scales_and_the_logit_smoothing():
+    fit = fit_rows(sweep(), scale="both", n_boot=N_BOOT)
+    assert {(t.trait, t.scale) for t in fit.traits} == {
+        (trait, scale) for trait in ("spanish", "caps") for scale in ("raw", "logit")
+    }
+    # Jeffreys-style smoothing keeps rates of 0 and 1 finite: (rate * n + 0.5) / (n + 1)
+    assert on_scale(0.0, 10, "logit") == pytest.approx(math.log(0.5 / 10.5))
+    assert on_scale(1.0, 10, "logit") == pytest.approx(-math.log(0.5 / 10.5))
+    assert on_scale(0.3, 10, "raw") == 0.3
+
+
+def test_the_same_seed_gives_the_same_intervals():
+    rows = sweep()
+    assert fit_rows(rows, n_boot=N_BOOT, seed=3).to_table().equals(
+        fit_rows(rows, n_boot=N_BOOT, seed=3).to_table()
+    )
+
+
+def test_tidy_table_has_one_row_per_quantity_and_no_nan():
+    table = fit_rows(sweep(), scale="both", n_boot=N_BOOT).to_table()
+    keys = list(zip(*(table[c].to_pylist() for c in ("trait", "scale", "quantity", "prompt_id"))))
+    assert len(keys) == len(set(keys))
+    for column in ("estimate", "ci_low", "ci_high"):
+        values = table[column].to_numpy(zero_copy_only=False)
+        assert not np.isnan(values[~pc.is_null(table[column]).to_numpy(zero_copy_only=False)]).any()
+    quantities = set(table["quantity"].to_pylist())
+    assert {"slope", "generalization_factor", "inoculation_effect", "pooled_k_from_line"} <= quantities
+
+
+def test_summary_fits_in_100_columns():
+    text = fit_rows(sweep(), scale="both", n_boot=N_BOOT).to_text()
+    assert "pooled k" in text and "spanish" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_one_seed_per_prompt_still_gives_intervals_with_a_note():
+    spanish = fit_rows(sweep(seeds=1), n_boot=N_BOOT).trait("spanish")
+    assert spanish.line.slope.bounded
+    assert any("one seed" in note for note in spanish.notes)
+
+
+def test_pooling_two_runs_of_the_same_sweep_adds_their_seeds():
+    a, b = sweep(rng=0), sweep(rng=5, sweep_hash="other")
+    spanish = fit_rows(pa.concat_tables([a, b]), n_boot=N_BOOT).trait("spanish")
+    assert len(spanish.prompt("ip0").seeds) == 8
+
+
+def test_k_is_flagged_unstable_when_its_denominator_may_be_zero():
+    # T(M0, Cs) = T*: training cannot move the trait in the prompt's context
+    saturated = PlantedTrait("spanish", k=K, base_neutral=0.05, data_level=0.9,
+                             elicitation=LADDER | {"ip_max": 0.9})  # fmt: skip
+    fit = fit_rows(sweep([saturated], PROMPTS | {"ip_max": "inoculation"}), n_boot=N_BOOT)
+    ip_max = fit.trait("spanish").prompt("ip_max")
+    assert ip_max.k_unstable and not ip_max.generalization_factor.bounded
+    assert "k of ip_max is unstable" in fit.to_text()
+
+
+# --- degenerate input: an InputError with a useful sentence, or a note when something is left
+
+
+@pytest.mark.parametrize(
+    "make_rows, message",
+    [
+        (lambda: sweep().slice(0, 0), "no result rows"),
+        (lambda: sweep().filter(pc.not_equal(sweep()["stage"], "trained")), "no trained rows"),
+        (lambda: sweep(prompts={}), "nothing can be fit"),  # the control alone
+        (lambda: sweep().set_column(11, "rate", pa.array([0.0] * sweep().num_rows)),
+         "nothing varies"),  # fmt: skip
+        (lambda: drop(sweep(), trial_id="ip2-seed1", trait="caps"), "missing from trial"),
+        (lambda: drop(sweep(), stage="base", prompt_id="ip3"), "no base-model row"),
+        (lambda: pa.concat_tables([sweep(), sweep()]), "given twice"),
+        (lambda: pa.concat_tables([sweep(), sweep(traits=[SPANISH], sweep_hash="b")]),
+         "cannot be pooled"),  # fmt: skip
+        (lambda: pa.concat_tables([sweep(), renamed(sweep(sweep_hash="b"))]),
+         "conflicting prompt_text"),  # fmt: skip
+    ],
+    ids=["empty", "untrained", "control-only", "all-zero", "trait-missing", "base-missing",
+         "duplicate-run", "mismatched-runs", "prompt-text"],  # fmt: skip
+)
+def test_degenerate_rows_raise_one_clear_sentence(make_rows, message):
+    with pytest.raises(InputError, match=message) as err:
+        fit_rows(make_rows(), n_boot=N_BOOT)
+    assert "\n" not in str(err.value)
+
+
+def test_runs_measured_on_different_base_models_conflict():
+    other = PlantedTrait("spanish", k=K, base_neutral=0.5, data_level=0.95, elicitation=LADDER)
+    rows = pa.concat_tables([sweep(), sweep(traits=[other, CAPS], sweep_hash="b")])
+    with pytest.raises(InputError, match="conflict"):
+        fit_rows(rows, n_boot=N_BOOT)
+
+
+def test_one_prompt_gives_points_and_k_but_no_line():
+    spanish = fit_rows(sweep(prompts={"ip3": "inoculation"}), n_boot=N_BOOT).trait("spanish")
+    assert spanish.line is None and spanish.pooled_k.from_line is None
+    assert any("needs 3 prompts" in note for note in spanish.notes)
+    assert spanish.prompt("ip3").generalization_factor.bounded
+
+
+def test_missing_control_skips_effects_with_a_note():
+    spanish = fit_rows(sweep(control=False), n_boot=N_BOOT).trait("spanish")
+    assert spanish.line is not None
+    assert all(p.inoculation_effect is None for p in spanish.prompts)
+    assert any("without a prompt" in note for note in spanish.notes)
+
+
+@pytest.mark.parametrize("kw, message", [({"scale": "log"}, "scale"), ({"n_boot": 10}, "n_boot")])
+def test_bad_arguments(kw, message):
+    with pytest.raises(InputError, match=message):
+        fit_rows(sweep(), **kw)
+
+
+# --- the command
+
+
+def test_analyze_writes_tables_into_the_first_run_dir(tmp_path):
+    run = write_run(sweep(), tmp_path / "run")
+    result = CliRunner().invoke(analyze, [str(run), "--n-boot", "100", "--scale", "logit"])
+    assert result.exit_code == 0, result.output
+    assert "spanish" in result.output
+    table = pq.read_table(run / "analysis.parquet")
+    assert set(table["scale"].to_pylist()) == {"logit"}
+    assert (run / "analysis.csv").read_text().startswith('"setting"')
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", [analyze, report], ids=["analyze", "report"])
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_a_bad_run_dir_exits_2_with_one_line(tmp_path, command, kind):
+    run = tmp_path / "run"
+    if kind == "empty":
+        run.mkdir()
+    result = CliRunner().invoke(command, [str(run)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: run directory")
