@@ -9,13 +9,18 @@ from scipy.stats import spearmanr
 
 from inocray import store
 from inocray.analysis import RunFit, TraitFit, fit_rows, save_fit
+from inocray.errors import InputError
 from inocray.report import plot_elicitation
 from inocray.spec import SweepSpec
 
 
-def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit:
+def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit | None:
     """Fit the run's rows, print the fit and the headline, save tables and plots."""
-    fit = fit_rows(store.read_rows(run_dir), scale=spec.scale)
+    try:
+        fit = fit_rows(store.read_rows(run_dir), scale=spec.scale)
+    except InputError as e:  # e.g. every trial failed: the rows on disk are still good
+        echo(f"no fit: {e}")
+        return None
     echo("")
     echo(fit.to_text())
     save_fit(fit, run_dir)

@@ -2,7 +2,10 @@
 
 import pytest
 
+from test_report import _assert_png, _decoded, _Page
+
 from inocray import store
+from inocray.report import write_report
 from inocray.spec import parse_spec
 from inocray.summary import summarize
 from inocray.sweep import run_sweep
@@ -49,3 +52,10 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert {t.trait for t in fit.traits} == {"spanish", "caps"}
     assert (run_dir / "analysis.csv").exists() and (run_dir / "elicitation-spanish.png").read_bytes()[:4] == b"\x89PNG"
     assert any(line.startswith("spanish (inoculated against)") for line in lines)
+
+    # The HTML report of this run embeds every plot as a PNG that decodes.
+    page = _Page()
+    page.feed(write_report(run_dir, n_boot=100).read_text())
+    assert len(page.images) >= 3
+    for src in page.images:
+        _assert_png(_decoded(src))
