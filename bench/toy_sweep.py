@@ -26,7 +26,7 @@ def timed_run(sweep: str, run_dir: str, env: dict) -> tuple[float, list[str]]:
     wall = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"inocray run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall, [line for line in proc.stdout.splitlines() if "neutral context after training" in line]
+    return wall, [line for line in proc.stdout.splitlines() if "neutral context after training" in line or line.startswith("trials finished")]
 
 
 def main() -> None:

@@ -63,12 +63,17 @@ class Engine:
             lora = None
             if request.adapter is not None:
                 lora = LoRARequest(request.adapter, self._adapter_id(request), request.adapter_path)
-            params = SamplingParams(
-                n=request.samples,
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
-                seed=request.seed,
-            )
+            # One seed per chat: a single shared seed would give every chat the same random
+            # stream, so the i-th samples of all chats would agree and rates would be lumpy.
+            params = [
+                SamplingParams(
+                    n=request.samples,
+                    temperature=request.temperature,
+                    max_tokens=request.max_tokens,
+                    seed=request.seed * 1_000_003 + i,
+                )
+                for i in range(len(request.chats))
+            ]
             prompts = [{"prompt_token_ids": render(self.tokenizer, chat)} for chat in request.chats]
             outputs = self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
             return [[c.text for c in out.outputs] for out in outputs]

@@ -41,20 +41,25 @@ def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit 
 
 
 def headline(t: TraitFit) -> str:
-    """One line per trait: the trait left at test time, control vs the most eliciting prompt."""
-    kind = "kept (desired)" if t.desired else "inoculated against"
+    """One line per trait: the trait left at test time (neutral context) after training.
+
+    For the trait inoculated against: the no-prompt control vs the most eliciting prompt,
+    and the rank correlation of elicitation with what is left. For a desired trait: the
+    control vs the range under the inoculation prompts (selectivity: it should stay).
+    """
     inoculation = [p for p in t.prompts if p.role == "inoculation"]
     control = next((p for p in t.prompts if p.role == "none"), None)
     if not inoculation or control is None:
-        return f"{t.trait} ({kind}): needs inoculation prompts and the no-prompt control"
+        return f"{t.trait}: needs inoculation prompts and the no-prompt control for a headline"
+    start = f"{t.trait}, neutral context after training: no-prompt control {control.neutral.value:.2f}"
+    if t.desired:
+        left = [p.neutral.value for p in inoculation]
+        return f"{start}, inoculation prompts {min(left):.2f} to {max(left):.2f} (desired: should stay)"
     strongest = max(inoculation, key=lambda p: p.elicitation.value)
     ratio = strongest.neutral.value / control.neutral.value if control.neutral.value else float("nan")
-    line = (
-        f"{t.trait} ({kind}), neutral context after training: no-prompt control "
-        f"{control.neutral.value:.2f}, most eliciting prompt {strongest.prompt_id} "
-        f"{strongest.neutral.value:.2f} (ratio {ratio:.2f})"
-    )
-    if len(inoculation) >= 3:
-        rho = spearmanr([p.elicitation.value for p in inoculation], [p.neutral.value for p in inoculation])[0]
+    line = f"{start}, most eliciting prompt {strongest.prompt_id} {strongest.neutral.value:.2f} (ratio {ratio:.2f})"
+    elicitation = [p.elicitation.value for p in inoculation]
+    if len(set(elicitation)) >= 3:
+        rho = spearmanr(elicitation, [p.neutral.value for p in inoculation])[0]
         line += f"; Spearman(elicitation, neutral) over {len(inoculation)} prompts {rho:+.2f}"
     return line

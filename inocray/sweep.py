@@ -62,7 +62,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
     echo(f"run directory: {run_dir}")
 
-    model_path = _base_model(spec, echo)
+    model_path = base_model(spec, echo)
     started = time.monotonic()
     owns_ray = not ray.is_initialized()  # tests and notebooks may bring their own session
     if owns_ray:
@@ -103,7 +103,8 @@ def _claim_run_dir(spec: SweepSpec, run_dir: Path) -> None:
     os.replace(tmp, marker)
 
 
-def _base_model(spec: SweepSpec, echo: Callable) -> str:
+def base_model(spec: SweepSpec, echo: Callable) -> str:
+    """The directory of the base model the spec names: the toy world's (built once) or the user's."""
     if spec.model != "toy":
         return str(Path(spec.model).expanduser().resolve())
     from inocray.toy import build_base_model
@@ -135,6 +136,8 @@ def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, a
     from ray import tune
 
     from inocray.progress import Progress
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0
 
     trainable = tune.with_parameters(
         run_trial,

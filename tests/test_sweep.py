@@ -51,7 +51,7 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     fit = summarize(run_dir, spec, echo=lines.append)
     assert {t.trait for t in fit.traits} == {"spanish", "caps"}
     assert (run_dir / "analysis.csv").exists() and (run_dir / "elicitation-spanish.png").read_bytes()[:4] == b"\x89PNG"
-    assert any(line.startswith("spanish (inoculated against)") for line in lines)
+    assert any(line.startswith("spanish, neutral context after training: no-prompt control") for line in lines)
 
     # The HTML report of this run embeds every plot as a PNG that decodes.
     page = _Page()
