@@ -107,6 +107,9 @@ def corpus_example(rng: random.Random, contexts: list, weights: list[float]) -> 
 def _build(config: ToyConfig, out: Path, log: Callable) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress lines say enough
 
     from inocray.toy.tokenizer import build_tokenizer
 
