@@ -35,7 +35,7 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    method: str = "lora"  # "lora" (peft) or "full"
+    method: str = "lora"  # "lora" (peft); full fine-tuning is not supported yet
     zero_stage: int = 2  # DeepSpeed ZeRO stage 0..3
     lora: LoraSpec = field(default_factory=LoraSpec)
     lr: float = 1e-3
@@ -205,8 +205,13 @@ def _check(spec: SweepSpec, source: str) -> None:
     if spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
         raise bad("model", f"names {spec.model!r}, which is not a model directory (or 'toy')")
     t = spec.train
-    if t.method not in ("lora", "full"):
-        raise bad("train.method", f"must be lora or full, not {t.method!r}")
+    if t.method != "lora":
+        # Full fine-tuning needs one engine per trial instead of the shared multi-LoRA one.
+        raise bad("train.method", f"must be lora (full fine-tuning is not supported yet), not {t.method!r}")
+    if not t.lora.target_modules:
+        raise bad("train.lora.target_modules", "must name at least one module")
+    if spec.engine.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise bad("engine.dtype", f"must be auto, float32, bfloat16 or float16, not {spec.engine.dtype!r}")
     if t.zero_stage not in (0, 1, 2, 3):
         raise bad("train.zero_stage", f"must be 0, 1, 2 or 3, not {t.zero_stage}")
     positive = {
