@@ -88,7 +88,7 @@ class SweepSpec:
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def load_spec(path: str | Path) -> SweepSpec:
+def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
     """Read and validate a sweep file; raise InputError naming the file and field."""
     path = Path(path)
     if not path.is_file():
@@ -101,13 +101,13 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise InputError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
-    spec = parse_spec(data, source=str(path))
-    return spec
+    return parse_spec(data, source=str(path), check_model=check_model)
 
 
-def parse_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
+def parse_spec(data: Any, source: str = "<sweep>", check_model: bool = True) -> SweepSpec:
+    """Validate a parsed sweep; `check_model=False` for a model that exists only on a cluster."""
     spec = _build(SweepSpec, data, source, "")
-    _check(spec, source)
+    _check(spec, source, check_model)
     return spec
 
 
@@ -167,7 +167,7 @@ def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in SweepSpec, not in the file
 
 
-def _check(spec: SweepSpec, source: str) -> None:
+def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
     """Constraints between and within fields, each reported against its field."""
 
     def bad(name: str, why: str) -> InputError:
@@ -202,7 +202,7 @@ def _check(spec: SweepSpec, source: str) -> None:
         raise bad("scale", f"must be raw or logit, not {spec.scale!r}")
     if spec.max_concurrent_trials < 1:
         raise bad("max_concurrent_trials", "must be at least 1")
-    if spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
+    if check_model and spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
         raise bad("model", f"names {spec.model!r}, which is not a model directory (or 'toy')")
     t = spec.train
     if t.method != "lora":
