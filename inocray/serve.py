@@ -7,9 +7,11 @@ plain dicts so that any Ray task or actor can call the app through its handle.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from ray import serve
 
@@ -50,6 +52,10 @@ class Engine:
             max_lora_rank=spec.max_lora_rank,
             max_loras=spec.max_loras,
             seed=0,
+            # On CPU, a request larger than one step's token budget (4096) would have a prompt
+            # split across steps; vLLM then rewinds that chat's seeded generator, which a CPU
+            # generator cannot do ("CPU Generator does not use offset"). Unsplit, it waits.
+            enable_chunked_prefill=None if spec.num_gpus else False,
         )
         self._adapters: dict[str, int] = {}  # adapter version -> vLLM's integer id
         self._lock = threading.Lock()  # one generate at a time: LLM is not thread-safe
@@ -85,6 +91,34 @@ class Engine:
         stamp = os.stat(weights).st_mtime_ns if os.path.exists(weights) else 0
         key = f"{request.adapter}@{request.adapter_path}@{stamp}"
         return self._adapters.setdefault(key, len(self._adapters) + 1)
+
+
+@contextlib.contextmanager
+def session(app_name: str, model_path: str, spec: EngineSpec, address: str | None = None,
+            echo: Callable = print) -> Iterator:
+    """Ray (the session already open, a new local one, or `address`) plus this engine app.
+
+    Yields the app's handle; on exit deletes the app, and shuts Ray down if it started it.
+    """
+    import ray
+
+    owns_ray = not ray.is_initialized()  # tests and notebooks may bring their own session
+    if owns_ray:
+        if address:
+            context = ray.init(address=address, log_to_driver=False)
+        else:
+            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
+    try:
+        echo("starting the evaluation engine (Ray Serve + vLLM) ...")
+        handle = start(app_name, model_path, spec)
+        try:
+            yield handle
+        finally:
+            stop(app_name)
+    finally:
+        if owns_ray:
+            ray.shutdown()
 
 
 def start(app_name: str, model_path: str, spec: EngineSpec):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inocray import evaluate, store
+from inocray import evaluate, serve, store
 from inocray.errors import InputError
 from inocray.settings import Setting, get_setting
 from inocray.spec import SweepSpec
@@ -52,8 +52,6 @@ def default_run_dir(spec: SweepSpec) -> Path:
 
 def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print) -> Path:
     """Run every unfinished trial of `spec` into `run_dir`; return the run directory."""
-    import ray
-
     setting = get_setting(spec.setting)
     run_dir = run_dir.resolve()
     _claim_run_dir(spec, run_dir)
@@ -62,28 +60,15 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
     echo(f"run directory: {run_dir}")
 
+    if not spec.train.use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skip DeepSpeed's GPU probe and its warning
     model_path = base_model(spec, echo)
     started = time.monotonic()
-    owns_ray = not ray.is_initialized()  # tests and notebooks may bring their own session
-    if owns_ray:
-        if address:
-            context = ray.init(address=address, log_to_driver=False)
-        else:
-            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
-        echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
-    from inocray import serve
-
     app = f"inocray-{spec.hash()}"
-    try:
-        echo("starting the evaluation engine (Ray Serve + vLLM) ...")
-        engine = serve.start(app, model_path, spec.engine)
+    with serve.session(app, model_path, spec.engine, address, echo) as engine:
         _measure_base(engine, spec, setting, run_dir, echo)
         if todo:
             _tune(spec, todo, len(trials), run_dir, model_path, app, echo)
-        serve.stop(app)
-    finally:
-        if owns_ray:
-            ray.shutdown()
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
     return run_dir
 
@@ -170,7 +155,6 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_p
     """One Tune trial: fine-tune, evaluate in C0 and Cs, write the rows, report."""
     from ray import tune
 
-    from inocray import serve
     from inocray.train import TrainJob, fine_tune
 
     trial: Trial = trials[config["trial_id"]]

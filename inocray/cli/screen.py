@@ -1,0 +1,43 @@
+"""`inocray screen SWEEP.yaml --prompts FILE`: rank candidate prompts by elicitation, untrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from inocray.errors import reports_input_errors
+
+
+@click.command("screen")
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
+              help="Candidate prompts: one per line (# comments), or a YAML/JSONL list of {id, text}.")
+@click.option("--from", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A finished run of the same setting: predict each candidate's trait left after "
+                   "training, T(Ms, C0), from its fitted elicitation line.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many candidates to print per trait (the files hold all).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where screen.parquet and screen.csv go [default: runs/screen-NAME-HASH].")
+@click.option("--batch", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Candidates per request to the engine (one progress line each).")
+@click.option("--address", default=None,
+              help="Address of a running Ray cluster; by default a local Ray is started.")
+@reports_input_errors
+def command(sweep_file: str, prompts_file: str, run_dir: Path | None, top: int, out: Path | None,
+            batch: int, address: str | None) -> None:
+    """Measure how strongly each candidate prompt elicits each trait in the base model of
+    SWEEP_FILE (no training), rank them, and write the ranking."""
+    from inocray.candidates import read_candidates
+    from inocray.screen import default_out_dir, save_screen, screen, screen_text
+    from inocray.spec import load_spec
+
+    spec = load_spec(sweep_file)
+    candidates = read_candidates(prompts_file)
+    click.echo(f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})")
+    table = screen(spec, candidates, predict_from=run_dir, address=address, batch_size=batch, echo=click.echo)
+    click.echo("")
+    click.echo(screen_text(table, top=top), nl=False)
+    for path in save_screen(table, out or default_out_dir(spec, candidates, run_dir)):
+        click.echo(f"wrote {path}")
