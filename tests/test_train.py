@@ -63,3 +63,11 @@ def test_saved_adapter_reloads_into_a_model_that_differs_from_base(toy_model, tm
         torch.testing.assert_close(match[0], value)
     ids = torch.tensor([[1, 2, 3, 4]])
     assert not torch.allclose(base(ids).logits, tuned(ids).logits)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_same_seed_gives_the_same_adapter(toy_model, tmp_path, zero2):
+    _, first = zero2
+    _, again = train(toy_model, tmp_path, "z2-again", 2)
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
