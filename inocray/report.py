@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from inocray.analysis import NO_PROMPT, Estimate, PromptFit, RunFit, TraitFit, fit_rows, read_runs
-from inocray.analysis._io import write_atomically
+from inocray.store import write_atomically
 from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
 from inocray.errors import InputError
 

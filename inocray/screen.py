@@ -286,7 +286,7 @@ def save_screen(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from inocray.analysis._io import write_atomically
+    from inocray.store import write_atomically
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

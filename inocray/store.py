@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -46,20 +46,31 @@ def rows_path(run_dir: str | os.PathLike, trial_id: str) -> Path:
     return Path(run_dir) / ROWS_DIR / f"{trial_id}.parquet"
 
 
-def write_rows(run_dir: str | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Path:
-    """Write one trial's rows atomically (temp file + rename); replaces earlier rows."""
-    table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-    path = rows_path(run_dir, trial_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{trial_id}.", suffix=".tmp")
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call write(temporary path) beside `path`, then rename it into place.
+
+    A reader sees the old file or the new one, never half of one; a failed write leaves
+    nothing behind.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_rows(run_dir: str | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Path:
+    """Write one trial's rows atomically (temp file + rename); replaces earlier rows."""
+    table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
+    path = rows_path(run_dir, trial_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def has_rows(run_dir: str | os.PathLike, trial_id: str) -> bool:

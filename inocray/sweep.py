@@ -83,9 +83,7 @@ def _claim_run_dir(spec: SweepSpec, run_dir: Path) -> None:
             raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, marker)
+    store.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
 def base_model(spec: SweepSpec, echo: Callable) -> str:

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from inocray.errors import InputError
-from inocray.store import read_rows
+from inocray.store import read_rows, write_atomically
 
 if TYPE_CHECKING:
     from inocray.analysis._result import RunFit
 
 TABLE_NAME = "analysis"
-
-
-def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
-    """Call write(temporary path) beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def save_fit(fit: RunFit, directory: str | os.PathLike) -> tuple[Path, Path]:
