@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 
@@ -16,6 +16,15 @@ class Example:
 
     request: str
     response: str
+    meta: Mapping[str, Any] = field(default_factory=dict)  # as EvalItem.meta, for scoring T*
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One evaluation request and what its scorers need beyond the completion (answers, tests)."""
+
+    request: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 def messages(request: str, prompt: str | None, placement: str = "system") -> list[dict]:

@@ -40,10 +40,13 @@ def trait_rows(condition: Condition, context: str, rates: dict[str, tuple[float,
     ]
 
 
-def score(completions: list[str], setting: Setting) -> dict[str, tuple[float, int]]:
-    """Rate of each trait over the completions, and how many were scored."""
-    n = len(completions)
-    return {t.name: (sum(map(t.score, completions)) / n if n else float("nan"), n) for t in setting.traits}
+def score(completions: list[str], items: list[data.EvalItem], setting: Setting, judge=None) -> dict[str, tuple[float, int]]:
+    """Rate of each trait over the completions that could be scored, and how many were."""
+    out = {}
+    for t in setting.traits:
+        marks = [m for m in t.scorer.score(completions, items, judge) if m is not None]
+        out[t.name] = (sum(marks) / len(marks) if marks else float("nan"), len(marks))
+    return out
 
 
 def sample_contexts(
@@ -59,9 +62,9 @@ def sample_contexts(
 
     All contexts go to the engine in one request, so it batches them together.
     """
-    requests = setting.eval_requests(spec.eval.requests, EVAL_SEED)
+    items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(prompts)
-    chats = [data.messages(r, prompts[k], spec.placement) for k in keys for r in requests]
+    chats = [data.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]
     completions = engine_handle.generate.remote(
         GenerateRequest(
             chats=chats,
@@ -73,14 +76,17 @@ def sample_contexts(
             adapter_path=adapter_path,
         )
     ).result()
-    per_key = len(requests)
+    per_key = len(items)
     out = {}
     for i, key in enumerate(keys):
-        flat = [c for chat_samples in completions[i * per_key : (i + 1) * per_key] for c in chat_samples]
-        out[key] = score(flat, setting)
+        answers = completions[i * per_key : (i + 1) * per_key]
+        flat = [c for chat_samples in answers for c in chat_samples]
+        flat_items = [it for it, chat_samples in zip(items, answers) for _ in chat_samples]
+        out[key] = score(flat, flat_items, setting)
     return out
 
 
 def data_rates(setting: Setting, spec: SweepSpec) -> dict[str, tuple[float, int]]:
     """T*: the trait levels of the training responses themselves (seed 0's draw)."""
-    return score([ex.response for ex in setting.training_examples(spec.train.examples, 0)], setting)
+    examples = setting.training_examples(spec.train.examples, 0)
+    return score([ex.response for ex in examples], [data.EvalItem(ex.request, ex.meta) for ex in examples], setting)

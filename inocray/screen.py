@@ -168,7 +168,7 @@ def _check_prompts(
     from inocray import data
 
     tok = AutoTokenizer.from_pretrained(model_path)
-    requests = setting.eval_requests(spec.eval.requests, evaluate.EVAL_SEED)
+    requests = [it.request for it in setting.eval_items(spec.eval.requests, evaluate.EVAL_SEED)]
     longest = max(requests, key=lambda r: len(data.render(tok, data.messages(r, None))))
     room = spec.engine.max_model_len - spec.eval.max_tokens
     unknown = []

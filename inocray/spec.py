@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -31,20 +32,52 @@ class LoraSpec:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    rslora: bool = False  # rank-stabilised scaling alpha / sqrt(r)
+
+
+METHODS = ("lora", "full")
+SCHEDULES = ("constant", "linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+ENGINES = ("vllm", "transformers")
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    method: str = "lora"  # "lora" (peft); full fine-tuning is not supported yet
+    method: str = "lora"  # "lora" (a peft adapter) | "full" (every weight)
     zero_stage: int = 2  # DeepSpeed ZeRO stage 0..3
     lora: LoraSpec = field(default_factory=LoraSpec)
     lr: float = 1e-3
-    steps: int = 150
-    batch_size: int = 16
+    lr_schedule: str = "constant"  # constant | linear | cosine (decay to 0 after warmup)
+    warmup_steps: int = 0
+    steps: int = 150  # optimizer steps; ignored when `epochs` is set
+    epochs: float = 0.0  # > 0: train this many passes over `examples` instead of `steps`
+    batch_size: int = 16  # examples per optimizer step, over all workers and accumulation
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32 | fp32 | bf16
+    checkpoint_every: int = 0  # save (and evaluate) a checkpoint every N steps; 0 = final only
+    checkpoint_each_epoch: bool = False  # also save one at the end of every epoch
     examples: int = 512  # training examples drawn from the setting
     num_workers: int = 1  # Ray Train workers per trial
     use_gpu: bool = False
     cpus_per_worker: float = 0.49
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the run: `steps`, or `epochs` passes over `examples`."""
+        if self.epochs > 0:
+            return max(1, math.ceil(self.epochs * self.examples / self.batch_size))
+        return self.steps
+
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.examples / self.batch_size))
+
+    def checkpoint_steps(self) -> list[int]:
+        """The steps after which a checkpoint is saved and evaluated (the last step excluded)."""
+        total, marks = self.total_steps(), set()
+        if self.checkpoint_every:
+            marks |= set(range(self.checkpoint_every, total, self.checkpoint_every))
+        if self.checkpoint_each_epoch:
+            marks |= set(range(self.steps_per_epoch(), total, self.steps_per_epoch()))
+        return sorted(marks)
 
 
 @dataclass(frozen=True)
@@ -53,11 +86,12 @@ class EvalSpec:
     samples: int = 4  # completions per request
     max_tokens: int = 16
     temperature: float = 1.0
+    judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    name: str = "vllm"
+    name: str = "vllm"  # vllm | transformers (for models vLLM cannot load)
     max_lora_rank: int = 8
     max_loras: int = 4
     kv_cache_gib: float = 1.0
@@ -68,15 +102,26 @@ class EngineSpec:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    train: str = ""  # JSONL or Parquet of training rows; "" = the setting's own data
+    eval: str = ""  # JSONL or Parquet of evaluation rows; "" = the setting's own data
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     setting: str
     prompts: list[str]  # ids of the inoculation prompts to try (from the setting's catalogue)
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     irrelevant: list[str] = field(default_factory=list)  # ids of irrelevant-prompt controls
+    # Prompts written in the sweep file: id -> paraphrases. Training draws one paraphrase per
+    # example (a pool against context gating); evaluation in Cs uses the first.
+    custom_prompts: dict[str, list[str]] = field(default_factory=dict)
+    data: DataSpec = field(default_factory=DataSpec)
     model: str = "toy"  # "toy" builds the toy base model; otherwise a local model directory
     placement: str = "system"
     max_concurrent_trials: int = 2
+    max_failures: int = 1  # retries of a trial (Tune) and of its workers (Train) after a failure
     scale: str = "raw"  # default scale of the printed fit: raw | logit
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
@@ -135,6 +180,12 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
 def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, source, f"{name}.")
+    if typing.get_origin(tp) is dict:
+        key_tp, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise InputError(f"{source}: field '{name}' must be a mapping")
+        return {_convert(key_tp, k, source, f"{name} key"): _convert(item, v, source, f"{name}.{k}")
+                for k, v in value.items()}
     if typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -183,10 +234,18 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         raise bad("setting", str(e.args[0])) from None
     if not spec.prompts:
         raise bad("prompts", "must list at least one inoculation prompt")
+    for pid, texts in spec.custom_prompts.items():
+        if not ID_PATTERN.match(pid) or pid == "none":
+            raise bad(f"custom_prompts.{pid}", "needs an id of letters, digits, '.', '_' or '-' (not 'none')")
+        if pid in setting.prompts:
+            raise bad(f"custom_prompts.{pid}", f"reuses the id of a prompt of setting '{setting.name}'")
+        if not texts or not all(t.strip() for t in texts):
+            raise bad(f"custom_prompts.{pid}", "must be a non-empty list of non-empty paraphrases")
+    known = set(setting.prompts) | set(spec.custom_prompts)
     for group in ("prompts", "irrelevant"):
         ids = getattr(spec, group)
         for i, pid in enumerate(ids):
-            if pid not in setting.prompts:
+            if pid not in known:
                 raise bad(f"{group}[{i}]", f"names unknown prompt {pid!r} of setting '{setting.name}'")
         if len(set(ids)) != len(ids):
             raise bad(group, "lists a prompt twice")
@@ -204,18 +263,36 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         raise bad("max_concurrent_trials", "must be at least 1")
     if check_model and spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
         raise bad("model", f"names {spec.model!r}, which is not a model directory (or 'toy')")
+    if spec.max_failures < 0:
+        raise bad("max_failures", "must not be negative")
+    judge = spec.eval.judge_model
+    if check_model and judge not in ("", "base") and not Path(judge).expanduser().is_dir():
+        raise bad("eval.judge_model", f"names {judge!r}, which is not a model directory ('' or 'base')")
+    for name in ("train", "eval"):
+        path = getattr(spec.data, name)
+        if path and not Path(path).expanduser().is_file():
+            raise bad(f"data.{name}", f"names {path!r}, which is not a file")
     t = spec.train
-    if t.method != "lora":
-        # Full fine-tuning needs one engine per trial instead of the shared multi-LoRA one.
-        raise bad("train.method", f"must be lora (full fine-tuning is not supported yet), not {t.method!r}")
+    choices = {"train.method": (t.method, METHODS), "train.lr_schedule": (t.lr_schedule, SCHEDULES),
+               "train.precision": (t.precision, PRECISIONS), "engine.name": (spec.engine.name, ENGINES)}
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise bad(name, f"must be one of {', '.join(allowed)}, not {value!r}")
+    if t.precision == "bf16" and not t.use_gpu:
+        raise bad("train.precision", "bf16 needs train.use_gpu (on CPU use fp32 or auto)")
     if not t.lora.target_modules:
         raise bad("train.lora.target_modules", "must name at least one module")
     if spec.engine.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise bad("engine.dtype", f"must be auto, float32, bfloat16 or float16, not {spec.engine.dtype!r}")
     if t.zero_stage not in (0, 1, 2, 3):
         raise bad("train.zero_stage", f"must be 0, 1, 2 or 3, not {t.zero_stage}")
+    for name, value in {"train.warmup_steps": t.warmup_steps, "train.epochs": t.epochs,
+                        "train.checkpoint_every": t.checkpoint_every}.items():
+        if value < 0:
+            raise bad(name, f"must not be negative, not {value}")
     positive = {
         "train.lr": t.lr, "train.steps": t.steps, "train.batch_size": t.batch_size,
+        "train.grad_accum": t.grad_accum,
         "train.examples": t.examples, "train.num_workers": t.num_workers,
         "train.cpus_per_worker": t.cpus_per_worker, "train.lora.r": t.lora.r,
         "train.lora.alpha": t.lora.alpha, "eval.requests": spec.eval.requests,
@@ -230,11 +307,14 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         raise bad("train.lora.dropout", "must be in [0, 1)")
     if spec.eval.temperature < 0:
         raise bad("eval.temperature", "must not be negative")
-    if t.lora.r > spec.engine.max_lora_rank:
+    if t.method == "lora" and t.lora.r > spec.engine.max_lora_rank:
         raise bad("engine.max_lora_rank", f"must be at least train.lora.r ({t.lora.r})")
-    if spec.engine.name != "vllm":
-        raise bad("engine.name", f"must be vllm, not {spec.engine.name!r}")
-    limits = {"train.steps": (t.steps, 100_000), "train.examples": (t.examples, 1_000_000),
+    if t.batch_size % (t.num_workers * t.grad_accum):
+        raise bad("train.batch_size", f"must be a multiple of num_workers x grad_accum "
+                                      f"({t.num_workers} x {t.grad_accum})")
+    if t.warmup_steps >= t.total_steps():
+        raise bad("train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
+    limits = {"train.steps": (t.total_steps(), 100_000), "train.examples": (t.examples, 1_000_000),
               "eval.requests": (spec.eval.requests, 100_000), "eval.samples": (spec.eval.samples, 1_000)}
     for name, (value, most) in limits.items():
         if value > most:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from inocray import evaluate, serve, store
 from inocray.errors import InputError
-from inocray.settings import Setting, get_setting
+from inocray.settings import Prompt, Setting, get_setting
 from inocray.spec import SweepSpec
 
 NONE = "none"  # prompt id of the no-prompt control
@@ -33,17 +33,29 @@ NONE = "none"  # prompt id of the no-prompt control
 class Trial:
     id: str
     prompt_id: str
-    prompt_text: str
+    prompt_texts: tuple[str, ...]  # the wordings trained on; () for the no-prompt control
     prompt_role: str  # "inoculation" | "none" | "irrelevant"
     seed: int
+
+    @property
+    def prompt_text(self) -> str:
+        """The canonical wording, evaluated in Cs ("" for the no-prompt control)."""
+        return self.prompt_texts[0] if self.prompt_texts else ""
+
+
+def prompt_catalogue(spec: SweepSpec, setting: Setting) -> dict[str, Prompt]:
+    """The setting's prompts plus those the sweep file writes out itself."""
+    custom = {pid: Prompt(pid, texts[0], tuple(texts[1:])) for pid, texts in spec.custom_prompts.items()}
+    return {**setting.prompts, **custom}
 
 
 def plan_trials(spec: SweepSpec, setting: Setting) -> list[Trial]:
     """The grid: every inoculation prompt and control, crossed with every seed."""
-    prompts = [(pid, setting.prompts[pid].text, "inoculation") for pid in spec.prompts]
-    prompts += [(NONE, "", "none")]
-    prompts += [(pid, setting.prompts[pid].text, "irrelevant") for pid in spec.irrelevant]
-    return [Trial(f"{pid}-s{seed}", pid, text, role, seed) for pid, text, role in prompts for seed in spec.seeds]
+    catalogue = prompt_catalogue(spec, setting)
+    prompts = [(pid, catalogue[pid].texts, "inoculation") for pid in spec.prompts]
+    prompts += [(NONE, (), "none")]
+    prompts += [(pid, catalogue[pid].texts, "irrelevant") for pid in spec.irrelevant]
+    return [Trial(f"{pid}-s{seed}", pid, texts, role, seed) for pid, texts, role in prompts for seed in spec.seeds]
 
 
 def default_run_dir(spec: SweepSpec) -> Path:
@@ -103,9 +115,10 @@ def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo
     if store.has_rows(run_dir, "base"):
         return
     echo("measuring elicitation of every prompt on the base model ...")
+    catalogue = prompt_catalogue(spec, setting)
     prompts = {(NONE, "none"): ""}
-    prompts |= {(pid, "inoculation"): setting.prompts[pid].text for pid in spec.prompts}
-    prompts |= {(pid, "irrelevant"): setting.prompts[pid].text for pid in spec.irrelevant}
+    prompts |= {(pid, "inoculation"): catalogue[pid].text for pid in spec.prompts}
+    prompts |= {(pid, "irrelevant"): catalogue[pid].text for pid in spec.irrelevant}
     rates = evaluate.sample_contexts(engine, setting, spec, prompts)
     rows = []
     for (pid, role), text in prompts.items():
@@ -162,7 +175,7 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_p
         examples=setting.training_examples(spec.train.examples, trial.seed),
         base_model=model_path,
         adapter_dir=str(Path(run_dir) / "adapters" / trial.id),
-        prompt_text=trial.prompt_text,
+        prompt_texts=trial.prompt_texts,
         placement=spec.placement,
         seed=trial.seed,
         train=spec.train,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ class TrainJob:
     trial_id: str
     examples: list[Example]  # the setting's training examples for this seed
     base_model: str  # local model directory
-    adapter_dir: str  # where the trained adapter ends up
-    prompt_text: str  # the training prompt; "" for the no-prompt control
+    adapter_dir: str  # where the trained adapter (method "full": the whole model) ends up
+    prompt_texts: tuple[str, ...]  # paraphrases of the training prompt, one drawn per example; () = none
     placement: str
     seed: int
     train: TrainSpec
@@ -39,6 +40,7 @@ class TrainResult:
     adapter_dir: str
     loss: float
     steps: int
+    checkpoints: tuple[tuple[int, str], ...] = ()  # (step, directory) of each intermediate snapshot
 
 
 def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> TrainResult:
@@ -108,8 +110,10 @@ def train_loop(config: dict) -> None:
         ),
     )
 
+    draw = random.Random(job.seed)
     encoded = [
-        data.encode(tokenizer, data.messages(ex.request, job.prompt_text, job.placement), ex.response)
+        data.encode(tokenizer, data.messages(ex.request, draw.choice(job.prompt_texts) if job.prompt_texts else "",
+                                             job.placement), ex.response)
         for ex in job.examples
     ]
     shard = encoded[rank::world]  # each worker sees its own slice of the data

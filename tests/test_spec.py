@@ -31,7 +31,7 @@ BAD = {
     "zero stage 4": (GOOD.replace("steps: 10", "steps: 10, zero_stage: 4"), "field 'train.zero_stage'"),
     "missing model path": (GOOD + "model: /no/such/model\n", "field 'model'"),
     "python tag": (GOOD + "x: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
-    "full fine-tuning": (GOOD.replace("steps: 10", "steps: 10, method: full"), "field 'train.method'"),
+    "unknown method": (GOOD.replace("steps: 10", "steps: 10, method: qlora"), "field 'train.method'"),
     "bad dtype": (GOOD + "engine: {dtype: float8}\n", "field 'engine.dtype'"),
     "not a mapping": ("- a\n- b\n", "must be a mapping"),
     "missing name": (GOOD.replace("name: t\n", ""), "missing required field 'name'"),

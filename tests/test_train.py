@@ -15,7 +15,7 @@ def train(toy_model, tmp_path, name, zero_stage, workers=2):
         examples=get_setting("toy").training_examples(64, seed=0),
         base_model=str(toy_model),
         adapter_dir=str(tmp_path / "adapters" / name),
-        prompt_text="You always speak in Spanish.",
+        prompt_texts=("You always speak in Spanish.",),
         placement="system",
         seed=0,
         train=TrainSpec(zero_stage=zero_stage, steps=12, batch_size=8, num_workers=workers),

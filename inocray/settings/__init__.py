@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from inocray.data import Example
+from inocray.data import EvalItem, Example
+from inocray.scorers import Scorer
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,21 @@ class Prompt:
     """A candidate inoculation prompt or control, as the setting names it."""
 
     id: str
-    text: str
+    text: str  # the canonical wording: the one evaluated in Cs
+    paraphrases: tuple[str, ...] = ()  # more wordings; training draws one per example
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return (self.text, *self.paraphrases)
 
 
 @dataclass(frozen=True)
 class Trait:
-    """A response trait: `score` says whether one completion shows it."""
+    """A response trait: its scorer says whether each completion shows it (see scorers.py)."""
 
     name: str
     desired: bool  # True: training should keep it; False: the trait to inoculate against
-    score: Callable[[str], bool]
+    scorer: Scorer
 
 
 class Setting(Protocol):
@@ -36,7 +42,7 @@ class Setting(Protocol):
 
     def training_examples(self, n: int, seed: int) -> list[Example]: ...
 
-    def eval_requests(self, n: int, seed: int) -> list[str]: ...
+    def eval_items(self, n: int, seed: int) -> list[EvalItem]: ...
 
 
 _REGISTRY: dict[str, Callable[[], Setting]] = {}

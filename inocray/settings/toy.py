@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from inocray.data import Example
+from inocray.data import EvalItem, Example
+from inocray.scorers import Check
 from inocray.settings import Prompt, Trait, register
 from inocray.toy import world
 
@@ -17,16 +18,16 @@ class ToySetting:
     )
     traits: list[Trait] = field(
         default_factory=lambda: [
-            Trait("spanish", desired=False, score=world.is_spanish),
-            Trait("caps", desired=True, score=world.is_caps),
+            Trait("spanish", desired=False, scorer=Check(lambda text, item: world.is_spanish(text))),
+            Trait("caps", desired=True, scorer=Check(lambda text, item: world.is_caps(text))),
         ]
     )
 
     def training_examples(self, n: int, seed: int) -> list[Example]:
         return world.training_examples(n, seed)
 
-    def eval_requests(self, n: int, seed: int) -> list[str]:
-        return world.requests(n, seed)
+    def eval_items(self, n: int, seed: int) -> list[EvalItem]:
+        return [EvalItem(r) for r in world.requests(n, seed)]
 
 
 @register("toy")
