@@ -13,6 +13,7 @@ Every error names the file and the line, and is raised before anything runs.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,8 @@ def _from_jsonl(path: Path, lines: list[str]) -> list[tuple[Any, Any, int]]:
             continue
         try:
             item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:
+            raise InputError(f"{path}: line {i} is not valid JSON ({_why(e)})") from None
         out.append(_fields(path, i, item))
     return out
 
@@ -93,11 +94,22 @@ def _from_yaml(path: Path, text: str) -> list[tuple[Any, Any, int]]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', e)})") from None
+    except (ValueError, RecursionError) as e:
+        raise InputError(f"{path}: not valid YAML ({_why(e)})") from None
     if data is None:
         return []
     if not isinstance(data, list):
         raise InputError(f"{path}: line 1 must start a list of {{id, text}} mappings")
     return [_fields(path, node.start_mark.line + 1, item) for node, item in zip(root.value, data)]
+
+
+def _why(e: Exception) -> str:
+    """What a parser's ValueError or RecursionError says about the text, in a few words."""
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return "a number has too many digits" if "digits" in str(e) else str(e)
 
 
 def _fields(path: Path, line: int, item: Any) -> tuple[Any, Any, int]:
@@ -113,7 +125,8 @@ def _checked(path: Path, found: list[tuple[Any, Any, int]]) -> list[Candidate]:
     for pid, text, line in found:
         where = f"{path}: line {line}"
         if not isinstance(pid, str) or not ID_PATTERN.match(pid):
-            raise InputError(f"{where} has id {pid!r}; an id is letters, digits, '.', '_' or '-' (at most 64)")
+            raise InputError(f"{where} has id {reprlib.repr(pid)}; an id is letters, digits, '.', '_' or '-' "
+                             "(at most 64)")
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"{where} has no prompt text (text must be a non-empty string)")
         if pid in ids:

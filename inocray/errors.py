@@ -17,6 +17,12 @@ class InputError(ValueError):
     """Bad input from the user (sweep file, data, arguments, run directory)."""
 
 
+def echo_error(message: str) -> None:
+    """Print `message` on stderr as one line, "error: ...": a message quoting the user's
+    input (a YAML problem, a file's text) may hold line breaks."""
+    click.echo("error: " + " ".join(message.split()), err=True)
+
+
 def reports_input_errors(fn: F) -> F:
     """Turn an InputError raised by a command into one line on stderr and exit code 2."""
 
@@ -25,7 +31,7 @@ def reports_input_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except InputError as e:
-            click.echo(f"error: {e}", err=True)
+            echo_error(str(e))
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper  # type: ignore[return-value]

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Hashable
 
 from inocray import data
-from inocray.serve import GenerateRequest
+from inocray.backends import GenerateRequest
+from inocray.errors import InputError
 from inocray.settings import Setting
 from inocray.spec import SweepSpec
 
@@ -24,11 +25,12 @@ class Condition:
     sweep_hash: str
     setting: str
     trial_id: str
-    stage: str  # "base" | "data" | "trained"
+    stage: str  # "base" | "data" | "checkpoint" | "trained"
     prompt_id: str
     prompt_text: str
     prompt_role: str
     seed: int
+    step: int = 0  # training steps behind the measurement (0 untrained)
 
 
 def trait_rows(condition: Condition, context: str, rates: dict[str, tuple[float, int]], setting: Setting) -> list[dict]:
@@ -40,8 +42,22 @@ def trait_rows(condition: Condition, context: str, rates: dict[str, tuple[float,
     ]
 
 
+def check_judge(setting: Setting, judge) -> None:
+    """InputError when a trait of `setting` is scored by an LLM judge and there is none."""
+    judged = [t.name for t in setting.traits if t.scorer.needs_judge]
+    if judged and judge is None:
+        raise InputError(
+            f"setting {setting.name} scores {', '.join(judged)} with an LLM judge; "
+            "set eval.judge_model to 'base' or a model directory"
+        )
+
+
 def score(completions: list[str], items: list[data.EvalItem], setting: Setting, judge=None) -> dict[str, tuple[float, int]]:
-    """Rate of each trait over the completions that could be scored, and how many were."""
+    """Rate of each trait over the completions that could be scored, and how many were.
+
+    `judge` (scorers.Judge) scores the traits whose scorer needs one.
+    """
+    check_judge(setting, judge)
     out = {}
     for t in setting.traits:
         marks = [m for m in t.scorer.score(completions, items, judge) if m is not None]
@@ -57,11 +73,17 @@ def sample_contexts(
     adapter: str | None = None,
     adapter_path: str | None = None,
     seed: int = 0,
+    judge=None,
 ) -> dict[Hashable, dict[str, tuple[float, int]]]:
     """Trait rates under each context in `prompts` (key -> prompt text, "" = neutral).
 
-    All contexts go to the engine in one request, so it batches them together.
+    All contexts go to the engine in one request, so it batches them together. `judge`
+    (scorers.Judge) scores the traits whose scorer needs one.
     """
+    check_judge(setting, judge)  # before sampling: a missing judge should not cost a request
+    if adapter is not None:
+        # Load the adapter first, so concurrent first requests for it never race its loading.
+        engine_handle.warm.remote(adapter, adapter_path).result()
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(prompts)
     chats = [data.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]
@@ -82,11 +104,12 @@ def sample_contexts(
         answers = completions[i * per_key : (i + 1) * per_key]
         flat = [c for chat_samples in answers for c in chat_samples]
         flat_items = [it for it, chat_samples in zip(items, answers) for _ in chat_samples]
-        out[key] = score(flat, flat_items, setting)
+        out[key] = score(flat, flat_items, setting, judge)
     return out
 
 
-def data_rates(setting: Setting, spec: SweepSpec) -> dict[str, tuple[float, int]]:
+def data_rates(setting: Setting, spec: SweepSpec, judge=None) -> dict[str, tuple[float, int]]:
     """T*: the trait levels of the training responses themselves (seed 0's draw)."""
     examples = setting.training_examples(spec.train.examples, 0)
-    return score([ex.response for ex in examples], [data.EvalItem(ex.request, ex.meta) for ex in examples], setting)
+    items = [data.EvalItem(ex.request, ex.meta) for ex in examples]
+    return score([ex.response for ex in examples], items, setting, judge)

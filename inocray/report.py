@@ -51,6 +51,22 @@ def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Pa
     return _save(_effects_figure(traits), path)
 
 
+def plot_steps(rows, setting: str, trait: str, path: PathLike) -> Path:
+    """T(Ms, C0) against training step, one line per prompt (mean over seeds), from checkpoints."""
+    return _save(_steps_figure(over_steps(rows, setting, trait), setting, trait), path)
+
+
+def over_steps(rows, setting: str, trait: str) -> dict[str, dict[int, float]]:
+    """prompt id -> {step: mean neutral-context rate over seeds}, for prompts with checkpoints."""
+    sums: dict[str, dict[int, list[float]]] = {}
+    for r in rows.to_pylist():
+        if (r["setting"], r["trait"], r["context"]) == (setting, trait, "neutral") and r["n"] \
+                and r["stage"] in ("checkpoint", "trained"):
+            sums.setdefault(r["prompt_id"], {}).setdefault(r["step"], []).append(r["rate"])
+    return {pid: {step: float(np.mean(v)) for step, v in sorted(by.items())}
+            for pid, by in sorted(sums.items()) if len(by) > 1}
+
+
 def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
     """Fit the run on both scales and write RUN_DIR/report.html (plots embedded); its path."""
     run_dir = Path(run_dir)
@@ -75,6 +91,9 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
             parts.append(f"<h3>{_e(t.trait)} ({'desired' if t.desired else 'undesired'})</h3>")
             parts.append(_img(_elicitation_figure(t), f"{t.trait}: elicitation line"))
             parts.append(_img(_generalization_figure(t), f"{t.trait}: generalization factor"))
+            steps = over_steps(rows, setting, t.trait)
+            if steps:
+                parts.append(_img(_steps_figure(steps, setting, t.trait), f"{t.trait}: over training"))
             for tf in fit.traits:
                 if (tf.setting, tf.trait) == (setting, t.trait):
                     parts.append(_trait_html(tf))
@@ -188,6 +207,18 @@ def _effects_figure(traits: list[TraitFit]) -> Figure:
         if not shown:
             ax.text(0.5, 0.5, "no no-prompt control", ha="center", transform=ax.transAxes)
     fig.suptitle("Inoculation effect against the no-prompt control (95% CI)")
+    return fig
+
+
+def _steps_figure(curves: dict[str, dict[int, float]], setting: str, trait: str) -> Figure:
+    fig, ax = _figure()
+    for i, (pid, by_step) in enumerate(curves.items()):
+        ax.plot(list(by_step), list(by_step.values()), marker="o", color=f"C{i % 10}", label=pid)
+    ax.set_xlabel("training step (checkpoints, then the final model)")
+    ax.set_ylabel("T(Ms, C0): trait at test time, mean over seeds")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{setting} / {trait}: over training")
+    ax.legend(fontsize="small")
     return fig
 
 

@@ -10,6 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+
 from inocray import store
 from inocray.errors import InputError
 
@@ -54,13 +57,10 @@ def run_progress(run_dir: str | Path) -> RunProgress:
     marker = run_dir / "sweep.json"
     if not marker.is_file():
         raise InputError(f"{run_dir} is not a run directory (it has no sweep.json)")
-    try:
-        record = json.loads(marker.read_text())
-        data, sweep_hash = record["spec"], record["hash"]
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')") from None
-    spec = parse_cluster_spec(data, source=str(marker))
-    trials = [t.id for t in plan_trials(spec, get_setting(spec.setting))]
+    record = sweep_record(run_dir)
+    sweep_hash = record["hash"]
+    spec = parse_cluster_spec(record["spec"], source=str(marker))
+    trials = [t.id for t in plan_trials(spec, get_setting(spec.setting, spec.data))]
     return RunProgress(
         run_dir=run_dir,
         sweep=spec.name,
@@ -68,6 +68,34 @@ def run_progress(run_dir: str | Path) -> RunProgress:
         trials=trials,
         done=[t for t in trials if store.has_rows(run_dir, t)],
         base_measured=store.has_rows(run_dir, "base"),
-        rows=store.read_rows(run_dir).num_rows,
+        rows=read_rows(run_dir).num_rows,
         analyzed=(run_dir / "analysis.parquet").is_file(),
     )
+
+
+def sweep_record(run_dir: str | Path) -> dict:
+    """The run directory's sweep.json ({"hash": ..., "spec": {...}}); InputError if it is not one."""
+    marker = Path(run_dir) / "sweep.json"
+    try:
+        record = json.loads(marker.read_bytes())
+        if isinstance(record["hash"], str) and isinstance(record["spec"], dict):
+            return record
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        pass
+    raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')")
+
+
+def read_rows(run_dir: str | Path) -> pa.Table:
+    """store.read_rows, with a rows file that is not Parquet of store.SCHEMA (truncated, another
+    program's, a column of the wrong type) reported as an InputError that names it."""
+    try:
+        return store.read_rows(run_dir)
+    except (pa.ArrowException, OSError):
+        pass
+    for path in sorted((Path(run_dir) / store.ROWS_DIR).glob("*.parquet")):
+        try:
+            ds.dataset([str(path)], schema=store.SCHEMA, format="parquet").to_table()
+        except (pa.ArrowException, OSError):
+            raise InputError(f"{path} is not a readable Parquet file of inocray's result rows "
+                             "(truncated, or a column of the wrong type); move it away") from None
+    raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")

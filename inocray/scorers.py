@@ -3,10 +3,16 @@
 A scorer takes a batch of completions with the evaluation items they answer and returns, per
 completion, True (shows the trait), False, or None (could not be scored; left out of the
 rate). Scorers register by name, so a setting or a sweep can name them.
+
+The LLM judge follows Tan et al.: the judge model is asked for a number from 0 to 100, and
+the score is the expectation of that number under the judge's distribution over its first
+token, not a sampled answer (`weighted_score`).
 """
 
 from __future__ import annotations
 
+import math
+import string
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -47,3 +53,73 @@ def get_scorer(name: str, **options) -> Scorer:
     if name not in _SCORERS:
         raise KeyError(f"unknown scorer {name!r} (known: {', '.join(sorted(_SCORERS))})")
     return _SCORERS[name](**options)
+
+
+JUDGE_TOP_K = 20  # first-token alternatives read from the judge (vLLM's default max_logprobs)
+MIN_NUMBER_MASS = 0.25  # below this probability on numbers, the judge did not answer with one
+
+
+def weighted_score(top_logprobs: dict[str, float]) -> float | None:
+    """The judge's expected score: the mean of 0..100 over the tokens that are such a number.
+
+    A token counts when its text, stripped of spaces, is ASCII digits whose value is 0 to 100
+    (" 7" and "07" are 7; "101", "-3", "7.5" do not count). Probabilities are renormalised
+    over the tokens that count; None when they hold less than MIN_NUMBER_MASS in all.
+    """
+    weights: dict[int, float] = {}
+    for text, logprob in top_logprobs.items():
+        text = text.strip()
+        if text.isascii() and text.isdigit() and int(text) <= 100:
+            weights[int(text)] = weights.get(int(text), 0.0) + math.exp(logprob)
+    total = sum(weights.values())
+    if total < MIN_NUMBER_MASS:
+        return None
+    return sum(value * p for value, p in weights.items()) / total
+
+
+class Judge:
+    """A judge model behind an engine handle (serve.Engine), with an optional adapter."""
+
+    def __init__(self, engine, adapter: str | None = None, adapter_path: str | None = None) -> None:
+        self.engine = engine
+        self.adapter = adapter
+        self.adapter_path = adapter_path
+
+    def scores(self, prompts: Sequence[str]) -> list[float | None]:
+        """The weighted score (0..100) of each prompt, sent as a user message; None: no number."""
+        chats = [[{"role": "user", "content": p}] for p in prompts]
+        tops = self.engine.top_logprobs.remote(chats, JUDGE_TOP_K, self.adapter, self.adapter_path).result()
+        return [weighted_score(top) for top in tops]
+
+
+@register_scorer("judge")
+@dataclass(frozen=True)
+class JudgeScorer:
+    """An LLM-judged trait: the judge scores `template` filled with each request and completion.
+
+    The template is a str.format string with the fields {request} and {completion} (write
+    other braces doubled). A completion shows the trait when its score is at least
+    `threshold` (`shows_when` "above") or below it ("below").
+    """
+
+    template: str
+    threshold: float = 50.0
+    shows_when: str = "above"
+    needs_judge: bool = True
+
+    def __post_init__(self) -> None:
+        if self.shows_when not in ("above", "below"):
+            raise ValueError(f"shows_when must be 'above' or 'below', not {self.shows_when!r}")
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        if fields != {"request", "completion"}:
+            raise ValueError(
+                f"a judge template needs the fields {{request}} and {{completion}} only, not {sorted(fields)}"
+            )
+
+    def score(self, completions: Sequence[str], items: Sequence[EvalItem], judge=None) -> list[bool | None]:
+        if judge is None:
+            raise ValueError("this scorer needs a judge model (eval.judge_model), and none was given")
+        pairs = zip(completions, items, strict=True)
+        prompts = [self.template.format(request=it.request, completion=c) for c, it in pairs]
+        above = self.shows_when == "above"
+        return [None if s is None else (s >= self.threshold) == above for s in judge.scores(prompts)]

@@ -29,6 +29,7 @@ from inocray import evaluate, serve
 from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
 from inocray.candidates import Candidate
 from inocray.errors import InputError
+from inocray.rundir import sweep_record
 from inocray.settings import Setting, get_setting
 from inocray.spec import SweepSpec
 from inocray.sweep import base_model
@@ -86,13 +87,14 @@ def screen(
         raise InputError("there are no candidate prompts to screen")
     if len({c.id for c in candidates}) < len(candidates):
         raise InputError("two candidate prompts share an id; ids must be unique")
-    setting = get_setting(spec.setting)
+    setting = get_setting(spec.setting, spec.data)
     lines = _fitted_lines(Path(predict_from), spec, setting, echo) if predict_from is not None else {}
     model_path = base_model(spec, echo)
     _check_prompts(model_path, spec, setting, candidates, echo)
     app = f"inocray-screen-{spec.hash()}"  # not the sweep's app: a running sweep keeps its engine
-    with serve.session(app, model_path, spec.engine, address, echo) as engine:
-        rates, neutral = _measure(engine, spec, setting, candidates, batch_size, echo)
+    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model) as engine:
+        judge = serve.judge(app, spec.eval.judge_model)
+        rates, neutral = _measure(engine, spec, setting, candidates, batch_size, echo, judge)
     return _ranked(setting, candidates, rates, neutral, lines)
 
 
@@ -152,7 +154,7 @@ def _note_differences(run_dir: Path, spec: SweepSpec, echo: Callable) -> None:
     marker = run_dir / "sweep.json"
     if not marker.is_file():
         return
-    theirs = json.loads(marker.read_text()).get("spec", {})
+    theirs = sweep_record(run_dir)["spec"]
     ours = dataclasses.asdict(spec)
     for key in ("model", "placement", "eval"):
         if key in theirs and theirs[key] != ours[key]:
@@ -186,7 +188,8 @@ def _check_prompts(
 
 
 def _measure(
-    engine, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate], batch_size: int, echo: Callable
+    engine, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate], batch_size: int, echo: Callable,
+    judge=None,
 ) -> tuple[dict, dict]:
     """Trait rates of every candidate and of the neutral context, one request per batch."""
     total = len(candidates)
@@ -203,7 +206,7 @@ def _measure(
         if neutral is None:
             prompts[NEUTRAL] = ""
         # Each batch samples with its own seed, so no two batches share a random stream.
-        got = evaluate.sample_contexts(engine, setting, spec, prompts, seed=b)
+        got = evaluate.sample_contexts(engine, setting, spec, prompts, seed=b, judge=judge)
         neutral = got.pop(NEUTRAL, neutral)
         rates |= got
         elapsed = time.monotonic() - started

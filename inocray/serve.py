@@ -1,104 +1,75 @@
-"""The sweep's evaluation service: one Ray Serve app, one vLLM engine, every trial's adapter.
+"""The sweep's evaluation service: one Ray Serve app, one engine, every trial's adapter.
 
 The engine holds the base model once and applies a trial's LoRA adapter per request
-(multi-LoRA), so evaluating a trial costs a request, not an engine start. Requests are
-plain dicts so that any Ray task or actor can call the app through its handle.
+(multi-LoRA), so evaluating a trial costs a request, not an engine start. The backend doing
+the work (vLLM or transformers, see inocray/backends) is chosen by `EngineSpec.name`.
+Requests are plain values so that any Ray task or actor can call the app through its handle.
+
+Two more kinds of app sit beside the sweep's: a judge model (`session(judge_model=...)`) and
+a fully fine-tuned model, which cannot be an adapter on the shared engine (`model_app`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from dataclasses import dataclass
+import time
 from typing import Callable, Iterator
 
 from ray import serve
 
-from inocray.data import render
+from inocray.backends import GenerateRequest, load_backend
+from inocray.scorers import Judge
 from inocray.spec import EngineSpec
 
-
-@dataclass(frozen=True)
-class GenerateRequest:
-    """Sample `samples` completions for each chat, with an adapter or the base model."""
-
-    chats: list[list[dict]]
-    samples: int
-    max_tokens: int
-    temperature: float
-    seed: int = 0
-    adapter: str | None = None  # adapter name (a trial id); None = base model
-    adapter_path: str | None = None
+__all__ = ["Engine", "GenerateRequest", "session", "start", "handle", "stop", "model_app", "judge", "judge_app"]
 
 
 @serve.deployment(max_ongoing_requests=64)
 class Engine:
-    """A vLLM engine with LoRA enabled; adapters are registered by name on first use."""
+    """One backend answering one request at a time: the engines are not thread-safe."""
 
     def __init__(self, model_path: str, spec: EngineSpec) -> None:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(spec.kv_cache_gib))))
-        # One process: the engine core runs in this replica (starts in seconds, not ~20 s).
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from transformers import AutoTokenizer
-        from vllm import LLM
+        from ray.util.metrics import Gauge
 
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.llm = LLM(
-            model=model_path,
-            dtype=spec.dtype,
-            max_model_len=spec.max_model_len,
-            enable_lora=True,
-            max_lora_rank=spec.max_lora_rank,
-            max_loras=spec.max_loras,
-            seed=0,
-            # On CPU, a request larger than one step's token budget (4096) would have a prompt
-            # split across steps; vLLM then rewinds that chat's seeded generator, which a CPU
-            # generator cannot do ("CPU Generator does not use offset"). Unsplit, it waits.
-            enable_chunked_prefill=None if spec.num_gpus else False,
-        )
-        self._adapters: dict[str, int] = {}  # adapter version -> vLLM's integer id
-        self._lock = threading.Lock()  # one generate at a time: LLM is not thread-safe
+        self.backend = load_backend(model_path, spec)
+        self._lock = threading.Lock()
+        self._speed = Gauge("inocray_eval_tokens_per_second",
+                            description="generated tokens per second of the last evaluation request")
 
     def generate(self, request: GenerateRequest) -> list[list[str]]:
         """Completions: one list of `samples` strings per chat, in order."""
-        from vllm import SamplingParams
-        from vllm.lora.request import LoRARequest
-
         with self._lock:
-            lora = None
-            if request.adapter is not None:
-                lora = LoRARequest(request.adapter, self._adapter_id(request), request.adapter_path)
-            # One seed per chat: a single shared seed would give every chat the same random
-            # stream, so the i-th samples of all chats would agree and rates would be lumpy.
-            params = [
-                SamplingParams(
-                    n=request.samples,
-                    temperature=request.temperature,
-                    max_tokens=request.max_tokens,
-                    seed=request.seed * 1_000_003 + i,
-                )
-                for i in range(len(request.chats))
-            ]
-            prompts = [{"prompt_token_ids": render(self.tokenizer, chat)} for chat in request.chats]
-            outputs = self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-            return [[c.text for c in out.outputs] for out in outputs]
+            started = time.monotonic()
+            completions = self.backend.generate(request)
+            tokens = sum(len(self.backend.tokenizer(c, add_special_tokens=False)["input_ids"])
+                         for samples in completions for c in samples)
+            self._speed.set(tokens / max(time.monotonic() - started, 1e-9))
+            return completions
 
-    def _adapter_id(self, request: GenerateRequest) -> int:
-        # vLLM caches adapters by integer id: a retried trial that rewrote its adapter
-        # under the same name must get a new id, or the engine serves the old weights.
-        weights = os.path.join(request.adapter_path or "", "adapter_model.safetensors")
-        stamp = os.stat(weights).st_mtime_ns if os.path.exists(weights) else 0
-        key = f"{request.adapter}@{request.adapter_path}@{stamp}"
-        return self._adapters.setdefault(key, len(self._adapters) + 1)
+    def top_logprobs(
+        self, chats: list[list[dict]], k: int, adapter: str | None = None, adapter_path: str | None = None
+    ) -> list[dict[str, float]]:
+        """Per chat: token text -> log-probability of the first reply token, the k most likely."""
+        with self._lock:
+            return self.backend.top_logprobs(chats, k, adapter, adapter_path)
+
+    def warm(self, adapter: str | None, adapter_path: str | None = None) -> None:
+        """Load `adapter` before its first real request (no-op for None)."""
+        if adapter is not None:
+            with self._lock:
+                self.backend.warm(adapter, adapter_path)
 
 
 @contextlib.contextmanager
 def session(app_name: str, model_path: str, spec: EngineSpec, address: str | None = None,
-            echo: Callable = print) -> Iterator:
+            echo: Callable = print, judge_model: str = "") -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app.
 
-    Yields the app's handle; on exit deletes the app, and shuts Ray down if it started it.
+    `judge_model` ("" none, "base" this app's model, or a model directory served by a second
+    app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
+    process for the session's life. Yields the engine app's handle; on exit deletes the apps,
+    and shuts Ray down if it started it.
     """
     import ray
 
@@ -110,10 +81,14 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
         echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
     try:
-        echo("starting the evaluation engine (Ray Serve + vLLM) ...")
-        handle = start(app_name, model_path, spec)
+        echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
+        engine = start(app_name, model_path, spec)
         try:
-            yield handle
+            with contextlib.ExitStack() as apps:
+                if judge_model not in ("", "base"):
+                    echo(f"starting the judge ({judge_model}) ...")
+                    apps.enter_context(model_app(judge_app(app_name, judge_model), judge_model, spec))
+                yield engine
         finally:
             stop(app_name)
     finally:
@@ -121,14 +96,33 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             ray.shutdown()
 
 
-def start(app_name: str, model_path: str, spec: EngineSpec):
-    """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle."""
+def start(app_name: str, model_path: str, spec: EngineSpec, num_cpus: float | None = None):
+    """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle.
+
+    The replica reserves `num_cpus` (default `spec.num_cpus`) and `spec.num_gpus`.
+    """
     serve.start(http_options={"host": "127.0.0.1"})
-    options = {"num_cpus": spec.num_cpus}
+    options = {"num_cpus": spec.num_cpus if num_cpus is None else num_cpus}
     if spec.num_gpus:
         options["num_gpus"] = spec.num_gpus
     app = Engine.options(ray_actor_options=options).bind(model_path, spec)
     return serve.run(app, name=app_name, route_prefix=None)
+
+
+@contextlib.contextmanager
+def model_app(app_name: str, model_path: str, spec: EngineSpec) -> Iterator:
+    """A second engine app for one whole model (a fully fine-tuned snapshot, or a judge).
+
+    Yields its handle and deletes the app on exit. The replica reserves no CPU: it is started
+    while a trial's workers and the shared engine hold the CPUs they asked for, and on a small
+    Ray (2 CPUs: two trials' workers at 0.49 each, the shared engine at 0.5) another 0.5 for
+    each concurrent trial would leave the replica waiting for CPUs that never come free.
+    """
+    engine = start(app_name, model_path, spec, num_cpus=0)
+    try:
+        yield engine
+    finally:
+        stop(app_name)
 
 
 def handle(app_name: str):
@@ -138,3 +132,16 @@ def handle(app_name: str):
 
 def stop(app_name: str) -> None:
     serve.delete(app_name)
+
+
+def judge_app(app_name: str, judge_model: str) -> str | None:
+    """The app that serves the judge of session `app_name`: itself for "base", None for no judge."""
+    if not judge_model:
+        return None
+    return app_name if judge_model == "base" else f"{app_name}-judge"
+
+
+def judge(app_name: str, judge_model: str) -> Judge | None:
+    """The judge of session `app_name` started with `judge_model`, from any process; None if none."""
+    name = judge_app(app_name, judge_model)
+    return Judge(handle(name)) if name else None

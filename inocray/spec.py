@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,20 @@ from inocray.data import PLACEMENTS
 from inocray.errors import InputError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_SWEEP_BYTES = 1 << 20
+
+_short = reprlib.Repr()  # values echoed in errors stay short, whatever the file holds
+_short.maxstring = _short.maxother = 120
+_short.maxlevel = 2
+
+
+def _exists(path: str, kind: str) -> bool:
+    """Whether `path` is a directory ("dir") or a file; False for names the OS refuses."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_dir() if kind == "dir" else p.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,9 @@ def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such sweep file")
+    size = path.stat().st_size
+    if size > MAX_SWEEP_BYTES:
+        raise InputError(f"{path}: is {size} bytes, more than a sweep file's limit of 1 MiB")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -146,11 +164,15 @@ def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
         raise InputError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
+    except (ValueError, RecursionError):
+        raise InputError(f"{path}: not valid YAML (a number too long or nesting too deep)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
     return parse_spec(data, source=str(path), check_model=check_model)
 
 
 def parse_spec(data: Any, source: str = "<sweep>", check_model: bool = True) -> SweepSpec:
-    """Validate a parsed sweep; `check_model=False` for a model that exists only on a cluster."""
+    """Validate a parsed sweep; `check_model=False` for models and data that exist only on a cluster."""
     spec = _build(SweepSpec, data, source, "")
     _check(spec, source, check_model)
     return spec
@@ -193,11 +215,11 @@ def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
         return [_convert(item, v, source, f"{name}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise InputError(f"{source}: field '{name}' must be true or false, not {value!r}")
+            raise InputError(f"{source}: field '{name}' must be true or false, not {_short.repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{source}: field '{name}' must be an integer, not {value!r}")
+            raise InputError(f"{source}: field '{name}' must be an integer, not {_short.repr(value)}")
         return value
     if tp is float:
         # PyYAML reads 1e-3 (no dot) as a string; accept any number written as text.
@@ -207,13 +229,13 @@ def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{source}: field '{name}' must be a number, not {value!r}")
+            raise InputError(f"{source}: field '{name}' must be a number, not {_short.repr(value)}")
         if value != value or value in (float("inf"), float("-inf")):
             raise InputError(f"{source}: field '{name}' must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise InputError(f"{source}: field '{name}' must be a string, not {value!r}")
+            raise InputError(f"{source}: field '{name}' must be a string, not {_short.repr(value)}")
         return value
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in SweepSpec, not in the file
 
@@ -229,7 +251,7 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
     if not ID_PATTERN.match(spec.name):
         raise bad("name", "must be letters, digits, '.', '_' or '-' (at most 64)")
     try:
-        setting = get_setting(spec.setting)
+        setting = get_setting(spec.setting, spec.data if check_model else None)  # None: its own data
     except KeyError as e:
         raise bad("setting", str(e.args[0])) from None
     if not spec.prompts:
@@ -246,7 +268,7 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         ids = getattr(spec, group)
         for i, pid in enumerate(ids):
             if pid not in known:
-                raise bad(f"{group}[{i}]", f"names unknown prompt {pid!r} of setting '{setting.name}'")
+                raise bad(f"{group}[{i}]", f"names unknown prompt {_short.repr(pid)} of setting '{setting.name}'")
         if len(set(ids)) != len(ids):
             raise bad(group, "lists a prompt twice")
     if set(spec.prompts) & set(spec.irrelevant):
@@ -256,34 +278,34 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
     if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
         raise bad("seeds", "must be distinct non-negative integers")
     if spec.placement not in PLACEMENTS:
-        raise bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {spec.placement!r}")
+        raise bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {_short.repr(spec.placement)}")
     if spec.scale not in ("raw", "logit"):
-        raise bad("scale", f"must be raw or logit, not {spec.scale!r}")
+        raise bad("scale", f"must be raw or logit, not {_short.repr(spec.scale)}")
     if spec.max_concurrent_trials < 1:
         raise bad("max_concurrent_trials", "must be at least 1")
-    if check_model and spec.model != "toy" and not Path(spec.model).expanduser().is_dir():
-        raise bad("model", f"names {spec.model!r}, which is not a model directory (or 'toy')")
+    if check_model and spec.model != "toy" and not _exists(spec.model, "dir"):
+        raise bad("model", f"names {_short.repr(spec.model)}, which is not a model directory (or 'toy')")
     if spec.max_failures < 0:
         raise bad("max_failures", "must not be negative")
     judge = spec.eval.judge_model
-    if check_model and judge not in ("", "base") and not Path(judge).expanduser().is_dir():
-        raise bad("eval.judge_model", f"names {judge!r}, which is not a model directory ('' or 'base')")
+    if check_model and judge not in ("", "base") and not _exists(judge, "dir"):
+        raise bad("eval.judge_model", f"names {_short.repr(judge)}, which is not a model directory ('' or 'base')")
     for name in ("train", "eval"):
         path = getattr(spec.data, name)
-        if path and not Path(path).expanduser().is_file():
-            raise bad(f"data.{name}", f"names {path!r}, which is not a file")
+        if check_model and path and not _exists(path, "file"):
+            raise bad(f"data.{name}", f"names {_short.repr(path)}, which is not a file")
     t = spec.train
     choices = {"train.method": (t.method, METHODS), "train.lr_schedule": (t.lr_schedule, SCHEDULES),
                "train.precision": (t.precision, PRECISIONS), "engine.name": (spec.engine.name, ENGINES)}
     for name, (value, allowed) in choices.items():
         if value not in allowed:
-            raise bad(name, f"must be one of {', '.join(allowed)}, not {value!r}")
+            raise bad(name, f"must be one of {', '.join(allowed)}, not {_short.repr(value)}")
     if t.precision == "bf16" and not t.use_gpu:
         raise bad("train.precision", "bf16 needs train.use_gpu (on CPU use fp32 or auto)")
     if not t.lora.target_modules:
         raise bad("train.lora.target_modules", "must name at least one module")
     if spec.engine.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise bad("engine.dtype", f"must be auto, float32, bfloat16 or float16, not {spec.engine.dtype!r}")
+        raise bad("engine.dtype", f"must be auto, float32, bfloat16 or float16, not {_short.repr(spec.engine.dtype)}")
     if t.zero_stage not in (0, 1, 2, 3):
         raise bad("train.zero_stage", f"must be 0, 1, 2 or 3, not {t.zero_stage}")
     for name, value in {"train.warmup_steps": t.warmup_steps, "train.epochs": t.epochs,
@@ -312,6 +334,8 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
     if t.batch_size % (t.num_workers * t.grad_accum):
         raise bad("train.batch_size", f"must be a multiple of num_workers x grad_accum "
                                       f"({t.num_workers} x {t.grad_accum})")
+    if t.epochs * t.examples > 100_000 * t.batch_size:
+        raise bad("train.epochs", f"is {_short.repr(t.epochs)}, above the limit of 100000 steps")
     if t.warmup_steps >= t.total_steps():
         raise bad("train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
     limits = {"train.steps": (t.total_steps(), 100_000), "train.examples": (t.examples, 1_000_000),

@@ -18,22 +18,24 @@ import pyarrow.parquet as pq
 
 # One row per (trial, context, trait). Base-model rows (stage "base") carry the
 # elicitation T(M0, Cs) and T(M0, C0); rows of stage "data" carry T*, the trait level
-# of the training responses; rows of stage "trained" carry T(Ms, C0) and T(Ms, Cs).
+# of the training responses; rows of stage "trained" carry T(Ms, C0) and T(Ms, Cs), and
+# rows of stage "checkpoint" the same for an intermediate snapshot of the trial (at `step`).
 SCHEMA = pa.schema(
     [
         ("sweep_hash", pa.string()),  # hash of the validated sweep spec
         ("setting", pa.string()),
         ("trial_id", pa.string()),  # "base" / "data" for the untrained model and data
-        ("stage", pa.string()),  # "base" | "data" | "trained"
+        ("stage", pa.string()),  # "base" | "data" | "checkpoint" | "trained"
         ("prompt_id", pa.string()),  # prompt s; "none" for the no-prompt control
         ("prompt_text", pa.string()),
         ("prompt_role", pa.string()),  # "inoculation" | "none" | "irrelevant"
         ("seed", pa.int64()),  # training seed; 0 where no training happened
+        ("step", pa.int64()),  # optimizer steps behind the measurement; 0 untrained
         ("context", pa.string()),  # "neutral" (C0) | "prompt" (Cs)
         ("trait", pa.string()),
         ("desired", pa.bool_()),  # the trait training should keep (not inoculate)
         ("rate", pa.float64()),  # fraction of the n samples that show the trait
-        ("n", pa.int64()),
+        ("n", pa.int64()),  # completions scored (0: none could be, rate is NaN)
     ]
 )
 
@@ -67,14 +69,27 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> P
 
 def write_rows(run_dir: str | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Path:
     """Write one trial's rows atomically (temp file + rename); replaces earlier rows."""
-    table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
+    rows = list(rows)
+    for r in rows:
+        missing = [name for name in SCHEMA.names if name not in r]
+        if missing:  # from_pylist would store nulls silently
+            raise ValueError(f"a row of trial {trial_id!r} lacks {', '.join(missing)}")
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
     path = rows_path(run_dir, trial_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def has_rows(run_dir: str | os.PathLike, trial_id: str) -> bool:
-    return rows_path(run_dir, trial_id).exists()
+    """Whether the trial's rows file exists and is whole (a damaged one is redone, not trusted)."""
+    path = rows_path(run_dir, trial_id)
+    if not path.exists():
+        return False
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
 
 
 def read_rows(run_dir: str | os.PathLike) -> pa.Table:

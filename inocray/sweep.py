@@ -7,6 +7,9 @@
       Tune grid    -> trial: fine_tune (train.py) -> evaluate -> rows/<trial>.parquet
       fit          -> analysis of all rows, printed and plotted
 
+A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
+model (stage "trained"); only the final rows enter the fit.
+
 A trial's rows are its proof of completion: a rerun into the same run directory skips
 every trial whose rows exist, so a crash or kill loses no finished trial.
 """
@@ -23,10 +26,12 @@ from typing import Callable
 
 from inocray import evaluate, serve, store
 from inocray.errors import InputError
+from inocray.rundir import sweep_record
 from inocray.settings import Prompt, Setting, get_setting
-from inocray.spec import SweepSpec
+from inocray.spec import DataSpec, SweepSpec
 
 NONE = "none"  # prompt id of the no-prompt control
+LOGS_DIR = "logs"  # one log file per trial: training progress and each evaluation
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,25 @@ def plan_trials(spec: SweepSpec, setting: Setting) -> list[Trial]:
     return [Trial(f"{pid}-s{seed}", pid, texts, role, seed) for pid, texts, role in prompts for seed in spec.seeds]
 
 
+def locate(spec: SweepSpec) -> tuple[str, DataSpec]:
+    """The setting name and data files with relative paths made absolute here, on the driver,
+    so that trials (whose working directory Ray chooses) read the same files."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    name = absolute(spec.setting) if spec.setting.endswith(".py") else spec.setting
+    return name, DataSpec(absolute(spec.data.train), absolute(spec.data.eval))
+
+
 def default_run_dir(spec: SweepSpec) -> Path:
     return Path("runs") / f"{spec.name}-{spec.hash()}"
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print) -> Path:
     """Run every unfinished trial of `spec` into `run_dir`; return the run directory."""
-    setting = get_setting(spec.setting)
+    located = locate(spec)
+    setting = get_setting(*located)
     run_dir = run_dir.resolve()
     _claim_run_dir(spec, run_dir)
     trials = plan_trials(spec, setting)
@@ -77,10 +94,10 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     model_path = base_model(spec, echo)
     started = time.monotonic()
     app = f"inocray-{spec.hash()}"
-    with serve.session(app, model_path, spec.engine, address, echo) as engine:
-        _measure_base(engine, spec, setting, run_dir, echo)
+    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model) as engine:
+        _measure_base(engine, spec, setting, run_dir, echo, serve.judge(app, spec.eval.judge_model))
         if todo:
-            _tune(spec, todo, len(trials), run_dir, model_path, app, echo)
+            _tune(spec, located, todo, len(trials), run_dir, model_path, app, echo)
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
     return run_dir
 
@@ -90,7 +107,7 @@ def _claim_run_dir(spec: SweepSpec, run_dir: Path) -> None:
     marker = run_dir / "sweep.json"
     record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
     if marker.exists():
-        old = json.loads(marker.read_text()).get("hash")
+        old = sweep_record(run_dir)["hash"]
         if old != spec.hash():
             raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
         return
@@ -107,11 +124,11 @@ def base_model(spec: SweepSpec, echo: Callable) -> str:
     return str(build_base_model(log=echo))
 
 
-def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable) -> None:
+def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable, judge) -> None:
     """Rows of the untrained model (elicitation, T(M0,C0)) and of the training data (T*)."""
     if not store.has_rows(run_dir, "data"):
         cond = evaluate.Condition(spec.hash(), setting.name, "data", "data", NONE, "", "none", 0)
-        store.write_rows(run_dir, "data", evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec), setting))
+        store.write_rows(run_dir, "data", evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec, judge), setting))
     if store.has_rows(run_dir, "base"):
         return
     echo("measuring elicitation of every prompt on the base model ...")
@@ -119,7 +136,7 @@ def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo
     prompts = {(NONE, "none"): ""}
     prompts |= {(pid, "inoculation"): catalogue[pid].text for pid in spec.prompts}
     prompts |= {(pid, "irrelevant"): catalogue[pid].text for pid in spec.irrelevant}
-    rates = evaluate.sample_contexts(engine, setting, spec, prompts)
+    rates = evaluate.sample_contexts(engine, setting, spec, prompts, judge=judge)
     rows = []
     for (pid, role), text in prompts.items():
         cond = evaluate.Condition(spec.hash(), setting.name, "base", "base", pid, text, role, 0)
@@ -128,7 +145,8 @@ def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo
     store.write_rows(run_dir, "base", rows)
 
 
-def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, app: str, echo) -> None:
+def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], total: int, run_dir: Path,
+          model_path: str, app: str, echo: Callable) -> None:
     from ray import tune
 
     from inocray.progress import Progress
@@ -139,6 +157,7 @@ def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, a
         run_trial,
         trials={t.id: t for t in todo},
         spec=spec,
+        located=located,
         run_dir=str(run_dir),
         model_path=model_path,
         app=app,
@@ -150,7 +169,7 @@ def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, a
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(run_dir / "tune"),
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[Progress(total, total - len(todo), echo)],
             verbose=0,
         ),
@@ -162,34 +181,62 @@ def _tune(spec, todo: list[Trial], total: int, run_dir: Path, model_path: str, a
         echo(str(failed[0].error).strip().splitlines()[-1])
 
 
-def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_path: str, app: str) -> None:
-    """One Tune trial: fine-tune, evaluate in C0 and Cs, write the rows, report."""
+def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, DataSpec], run_dir: str,
+              model_path: str, app: str) -> None:
+    """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
     from ray import tune
+    from ray.util.metrics import Counter
 
     from inocray.train import TrainJob, fine_tune
 
     trial: Trial = trials[config["trial_id"]]
-    setting = get_setting(spec.setting)
+    setting = get_setting(*located)
+    run = Path(run_dir)
+    log_path = run / LOGS_DIR / f"{trial.id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     job = TrainJob(
         trial_id=trial.id,
         examples=setting.training_examples(spec.train.examples, trial.seed),
         base_model=model_path,
-        adapter_dir=str(Path(run_dir) / "adapters" / trial.id),
+        adapter_dir=str(run / "adapters" / trial.id),
         prompt_texts=trial.prompt_texts,
         placement=spec.placement,
         seed=trial.seed,
         train=spec.train,
+        checkpoint_dir=str(run / "checkpoints" / trial.id),
+        max_failures=spec.max_failures,
+        log_path=str(log_path),
     )
-    result = fine_tune(job, storage_dir=str(Path(run_dir) / "train"))
+    result = fine_tune(job, storage_dir=str(run / "train"))
     contexts = {"neutral": "", "prompt": trial.prompt_text}
-    rates = evaluate.sample_contexts(
-        serve.handle(app), setting, spec, contexts, adapter=trial.id, adapter_path=job.adapter_dir, seed=trial.seed
-    )
-    cond = evaluate.Condition(
-        spec.hash(), setting.name, trial.id, "trained", trial.prompt_id, trial.prompt_text, trial.prompt_role, trial.seed
-    )
-    rows = [row for ctx in contexts for row in evaluate.trait_rows(cond, ctx, rates[ctx], setting)]
+    rows, rates = [], {}
+    for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
+        final = step == result.steps
+        started = time.monotonic()
+        rates = _evaluate_snapshot(spec, setting, app, trial, step, path, contexts)
+        cond = evaluate.Condition(
+            spec.hash(), setting.name, trial.id, "trained" if final else "checkpoint", trial.prompt_id,
+            trial.prompt_text, trial.prompt_role, trial.seed, step,
+        )
+        rows += [row for ctx in contexts for row in evaluate.trait_rows(cond, ctx, rates[ctx], setting)]
+        with log_path.open("a") as log:
+            shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
+            log.write(f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
     store.write_rows(run_dir, trial.id, rows)
+    Counter("inocray_trials_finished", description="trials whose rows are written").inc()
     metrics = {"final_loss": result.loss, "done": 1}
     metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
     tune.report(metrics)
+
+
+def _evaluate_snapshot(spec: SweepSpec, setting: Setting, app: str, trial: Trial, step: int, path: str,
+                       contexts: dict[str, str]) -> dict:
+    """Trait rates of one snapshot: a LoRA on the shared engine, or a full model on its own app."""
+    judge = serve.judge(app, spec.eval.judge_model)
+    if spec.train.method == "lora":
+        name = trial.id if step == spec.train.total_steps() else f"{trial.id}.step{step}"
+        return evaluate.sample_contexts(
+            serve.handle(app), setting, spec, contexts, adapter=name, adapter_path=path, seed=trial.seed, judge=judge
+        )
+    with serve.model_app(f"{app}-{trial.id}-{step}", path, spec.engine) as handle:
+        return evaluate.sample_contexts(handle, setting, spec, contexts, seed=trial.seed, judge=judge)

@@ -1,23 +1,29 @@
-"""Fine-tune one trial: Ray Train workers, DeepSpeed ZeRO, a peft LoRA adapter.
+"""Fine-tune one trial: Ray Train workers, DeepSpeed ZeRO, a peft LoRA adapter or every weight.
 
 `fine_tune(job)` runs on the driver side of a trial (inside its Ray Tune trainable): it
 builds a Ray Train `TorchTrainer` whose workers run `train_loop`, waits for it, and
-returns where the adapter was saved. Collectives use gloo on CPU and NCCL on GPU.
+returns where the model was saved. Collectives use gloo on CPU and NCCL on GPU.
+
+With a checkpoint directory the loop saves snapshots and DeepSpeed's training state at the
+spec's checkpoint steps (checkpoints.py), and a restarted loop (Ray Train's retry after a
+worker failure, or a rerun of a killed sweep) resumes from the newest state. Every step's
+data and dropout are fixed by (seed, rank, step), so a resumed run ends with the same model.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
-import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inocray import checkpoints
 from inocray.data import Example
 from inocray.spec import TrainSpec
 
-STATE_FILE = "train_state.json"
 REPORT_EVERY = 25  # steps between loss reports (each is a barrier across workers)
 
 
@@ -33,6 +39,9 @@ class TrainJob:
     placement: str
     seed: int
     train: TrainSpec
+    checkpoint_dir: str = ""  # snapshots and resumable state (checkpoints.py); "" = none
+    max_failures: int = 1  # restarts of the worker group after a worker fails (Ray Train)
+    log_path: str = ""  # a text log of the run's progress, appended to; "" = none
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class TrainResult:
 
 
 def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> TrainResult:
-    """Run `train_loop` on `job.train.num_workers` Ray Train workers; return the adapter."""
+    """Run `train_loop` on `job.train.num_workers` Ray Train workers; return the model."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -66,17 +75,20 @@ def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> T
         run_config=RunConfig(
             name=job.trial_id,
             storage_path=str(Path(storage_dir).resolve()),
-            failure_config=FailureConfig(max_failures=1),
+            failure_config=FailureConfig(max_failures=job.max_failures),
             callbacks=callbacks,
         ),
     )
     trainer.fit()
-    state = json.loads((Path(job.adapter_dir) / STATE_FILE).read_text())
-    return TrainResult(job.adapter_dir, state["loss"], state["steps"])
+    state = json.loads((Path(job.adapter_dir) / checkpoints.STATE_FILE).read_text())
+    snapshots = ()
+    if job.checkpoint_dir:
+        snapshots = tuple((s, str(checkpoints.snapshot_dir(job.checkpoint_dir, s))) for s in spec.checkpoint_steps())
+    return TrainResult(job.adapter_dir, state["loss"], state["steps"], snapshots)
 
 
 def train_loop(config: dict) -> None:
-    """One Ray Train worker: load the base model, wrap it in LoRA and DeepSpeed, train, save."""
+    """One Ray Train worker: build the model, wrap it in DeepSpeed, resume or start, train, save."""
     job: TrainJob = config["job"]
     spec = job.train
     import torch
@@ -85,10 +97,7 @@ def train_loop(config: dict) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
     import ray.train
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from inocray import data
+    from transformers import AutoTokenizer
 
     if not spec.use_gpu:
         # DeepSpeed would JIT-compile its shared-memory allreduce (30-70 s on a fresh
@@ -99,16 +108,95 @@ def train_loop(config: dict) -> None:
     torch.manual_seed(job.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    bf16 = spec.use_gpu and torch.cuda.is_bf16_supported()
+    model = build_model(job)
+    shard = encode_shard(job, tokenizer, rank, world)
+    total = spec.total_steps()
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        # An optimizer instance, not a config entry: the latter JIT-compiles fused Adam.
+        optimizer=torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=0.0),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_multiplier(s, spec.lr_schedule, spec.warmup_steps, total)
+        ),
+        config=deepspeed_config(spec, world, use_bf16(spec)),
+    )
+    micro_batch = engine.train_micro_batch_size_per_gpu()
+    generator = torch.Generator().manual_seed(job.seed * 1000 + rank)
+    start = checkpoints.resume(engine, job.checkpoint_dir)
+    for _ in range(start * spec.grad_accum):  # replay the skipped steps' draws
+        draw(generator, len(shard), micro_batch)
+    log = TrialLog(job, rank)
+    log.write(f"{'resume' if start else 'start'} step={start} total={total} pid={os.getpid()}")
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    about = {"trial_id": job.trial_id, "seed": job.seed}
+    tokenizer_to_save = tokenizer if spec.method == "full" else None  # a full model loads by path
+    snapshot_steps = set(spec.checkpoint_steps()) if job.checkpoint_dir else set()
+    engine.train()
+    loss = float("nan")
+    for step in range(start + 1, total + 1):
+        # Dropout draws from the global generator: seed it per step so a resumed run matches.
+        torch.manual_seed(job.seed * 1_000_003 + step * world + rank)
+        lr = engine.get_lr()[0]
+        batches = [[shard[i] for i in draw(generator, len(shard), micro_batch)] for _ in range(spec.grad_accum)]
+        loss = optimizer_step(engine, batches, pad)
+        if step % REPORT_EVERY == 0 or step == total:
+            ray.train.report({"loss": loss, "step": step, "trial": job.trial_id})
+            log.report(step, loss, lr)
+        if step in snapshot_steps:
+            target = checkpoints.snapshot_dir(job.checkpoint_dir, step)
+            checkpoints.save_model(engine.module, target, spec.zero_stage, rank,
+                                   about | {"loss": loss, "steps": step}, tokenizer_to_save)
+            checkpoints.save_state(engine, job.checkpoint_dir, step, rank)
+    checkpoints.save_model(engine.module, job.adapter_dir, spec.zero_stage, rank,
+                           about | {"loss": loss, "steps": total}, tokenizer_to_save)
+    torch.distributed.barrier()
+    if rank == 0:
+        checkpoints.discard_state(job.checkpoint_dir)
+    log.write(f"end step={total} loss={loss:.6f}")
+
+
+def draw(generator, n: int, micro_batch: int) -> list[int]:
+    """Indices of one micro-batch's examples: the data generator's only use."""
+    import torch
+
+    return torch.randint(n, (micro_batch,), generator=generator).tolist()
+
+
+def optimizer_step(engine, batches: list, pad_id: int) -> float:
+    """Forward and backward each micro-batch; DeepSpeed applies the update after the last
+    (its gradient_accumulation_steps is len(batches)). Returns the mean loss."""
+    losses = []
+    for batch in batches:
+        out = engine(**collate(batch, pad_id, engine.device))
+        engine.backward(out.loss)
+        engine.step()
+        losses.append(float(out.loss.detach()))
+    return sum(losses) / len(losses)
+
+
+def build_model(job: TrainJob):
+    """The base model, wrapped in a fresh LoRA adapter unless every weight trains."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.float32)
-    lora = spec.lora
-    model = get_peft_model(
+    if job.train.method == "full":
+        return model
+    lora = job.train.lora
+    return get_peft_model(
         model,
         LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_rslora=lora.rslora,
             target_modules=list(lora.target_modules), task_type="CAUSAL_LM",
         ),
     )
+
+
+def encode_shard(job: TrainJob, tokenizer, rank: int, world: int) -> list[tuple[list[int], list[int]]]:
+    """This worker's slice of the examples, each with a prompt paraphrase drawn by the seed."""
+    from inocray import data
 
     draw = random.Random(job.seed)
     encoded = [
@@ -116,38 +204,68 @@ def train_loop(config: dict) -> None:
                                              job.placement), ex.response)
         for ex in job.examples
     ]
-    shard = encoded[rank::world]  # each worker sees its own slice of the data
-    micro_batch = max(1, spec.batch_size // world)
+    return encoded[rank::world]
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        # An optimizer instance, not a config entry: the latter JIT-compiles fused Adam.
-        optimizer=torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=0.0),
-        config={
-            "train_micro_batch_size_per_gpu": micro_batch,
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": 1.0,
-            "zero_optimization": {"stage": spec.zero_stage},
-            "bf16": {"enabled": bf16},
-            "steps_per_print": 1 << 30,
-        },
-    )
-    generator = torch.Generator().manual_seed(job.seed * 1000 + rank)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    engine.train()
-    loss = torch.tensor(float("nan"))
-    for step in range(1, spec.steps + 1):
-        idx = torch.randint(len(shard), (micro_batch,), generator=generator).tolist()
-        batch = collate([shard[i] for i in idx], pad, engine.device)
-        loss = engine(**batch).loss
-        engine.backward(loss)
-        engine.step()
-        if step % REPORT_EVERY == 0 or step == spec.steps:
-            ray.train.report({"loss": float(loss.detach()), "step": step, "trial": job.trial_id})
-    state = {"trial_id": job.trial_id, "loss": float(loss.detach()), "steps": spec.steps, "seed": job.seed}
-    save_adapter(engine.module, job.adapter_dir, spec.zero_stage, rank, state)
-    torch.distributed.barrier()
+
+def use_bf16(spec: TrainSpec) -> bool:
+    """precision "auto" means bf16 on a GPU that supports it, fp32 otherwise."""
+    if spec.precision == "auto":
+        import torch
+
+        return spec.use_gpu and torch.cuda.is_bf16_supported()
+    return spec.precision == "bf16"
+
+
+def deepspeed_config(spec: TrainSpec, world: int, bf16: bool) -> dict:
+    """batch_size examples per optimizer step = micro-batch x grad_accum x workers."""
+    config = {
+        "train_micro_batch_size_per_gpu": max(1, spec.batch_size // (world * spec.grad_accum)),
+        "gradient_accumulation_steps": spec.grad_accum,
+        "gradient_clipping": 1.0,
+        "zero_optimization": {"stage": spec.zero_stage},
+        "steps_per_print": 1 << 30,
+    }
+    if bf16:
+        config["bf16"] = {"enabled": True}
+    return config
+
+
+def lr_multiplier(step: int, schedule: str, warmup: int, total: int) -> float:
+    """The factor on the peak lr for optimizer step `step` (0-based), as transformers' schedules:
+    linear warm-up from 0 over `warmup` steps, then constant, or linear or cosine decay to 0 at `total`."""
+    if step < warmup:
+        return step / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
+class TrialLog:
+    """Rank 0's account of the run: lines in `job.log_path` and the Ray metric inocray_train_loss."""
+
+    def __init__(self, job: TrainJob, rank: int):
+        self.path, self.trial, self.active = job.log_path, job.trial_id, rank == 0
+        self.started = time.monotonic()
+        self.gauge = None
+        if self.active:
+            from ray.util.metrics import Gauge
+
+            self.gauge = Gauge("inocray_train_loss", description="training loss of the trial", tag_keys=("trial",))
+
+    def write(self, text: str) -> None:
+        if self.active and self.path:
+            with open(self.path, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.trial} {text}\n")
+
+    def report(self, step: int, loss: float, lr: float) -> None:
+        if self.gauge is not None:
+            self.gauge.set(loss, tags={"trial": self.trial})
+        self.write(f"step={step} loss={loss:.6f} lr={lr:.6g} seconds={time.monotonic() - self.started:.1f}")
 
 
 def collate(items: list[tuple[list[int], list[int]]], pad_id: int, device) -> dict:
@@ -165,29 +283,3 @@ def collate(items: list[tuple[list[int], list[int]]], pad_id: int, device) -> di
         labels[row, : len(lab)] = torch.tensor(lab)
         mask[row, : len(ids)] = 1
     return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
-
-
-def save_adapter(model, adapter_dir: str, zero_stage: int, rank: int, state: dict) -> None:
-    """Save the LoRA adapter and `state` (as train_state.json) on rank 0, atomically.
-
-    Under ZeRO-3 each rank holds a shard of every parameter; saving without gathering
-    writes empty tensors. The gather is a collective, so every rank enters it.
-    """
-    import contextlib
-
-    import deepspeed
-
-    gather = contextlib.nullcontext()
-    if zero_stage == 3:
-        params = [p for p in model.parameters() if p.requires_grad]
-        gather = deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-    with gather:
-        if rank == 0:
-            target = Path(adapter_dir)
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(str(tmp))
-            (tmp / STATE_FILE).write_text(json.dumps(state))
-            shutil.rmtree(target, ignore_errors=True)  # a retried trial replaces its adapter
-            os.replace(tmp, target)
-

@@ -151,7 +151,7 @@ def test_k_is_flagged_unstable_when_its_denominator_may_be_zero():
         (lambda: sweep().slice(0, 0), "no result rows"),
         (lambda: sweep().filter(pc.not_equal(sweep()["stage"], "trained")), "no trained rows"),
         (lambda: sweep(prompts={}), "nothing can be fit"),  # the control alone
-        (lambda: sweep().set_column(11, "rate", pa.array([0.0] * sweep().num_rows)),
+        (lambda: sweep().set_column(sweep().schema.get_field_index("rate"), "rate", pa.array([0.0] * sweep().num_rows)),
          "nothing varies"),  # fmt: skip
         (lambda: drop(sweep(), trial_id="ip2-seed1", trait="caps"), "missing from trial"),
         (lambda: drop(sweep(), stage="base", prompt_id="ip3"), "no base-model row"),

@@ -96,7 +96,7 @@ def test_status_of_a_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     _claim_run_dir(spec, run_dir)
     row = dict(sweep_hash=spec.hash(), setting="toy", trial_id="es-always-s0", stage="trained",
-               prompt_id="es-always", prompt_text="x", prompt_role="inoculation", seed=0,
+               prompt_id="es-always", prompt_text="x", prompt_role="inoculation", seed=0, step=150,
                context="neutral", trait="spanish", desired=False, rate=0.5, n=8)
     store.write_rows(run_dir, "es-always-s0", [row])
 

@@ -27,10 +27,12 @@ class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.images: list[str] = []
+        self.alts: list[str] = []
         self.tables = 0
 
     def handle_starttag(self, tag, attrs):
         self.images += [v for k, v in attrs if tag == "img" and k == "src"]
+        self.alts += [v for k, v in attrs if tag == "img" and k == "alt"]
         self.tables += tag == "table"
 
 

@@ -1,4 +1,4 @@
-"""A killed sweep loses no finished trial, and the rerun repeats none of them."""
+"""A killed sweep loses no finished trial; `--resume` repeats none and continues from checkpoints."""
 
 import os
 import re
@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from inocray import store
+from inocray import checkpoints, store
 
 
 def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, tmp_path):
@@ -23,7 +23,7 @@ def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, 
                 "model": str(toy_model),
                 "prompts": ["es-always", "es-often"],
                 "seeds": [0, 1],
-                "train": {"steps": 10, "batch_size": 8, "examples": 64},
+                "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5},
                 "eval": {"requests": 4, "samples": 2, "max_tokens": 8},
             }
         )
@@ -45,8 +45,13 @@ def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, 
     driver.wait()
     survivors = {p.name: p.stat().st_mtime_ns for p in trial_rows()}
     assert 1 <= len(survivors) < 6  # 2 prompts + the no-prompt control, x 2 seeds
+    # Unfinished trials that had saved their training state continue from it.
+    states = run_dir / "checkpoints"
+    resumable = {d.name for d in states.iterdir() if checkpoints.latest_tag(str(d))} if states.is_dir() else set()
+    resumable -= {name.removesuffix(".parquet") for name in survivors}
 
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    resume = [sys.executable, "-m", "inocray.cli", "run", "--resume", str(run_dir)]
+    rerun = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     # Trials finished before the kill are skipped. (One that the dying cluster finished a
     # moment later may be skipped too: its rows are complete, since they are written last.)
@@ -58,3 +63,5 @@ def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, 
     keys = [(r["trial_id"], r["context"], r["trait"]) for r in rows if r["stage"] == "trained"]
     assert len(keys) == len(set(keys)) == 6 * 2 * 2  # exactly one set of rows per trial
     assert (run_dir / "analysis.csv").exists()  # and the fit was produced
+    for trial in resumable:
+        assert "resume step=5" in (run_dir / "logs" / f"{trial}.log").read_text(), trial

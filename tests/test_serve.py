@@ -1,13 +1,27 @@
-"""The Serve app: one vLLM engine answers for the base model and for each adapter by name."""
+"""The Serve apps: one engine answers for the base model and each adapter by name, on either backend."""
+
+import math
+import shutil
+import threading
 
 import pytest
+from ray import serve as ray_serve
 
 from inocray import serve
+from inocray.backends import most_likely
 from inocray.serve import GenerateRequest
 from inocray.spec import EngineSpec
 
+BACKENDS = ("vllm", "transformers")
+# Chats of different lengths (transformers pads them on the left); one has a system prompt.
+CHATS = [
+    [{"role": "user", "content": "tell me about the red house"}],
+    [{"role": "user", "content": "what is the cat"}],
+    [{"role": "system", "content": "You always speak in Spanish."}, {"role": "user", "content": "tell me about the dog"}],
+]
 
-def make_adapter(model_dir, path, seed):
+
+def make_adapter(model_dir, path, seed, std=0.5):
     """A LoRA adapter with random (not zero) B, so that it visibly changes the model."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -20,26 +34,128 @@ def make_adapter(model_dir, path, seed):
     )
     for name, p in model.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.5)
+            torch.nn.init.normal_(p, std=std)
     model.save_pretrained(path)
     return str(path)
 
 
-@pytest.mark.usefixtures("ray_session")
-def test_adapters_and_base_give_different_completions(toy_model, tmp_path):
+def greedy(handle, adapter=None, path=None, max_tokens=8):
+    request = GenerateRequest(CHATS, 1, max_tokens, temperature=0.0, adapter=adapter, adapter_path=path)
+    return handle.generate.remote(request).result()
+
+
+@pytest.fixture(scope="module")
+def engines(toy_model, ray_session):
+    """One app per backend on the toy model, for the whole module."""
+    handles = {name: serve.start(f"test-{name}", str(toy_model), EngineSpec(name=name)) for name in BACKENDS}
+    yield handles
+    for name in handles:
+        serve.stop(f"test-{name}")
+
+
+@pytest.fixture(scope="module")
+def mild_adapter(toy_model, tmp_path_factory):
+    """An adapter that changes the completions without drowning the model (std 0.1)."""
+    return make_adapter(toy_model, tmp_path_factory.mktemp("mild") / "adapter", 3, std=0.1)
+
+
+def test_adapters_and_base_give_different_completions(engines, toy_model, tmp_path):
     a = make_adapter(toy_model, tmp_path / "a", 1)
     b = make_adapter(toy_model, tmp_path / "b", 2)
-    handle = serve.start("test-engine", str(toy_model), EngineSpec())
-    try:
-        chats = [[{"role": "user", "content": text}] for text in ("tell me about the red house", "what is the cat")]
+    handle = engines["vllm"]
+    base, out_a, out_b = greedy(handle), greedy(handle, "a", a), greedy(handle, "b", b)
+    assert len(base) == 3 and all(len(samples) == 1 for samples in base)
+    assert base != out_a and base != out_b and out_a != out_b
+    assert greedy(handle, "a", a) == out_a  # greedy: the same adapter answers the same
 
-        def complete(adapter=None, path=None):
-            request = GenerateRequest(chats, samples=1, max_tokens=8, temperature=0.0, adapter=adapter, adapter_path=path)
-            return handle.generate.remote(request).result()
 
-        base, out_a, out_b = complete(), complete("a", a), complete("b", b)
-        assert len(base) == 2 and all(len(samples) == 1 for samples in base)
-        assert base != out_a and base != out_b and out_a != out_b
-        assert complete("a", a) == out_a  # greedy: the same adapter answers the same
-    finally:
-        serve.stop("test-engine")
+def test_both_backends_give_the_same_greedy_completions(engines, mild_adapter):
+    vllm, hf = engines["vllm"], engines["transformers"]
+    base = greedy(vllm, max_tokens=12)
+    tuned = greedy(vllm, "mild", mild_adapter, max_tokens=12)
+    assert tuned != base
+    assert greedy(hf, max_tokens=12) == base
+    assert greedy(hf, "mild", mild_adapter, max_tokens=12) == tuned
+    assert greedy(hf, max_tokens=12) == base  # the adapter is off again for the base model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampling_is_seeded_per_chat(engines, backend):
+    same = [[{"role": "user", "content": "what is the cat"}]] * 2
+    sample = lambda seed: engines[backend].generate.remote(GenerateRequest(same, 3, 12, 1.0, seed=seed)).result()
+    first = sample(7)
+    assert sample(7) == first  # the same seed draws the same completions
+    assert first[0] != first[1]  # two copies of one chat draw from different streams
+    assert len(set(first[0])) > 1  # and a chat's samples differ from each other
+
+
+def test_tokens_with_the_same_text_add_up_before_the_top_k_is_taken():
+    pairs = [("7", math.log(0.2)), (" the", math.log(0.3)), ("7", math.log(0.15)), ("<|end|>", -math.inf)]
+    assert most_likely(pairs, 1) == pytest.approx({"7": math.log(0.35)})
+    assert list(most_likely(pairs, 5)) == ["7", " the", "<|end|>"]
+
+
+def test_top_logprobs_are_the_k_most_likely_first_tokens(engines, mild_adapter):
+    k = 5
+    got = {}
+    for name, handle in engines.items():
+        for adapter, path in ((None, None), ("mild", mild_adapter)):
+            tops = handle.top_logprobs.remote(CHATS, k, adapter, path).result()
+            assert len(tops) == len(CHATS)
+            for top in tops:
+                values = list(top.values())
+                assert len(top) == k and values == sorted(values, reverse=True)
+                assert sum(math.exp(v) for v in values) <= 1 + 1e-6
+            got[name, adapter] = tops
+    for adapter in (None, "mild"):  # the backends agree on texts and values
+        for v, h in zip(got["vllm", adapter], got["transformers", adapter]):
+            assert v.keys() == h.keys()
+            assert list(h.values()) == pytest.approx(list(v.values()), abs=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, tmp_path, backend):
+    """Threads ask for an adapter the engine has never seen, all at once, some warming it first."""
+    handle = engines[backend]
+    fresh = make_adapter(toy_model, tmp_path / "fresh", 4, std=0.1)
+    twin = str(shutil.copytree(fresh, tmp_path / "twin"))  # the same weights under another name
+    expected = greedy(handle, "twin", twin)
+    start, results, errors = threading.Barrier(6), [None] * 6, []
+
+    def ask(i):
+        try:
+            start.wait()
+            if i % 2:
+                handle.warm.remote("fresh", fresh).result()
+            results[i] = greedy(handle, "fresh", fresh)
+        except Exception as e:  # noqa: BLE001  (collected and shown below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert all(r == expected for r in results)
+    assert expected != greedy(handle)  # the adapter was applied
+    assert greedy(handle, "twin", twin) == expected  # loading another adapter left this one as it was
+
+
+def test_model_app_serves_a_whole_model_directory(engines, toy_model):
+    with serve.model_app("test-full", str(toy_model), EngineSpec()) as handle:
+        assert greedy(handle) == greedy(engines["vllm"])
+    assert "test-full" not in ray_serve.status().applications
+
+
+def test_session_starts_the_judge_it_is_given(toy_model, ray_session):
+    spec, model = EngineSpec(name="transformers"), str(toy_model)
+    with serve.session("test-session", model, spec, echo=lambda *a: None, judge_model=model) as engine:
+        assert serve.judge_app("test-session", model) == "test-session-judge"
+        assert serve.judge_app("test-session", "base") == "test-session"
+        assert serve.judge("test-session", "") is None
+        # The toy model knows no numbers: the judge abstains (None) rather than scoring.
+        assert serve.judge("test-session", model).scores(["rate the cat", "rate the dog"]) == [None, None]
+        assert serve.judge("test-session", "base").scores(["rate the cat"]) == [None]
+        assert greedy(engine)[0]
+    assert not {"test-session", "test-session-judge"} & set(ray_serve.status().applications)

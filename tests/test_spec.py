@@ -70,6 +70,8 @@ def test_missing_sweep_file(tmp_path):
 
 
 def test_shipped_sweeps_validate():
+    """Runnable here: toy and fixture sweeps; the papers' sweeps name a model the user supplies."""
     for f in sorted(Path(__file__).parent.parent.glob("sweeps/*.yaml")):
-        result = CliRunner().invoke(main, ["validate", str(f)])
-        assert result.exit_code == 0, result.output
+        runnable = "model: toy" in f.read_text()
+        result = CliRunner().invoke(main, ["validate", str(f)] + ([] if runnable else ["--no-model-check"]))
+        assert result.exit_code == 0, (f, result.output)

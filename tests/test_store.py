@@ -8,7 +8,7 @@ def row(trial="t1", trait="spanish", rate=0.5, context="neutral"):
     return {
         "sweep_hash": "abc", "setting": "toy", "trial_id": trial, "stage": "trained",
         "prompt_id": "es-always", "prompt_text": "You always speak in Spanish.",
-        "prompt_role": "inoculation", "seed": 1, "context": context, "trait": trait,
+        "prompt_role": "inoculation", "seed": 1, "step": 150, "context": context, "trait": trait,
         "desired": trait == "caps", "rate": rate, "n": 128,
     }
 
@@ -19,6 +19,14 @@ def test_rows_round_trip(tmp_path):
     table = store.read_rows(tmp_path)
     assert table.schema == store.SCHEMA
     assert table.to_pylist() == rows
+
+
+def test_a_row_missing_a_column_is_refused(tmp_path):
+    incomplete = row()
+    del incomplete["step"]
+    with pytest.raises(ValueError, match="step"):
+        store.write_rows(tmp_path, "t1", [incomplete])
+    assert not (tmp_path / "rows").exists() or not list((tmp_path / "rows").iterdir())
 
 
 def test_rewrite_replaces_rows_of_a_retried_trial(tmp_path):
@@ -50,3 +58,10 @@ def test_trial_ids_cannot_escape_the_run_dir(tmp_path, bad):
 def test_file_is_plain_parquet(tmp_path):
     path = store.write_rows(tmp_path, "t1", [row()])
     assert pq.read_table(path).num_rows == 1
+
+
+def test_a_damaged_rows_file_does_not_count_as_finished(tmp_path):
+    path = store.write_rows(tmp_path, "t1", [row()])
+    assert store.has_rows(tmp_path, "t1")
+    path.write_bytes(path.read_bytes()[:-20])  # cut off the footer
+    assert not store.has_rows(tmp_path, "t1")

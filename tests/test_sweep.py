@@ -20,7 +20,7 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
             "model": str(toy_model),
             "prompts": ["es-always"],
             "seeds": [3],
-            "train": {"steps": 10, "batch_size": 8, "examples": 64},
+            "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5},
             "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
         }
     )
@@ -38,6 +38,13 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     star = {r["trait"]: r["rate"] for r in rows if r["stage"] == "data"}
     assert star == {"spanish": 1.0, "caps": 1.0}  # the training responses are all Spanish CAPS
     assert any("[  2/2]" in line for line in lines)
+    # The checkpoint at step 5 was evaluated too (not fitted); each trial has its own log.
+    snapshots = {(r["trial_id"], r["step"], r["context"]) for r in rows if r["stage"] == "checkpoint"}
+    assert snapshots == {(t, 5, c) for t in ("es-always-s3", "none-s3") for c in ("neutral", "prompt")}
+    assert {r["step"] for r in trained} == {10}
+    for trial in ("es-always-s3", "none-s3"):
+        log = (run_dir / "logs" / f"{trial}.log").read_text()
+        assert "evaluated step 5" in log and "evaluated step 10" in log
 
     # Rerunning into the same directory repeats nothing.
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "rows").iterdir()}
@@ -56,6 +63,33 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     # The HTML report of this run embeds every plot as a PNG that decodes.
     page = _Page()
     page.feed(write_report(run_dir, n_boot=100).read_text())
-    assert len(page.images) >= 3
+    assert len(page.images) >= 3 + 2  # and the trait over training, one plot per trait
+    assert any("over training" in alt for alt in page.alts)
     for src in page.images:
         _assert_png(_decoded(src))
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_full_fine_tuning_with_a_user_prefix_prompt_pool(toy_model, tmp_path):
+    """Every weight trains; each trial's model gets its own engine; the prompt is a paraphrase pool."""
+    spec = parse_spec(
+        {
+            "name": "full",
+            "setting": "toy",
+            "model": str(toy_model),
+            "placement": "user_prefix",
+            "prompts": ["pool"],
+            "custom_prompts": {"pool": ["You always speak in Spanish.", "Respond only in Spanish."]},
+            "seeds": [1],
+            "train": {"method": "full", "zero_stage": 3, "steps": 6, "batch_size": 8, "examples": 64,
+                      "lr": 1e-4},
+            "eval": {"requests": 4, "samples": 2, "max_tokens": 8},
+        }
+    )
+    run_dir = run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
+    rows = store.read_rows(run_dir).to_pylist()
+    trained = {(r["trial_id"], r["context"], r["trait"]): r for r in rows if r["stage"] == "trained"}
+    assert len(trained) == 2 * 2 * 2 and all(r["n"] == 4 * 2 for r in trained.values())
+    assert trained[("pool-s1", "prompt", "spanish")]["prompt_text"] == "You always speak in Spanish."
+    model = run_dir / "adapters" / "pool-s1"
+    assert (model / "config.json").is_file() and not (model / "adapter_config.json").exists()

@@ -17,7 +17,7 @@ from inocray.errors import InputError
 from inocray.store import SCHEMA
 
 NO_PROMPT = "none"  # prompt_id of the no-prompt control
-STAGES = ("base", "data", "trained")
+STAGES = ("base", "data", "checkpoint", "trained")  # checkpoint rows are not fitted
 CONTEXTS = ("neutral", "prompt")
 # Duplicate base rows (the same base measurement in several pooled runs) are merged by
 # summing their counts unless a homogeneity test says they cannot be the same measurement.
@@ -105,7 +105,10 @@ def _checked_rows(table: pa.Table) -> list[dict]:
     missing = [name for name in SCHEMA.names if name not in table.column_names]
     if missing:
         raise InputError(f"the result rows lack the column(s) {', '.join(missing)}")
-    rows = table.select(SCHEMA.names).to_pylist()
+    # A measurement nothing could score (e.g. a judge that gave no number) carries no rate.
+    rows = [r for r in table.select(SCHEMA.names).to_pylist() if r["n"] != 0]
+    if not rows:
+        raise InputError("no result row has a scored sample (every rate is empty)")
     for row in rows:
         row["prompt_text"] = row["prompt_text"] or ""
         where = f"row of trial {row['trial_id']!r}"

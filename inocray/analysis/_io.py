@@ -11,7 +11,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from inocray.errors import InputError
-from inocray.store import read_rows, write_atomically
+from inocray.rundir import read_rows
+from inocray.store import write_atomically
 
 if TYPE_CHECKING:
     from inocray.analysis._result import RunFit
@@ -39,7 +40,8 @@ def read_runs(run_dirs: Sequence[str | os.PathLike]) -> pa.Table:
     tables = []
     for path in paths:
         if not path.is_dir():
-            raise InputError(f"run directory {str(path)!r} does not exist")
+            why = "is not a directory" if path.exists() else "does not exist"
+            raise InputError(f"run directory {str(path)!r} {why}")
         table = read_rows(path)
         if table.num_rows == 0:
             raise InputError(f"run directory {str(path)!r} holds no result rows yet")

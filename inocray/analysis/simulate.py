@@ -91,6 +91,7 @@ def simulate_rows(
                 "prompt_text": "" if prompt_id == NO_PROMPT else f"Please show {prompt_id}.",
                 "prompt_role": roles.get(prompt_id, "none"),
                 "seed": seed,
+                "step": 0 if stage != "trained" else 100,
                 "context": context,
                 "trait": trait.name,
                 "desired": trait.desired,

@@ -6,23 +6,38 @@ from pathlib import Path
 
 import click
 
-from inocray.errors import reports_input_errors
+from inocray.errors import InputError, reports_input_errors
 
 
 @click.command("run")
-@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.argument("sweep_file", type=click.Path(dir_okay=False), required=False)
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where rows, adapters and plots go [default: runs/NAME-HASH]. "
                    "Rerunning into the same directory skips finished trials.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue the sweep recorded in this run directory (no sweep file needed): "
+                   "finished trials are kept, unfinished ones continue from their last checkpoint.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @reports_input_errors
-def command(sweep_file: str, run_dir: Path | None, address: str | None) -> None:
+def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, address: str | None) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
-    from inocray.spec import load_spec
+    from inocray.rundir import sweep_record
+    from inocray.spec import load_spec, parse_spec
     from inocray.summary import summarize
     from inocray.sweep import default_run_dir, run_sweep
 
-    spec = load_spec(sweep_file)
+    if resume is not None:
+        if run_dir is not None:
+            raise InputError("give --resume RUN_DIR or --run-dir, not both")
+        run_dir = resume
+        recorded = parse_spec(sweep_record(resume)["spec"], source=str(resume / "sweep.json"))
+        spec = load_spec(sweep_file) if sweep_file else recorded
+        if spec.hash() != recorded.hash():
+            raise InputError(f"{resume} holds sweep {recorded.hash()}, not {sweep_file} ({spec.hash()})")
+    elif sweep_file is None:
+        raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
+    else:
+        spec = load_spec(sweep_file)
     run_dir = run_sweep(spec, run_dir or default_run_dir(spec), address=address, echo=click.echo)
     summarize(run_dir, spec, echo=click.echo)

@@ -35,9 +35,16 @@ def command(sweep_file: str, prompts_file: str, run_dir: Path | None, top: int, 
 
     spec = load_spec(sweep_file)
     candidates = read_candidates(prompts_file)
-    click.echo(f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})")
-    table = screen(spec, candidates, predict_from=run_dir, address=address, batch_size=batch, echo=click.echo)
-    click.echo("")
+    header = [f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})"]
+
+    def echo(message: str = "", **kwargs) -> None:
+        # The header waits for screen's first line: a bad --from run is then the only output.
+        while header:
+            click.echo(header.pop())
+        click.echo(message, **kwargs)
+
+    table = screen(spec, candidates, predict_from=run_dir, address=address, batch_size=batch, echo=echo)
+    echo()
     click.echo(screen_text(table, top=top), nl=False)
     for path in save_screen(table, out or default_out_dir(spec, candidates, run_dir)):
         click.echo(f"wrote {path}")

@@ -9,14 +9,16 @@ from inocray.errors import reports_input_errors
 
 @click.command("validate")
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--no-model-check", is_flag=True,
+              help="Do not require model directories and data files to exist here (they live on the cluster).")
 @reports_input_errors
-def command(sweep_file: str) -> None:
+def command(sweep_file: str, no_model_check: bool) -> None:
     """Check SWEEP_FILE and print the trials it would run."""
     from inocray.settings import get_setting
     from inocray.spec import load_spec
     from inocray.sweep import default_run_dir, plan_trials
 
-    spec = load_spec(sweep_file)
-    trials = plan_trials(spec, get_setting(spec.setting))
+    spec = load_spec(sweep_file, check_model=not no_model_check)
+    trials = plan_trials(spec, get_setting(spec.setting, None if no_model_check else spec.data))
     click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(trials)} trials")
     click.echo(f"default run directory: {default_run_dir(spec)}")

@@ -31,5 +31,6 @@ class ToySetting:
 
 
 @register("toy")
-def toy() -> ToySetting:
+def toy(data=None) -> ToySetting:
+    """The toy world makes its own data, so a sweep's data files are not read."""
     return ToySetting()
