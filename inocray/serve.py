@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 from ray import serve
 
 from inocray.backends import GenerateRequest, load_backend
+from inocray.data import render
 from inocray.scorers import Judge
 from inocray.spec import EngineSpec
 
@@ -33,6 +34,7 @@ class Engine:
         from ray.util.metrics import Gauge
 
         self.backend = load_backend(model_path, spec)
+        self._max_len = spec.max_model_len
         self._lock = threading.Lock()
         self._speed = Gauge("inocray_eval_tokens_per_second",
                             description="generated tokens per second of the last evaluation request")
@@ -50,9 +52,16 @@ class Engine:
     def top_logprobs(
         self, chats: list[list[dict]], k: int, adapter: str | None = None, adapter_path: str | None = None
     ) -> list[dict[str, float]]:
-        """Per chat: token text -> log-probability of the first reply token, the k most likely."""
+        """Per chat: token text -> log-probability of the first reply token, the k most likely.
+
+        A chat too long for the engine (a judge prompt around a long completion) gets {}: its
+        judge score is then None (unscorable) instead of failing the whole request.
+        """
+        fits = [len(render(self.backend.tokenizer, chat)) < self._max_len for chat in chats]
         with self._lock:
-            return self.backend.top_logprobs(chats, k, adapter, adapter_path)
+            answers = iter(self.backend.top_logprobs([c for c, ok in zip(chats, fits) if ok], k, adapter, adapter_path)
+                           if any(fits) else [])
+        return [next(answers) if ok else {} for ok in fits]
 
     def warm(self, adapter: str | None, adapter_path: str | None = None) -> None:
         """Load `adapter` before its first real request (no-op for None)."""
