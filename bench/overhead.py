@@ -1,0 +1,267 @@
+"""Where a toy trial's wall time goes on the real path: the share outside training steps and generation.
+
+    python bench/overhead.py [--sweep sweeps/toy.yaml] [--prompt es-always] [--alone]
+
+Runs the real sweep (`inocray.sweep.run_sweep`, what `inocray run` calls) on the toy sweep
+cut to one prompt and one seed: that prompt's trial and the no-prompt control, two at a time
+as in the full sweep (`--alone`: the prompt's trial only). Nothing in inocray is edited: this
+script wraps the package's own building blocks with timers before they run, in each process
+that runs them (driver, the Tune trial's actor, the Ray Train worker), and each process
+appends (phase, start, end) to one JSON-lines file:
+
+- driver: ray.init, the Serve app's start (vLLM engine), the base model's elicitation, Tune;
+- trial (wrapped `sweep.run_trial`): `fine_tune` (TorchTrainer.fit), each Serve request
+  (adapter warm-up and generate, through a timing proxy of the app's handle), rows, report;
+- worker (wrapped `train.train_loop`): imports, tokenizer and model load, LoRA wrap, data
+  encoding, deepspeed.initialize, resume check, every `ray.train.report`, saving, the final
+  barrier. Training steps are the rest of the time between deepspeed.initialize and saving.
+
+The time before the worker's function starts (Ray Train's controller and worker actors and
+the gloo process group) and after it returns is read off the gap to `fine_tune`'s own span.
+Goal: <= 10% of a trial's wall time outside training steps and generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+GOAL = 0.10
+LOG_ENV = "INOCRAY_BENCH_TIMINGS"
+
+
+def record(phase: str, t0: float, t1: float, **extra) -> None:
+    """Append one span to the shared timings file (each line is one small atomic write)."""
+    line = json.dumps({"phase": phase, "t0": t0, "t1": t1, "pid": os.getpid(), **extra}) + "\n"
+    with open(os.environ[LOG_ENV], "a") as f:
+        f.write(line)
+
+
+def timed(phase: str, fn, **extra):
+    def wrapper(*args, **kwargs):
+        t0 = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            record(phase, t0, time.time(), **extra)
+
+    return wrapper
+
+
+def wrap(owner, name: str, phase: str, **extra) -> None:
+    setattr(owner, name, timed(phase, getattr(owner, name), **extra))
+
+
+# --- the Ray Train worker -----------------------------------------------------------------------
+
+def timed_train_loop(config: dict) -> None:
+    """Ray Train's worker function: time the imports, wrap the building blocks, run the real loop."""
+    t0 = time.time()
+    trial = config["job"].trial_id
+    record("worker: function entered", t0, t0, trial=trial)
+    if not config["job"].train.use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # as train_loop, before deepspeed's import
+    for module in ("torch", "deepspeed", "transformers", "peft"):
+        t = time.time()
+        __import__(module)
+        record("worker: imports", t, time.time(), trial=trial, module=module)
+    import deepspeed
+    import peft
+    import ray.train
+    import torch
+    import transformers
+
+    from inocray import checkpoints, train
+
+    wrap(transformers.AutoTokenizer, "from_pretrained", "worker: load tokenizer", trial=trial)
+    wrap(transformers.AutoModelForCausalLM, "from_pretrained", "worker: load model", trial=trial)
+    wrap(peft, "get_peft_model", "worker: LoRA wrap", trial=trial)
+    wrap(train, "encode_shard", "worker: encode examples", trial=trial)
+    wrap(train, "TrialLog", "worker: trial log + metrics", trial=trial)
+    wrap(deepspeed, "initialize", "worker: deepspeed.initialize", trial=trial)
+    wrap(checkpoints, "resume", "worker: resume check", trial=trial)
+    wrap(checkpoints, "save_model", "worker: save adapter", trial=trial)
+    wrap(checkpoints, "save_state", "worker: save state", trial=trial)
+    wrap(ray.train, "report", "worker: ray.train.report", trial=trial)
+    wrap(torch.distributed, "barrier", "worker: final barrier", trial=trial)
+    try:
+        getattr(train, "_bench_original_loop", train.train_loop)(config)  # a fresh worker: the original
+    finally:
+        record("worker: function", t0, time.time(), trial=trial)
+
+
+# --- the Tune trial ------------------------------------------------------------------------------
+
+class _TimedHandle:
+    """A Serve app handle whose method calls record their span from .remote() to .result()."""
+
+    def __init__(self, handle, trial: str):
+        self._handle, self._trial = handle, trial
+
+    def __getattr__(self, method: str):
+        handle, trial = self._handle, self._trial
+
+        class Call:
+            @staticmethod
+            def remote(*args, **kwargs):
+                t0, response = time.time(), getattr(handle, method).remote(*args, **kwargs)
+
+                class Pending:
+                    @staticmethod
+                    def result(*a, **k):
+                        try:
+                            return response.result(*a, **k)
+                        finally:
+                            record(f"trial: Serve {method}", t0, time.time(), trial=trial)
+
+                return Pending()
+
+        return Call()
+
+
+def timed_run_trial(config: dict, **kwargs) -> None:
+    """Tune's trial function: wrap the trial's building blocks in this actor, run the real trial."""
+    t0 = time.time()
+    trial = config["trial_id"]
+    from ray import tune
+
+    from inocray import evaluate, serve, store, sweep, train
+
+    # This actor imported inocray afresh: its run_trial and train_loop are the package's own.
+    train.__dict__.setdefault("_bench_original_loop", train.train_loop)
+    train.train_loop = timed_train_loop  # fine_tune hands this to TorchTrainer
+    wrap(train, "fine_tune", "trial: fine_tune (TorchTrainer.fit)", trial=trial)
+    original_handle = serve.handle
+    serve.handle = lambda app: _TimedHandle(original_handle(app), trial)
+    wrap(evaluate, "sample_contexts", "trial: evaluate (sample_contexts)", trial=trial)
+    wrap(store, "write_rows", "trial: write rows", trial=trial)
+    wrap(tune, "report", "trial: tune.report", trial=trial)
+    try:
+        sweep.run_trial(config, **kwargs)
+    finally:
+        record("trial: function", t0, time.time(), trial=trial)
+
+
+# --- the driver and the account ------------------------------------------------------------------
+
+def run(sweep_file: str, prompt: str, alone: bool, tmp: Path) -> tuple[float, Path]:
+    """Run the cut sweep with the timers in place; return the driver's wall time."""
+    import yaml
+
+    t0 = time.time()
+    import ray
+
+    from inocray import serve, sweep
+    from inocray.spec import parse_spec
+
+    record("driver: imports", t0, time.time())
+    doc = yaml.safe_load(Path(sweep_file).read_text())
+    doc |= {"prompts": [prompt], "irrelevant": [], "seeds": [doc["seeds"][0]]}
+    spec = parse_spec(doc, source=sweep_file)
+    sweep.run_trial = timed_run_trial  # _tune hands this to Tune (the trial's actor runs the original)
+    if alone:
+        plan = sweep.plan_trials
+        sweep.plan_trials = lambda *a: [t for t in plan(*a) if t.prompt_id == prompt]
+    wrap(ray, "init", "driver: ray.init")
+    wrap(serve, "start", "driver: Serve app start (vLLM engine)")
+    wrap(sweep, "_measure_base", "driver: base model elicitation")
+    wrap(sweep, "_tune", "driver: Tune (all trials)")
+    wrap(serve, "stop", "driver: Serve app stop")
+    wrap(ray, "shutdown", "driver: ray.shutdown")
+    start = time.time()
+    run_dir = sweep.run_sweep(spec, tmp / "run", echo=lambda line: print(f"  | {line}", flush=True))
+    end = time.time()
+    record("driver: run_sweep", start, end)
+    return end - t0, run_dir
+
+
+def account(spans: list[dict]) -> None:
+    by = defaultdict(list)
+    for s in spans:
+        by[(s["phase"], s.get("trial"))].append(s)
+
+    def total(phase: str, trial=None) -> float:
+        return sum(s["t1"] - s["t0"] for s in by[(phase, trial)])
+
+    def one(phase: str, trial=None) -> dict:
+        return by[(phase, trial)][0]
+
+    tune_span = one("driver: Tune (all trials)")
+    trials = sorted({s["trial"] for s in spans if s.get("trial") and s["phase"] == "trial: function"})
+    shares = []
+    for trial in trials:
+        fn, fit, worker = one("trial: function", trial), one("trial: fine_tune (TorchTrainer.fit)", trial), \
+            one("worker: function", trial)
+        ds_end = one("worker: deepspeed.initialize", trial)["t1"]
+        save = one("worker: save adapter", trial)
+        reports = [s for s in by[("worker: ray.train.report", trial)] if ds_end <= s["t0"] <= save["t0"]]
+        steps = (save["t0"] - ds_end) - sum(s["t1"] - s["t0"] for s in reports)
+        generate = total("trial: Serve generate", trial)
+        wall = fn["t1"] - tune_span["t0"]  # from Tune's start: includes the trial actor's launch
+        rows = [
+            ("Tune: Tuner setup + trial actor start", fn["t0"] - tune_span["t0"]),
+            ("trial: TrainJob (examples) before fine_tune", fit["t0"] - fn["t0"]),
+            ("Ray Train: controller, worker actor, process group", worker["t0"] - fit["t0"]),
+            ("worker: imports (torch, deepspeed, transformers, peft)", total("worker: imports", trial)),
+            ("worker: load tokenizer", total("worker: load tokenizer", trial)),
+            ("worker: load model", total("worker: load model", trial)),
+            ("worker: LoRA wrap", total("worker: LoRA wrap", trial)),
+            ("worker: encode examples", total("worker: encode examples", trial)),
+            ("worker: deepspeed.initialize", total("worker: deepspeed.initialize", trial)),
+            ("worker: TRAINING STEPS", steps),
+            ("worker: ray.train.report (every 25 steps)", sum(s["t1"] - s["t0"] for s in reports)),
+            ("worker: save adapter", total("worker: save adapter", trial)),
+            ("worker: final barrier", sum(s["t1"] - s["t0"] for s in by[("worker: final barrier", trial)]
+                                          if s["t0"] >= save["t0"])),
+            ("Ray Train: worker end -> fit returns", fit["t1"] - worker["t1"]),
+            ("Serve: adapter warm-up request", total("trial: Serve warm", trial)),
+            ("Serve: GENERATE request (C0 + Cs)", generate),
+            ("trial: scoring (sample_contexts less requests)",
+             total("trial: evaluate (sample_contexts)", trial) - generate - total("trial: Serve warm", trial)),
+            ("trial: write rows + tune.report", total("trial: write rows", trial) + total("trial: tune.report", trial)),
+        ]
+        named = sum(sec for _, sec in rows)
+        rows.append(("(unaccounted: worker glue, Python between phases)", wall - named))
+        outside = wall - steps - generate
+        shares.append(outside / wall)
+        print(f"\ntrial {trial}: wall {wall:.1f} s (Tune start -> trial function end)")
+        for name, sec in rows:
+            print(f"  {name:<56} {sec:6.2f} s  {100 * sec / wall:5.1f}%")
+        verdict = "met" if outside / wall <= GOAL else f"missed: {outside / wall / GOAL:.1f}x the goal"
+        print(f"  outside training steps and generation: {outside:.1f} s = {100 * outside / wall:.0f}% "
+              f"(goal <= {100 * GOAL:.0f}%: {verdict})")
+    run = one("driver: run_sweep")
+    print(f"\nonce per sweep (driver; {len(trials)} trial(s) here, 16 in the toy sweep):")
+    for phase in ("driver: imports", "driver: ray.init", "driver: Serve app start (vLLM engine)",
+                  "driver: base model elicitation", "driver: Tune (all trials)", "driver: Serve app stop",
+                  "driver: ray.shutdown"):
+        print(f"  {phase:<56} {total(phase):6.2f} s")
+    print(f"  {'driver: run_sweep (whole)':<56} {run['t1'] - run['t0']:6.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default="sweeps/toy.yaml")
+    parser.add_argument("--prompt", default="es-always", help="the inoculation prompt of the measured trial")
+    parser.add_argument("--alone", action="store_true", help="run that trial alone (no concurrent control)")
+    parser.add_argument("--keep", default=None, help="also copy the timings file here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="inocray-overhead-") as tmp:
+        log = Path(tmp) / "timings.jsonl"
+        os.environ[LOG_ENV] = str(log)  # inherited by Ray's workers (a local Ray started below)
+        wall, _ = run(args.sweep, args.prompt, args.alone, Path(tmp))
+        spans = [json.loads(line) for line in log.read_text().splitlines()]
+        if args.keep:
+            Path(args.keep).write_text(log.read_text())
+    print(f"\nmachine: {os.cpu_count()} cores, no GPU; whole command {wall:.1f} s")
+    account(spans)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
