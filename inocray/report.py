@@ -138,13 +138,15 @@ def _trait_html(t: TraitFit) -> str:
 
 def _elicitation_figure(t: TraitFit) -> Figure:
     fig, ax = _figure()
-    on_line = [p for p in t.prompts if p.prompt_id != NO_PROMPT]
+    on_line = [p for p in t.prompts if p.on_line]
     for p in t.prompts:
         xs = [p.elicitation.value] * len(p.neutral_seeds)
         ax.scatter(xs, p.neutral_seeds, s=8, color="grey", alpha=0.5, zorder=1)
     _points(ax, on_line, "elicitation", "neutral", "prompts (95% CI over seeds)", "C0", "o")
     control = [p for p in t.prompts if p.prompt_id == NO_PROMPT]
     _points(ax, control, "elicitation", "neutral", "no-prompt control (not fit)", "C3", "s")
+    ptst = [p for p in t.prompts if p.role == "ptst"]
+    _points(ax, ptst, "elicitation", "neutral", "PTST: control model, instruction at test (not fit)", "C4", "D")
     ax.scatter([], [], s=8, color="grey", label="single seeds")
     if t.line is not None:
         xs = np.array([p.elicitation.value for p in on_line])
@@ -166,7 +168,7 @@ def _elicitation_figure(t: TraitFit) -> Figure:
 
 def _generalization_figure(t: TraitFit) -> Figure:
     fig, ax = _figure()
-    prompts = [p for p in t.prompts if p.prompt_id != NO_PROMPT]
+    prompts = [p for p in t.prompts if p.on_line]
     _points(ax, prompts, "delta_context", "delta_neutral", "prompts (95% CI)", "C0", "o")
     xs = np.array([0.0] + [p.delta_context.value for p in prompts])
     grid = np.linspace(min(xs.min(), 0), max(xs.max(), 0), 50)

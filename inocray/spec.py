@@ -129,6 +129,9 @@ class SweepSpec:
     prompts: list[str]  # ids of the inoculation prompts to try (from the setting's catalogue)
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     irrelevant: list[str] = field(default_factory=list)  # ids of irrelevant-prompt controls
+    # ids of PTST controls (Pure Tuning, Safe Testing): the no-prompt control's trained model
+    # is also evaluated with each of these instructions at test time.
+    ptst: list[str] = field(default_factory=list)
     # Prompts written in the sweep file: id -> paraphrases. Training draws one paraphrase per
     # example (a pool against context gating); evaluation in Cs uses the first.
     custom_prompts: dict[str, list[str]] = field(default_factory=dict)
@@ -264,7 +267,7 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         if not texts or not all(t.strip() for t in texts):
             raise bad(f"custom_prompts.{pid}", "must be a non-empty list of non-empty paraphrases")
     known = set(setting.prompts) | set(spec.custom_prompts)
-    for group in ("prompts", "irrelevant"):
+    for group in ("prompts", "irrelevant", "ptst"):
         ids = getattr(spec, group)
         for i, pid in enumerate(ids):
             if pid not in known:
@@ -273,6 +276,8 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
             raise bad(group, "lists a prompt twice")
     if set(spec.prompts) & set(spec.irrelevant):
         raise bad("irrelevant", "repeats a prompt already in 'prompts'")
+    if set(spec.ptst) & (set(spec.prompts) | set(spec.irrelevant)):
+        raise bad("ptst", "repeats a prompt already in 'prompts' or 'irrelevant'")
     if not spec.seeds:
         raise bad("seeds", "must list at least one seed")
     if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:

@@ -44,7 +44,8 @@ def headline(t: TraitFit) -> str:
     """One line per trait: the trait left at test time (neutral context) after training.
 
     For the trait inoculated against: the no-prompt control vs the most eliciting prompt,
-    and the rank correlation of elicitation with what is left. For a desired trait: the
+    the PTST controls (the control's model with their instruction) if any, and the rank
+    correlation of elicitation with what is left. For a desired trait: the
     control vs the range under the inoculation prompts (selectivity: it should stay).
     """
     inoculation = [p for p in t.prompts if p.role == "inoculation"]
@@ -58,6 +59,9 @@ def headline(t: TraitFit) -> str:
     strongest = max(inoculation, key=lambda p: p.elicitation.value)
     ratio = strongest.neutral.value / control.neutral.value if control.neutral.value else float("nan")
     line = f"{start}, most eliciting prompt {strongest.prompt_id} {strongest.neutral.value:.2f} (ratio {ratio:.2f})"
+    ptst = [p for p in t.prompts if p.role == "ptst"]
+    if ptst:  # the test-time alternative: the control's model, instructed against the trait
+        line += "; PTST " + ", ".join(f"{p.prompt_id} {p.neutral.value:.2f}" for p in ptst)
     elicitation = [p.elicitation.value for p in inoculation]
     if len(set(elicitation)) >= 3:
         rho = spearmanr(elicitation, [p.neutral.value for p in inoculation])[0]

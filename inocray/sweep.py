@@ -41,6 +41,9 @@ class Trial:
     prompt_texts: tuple[str, ...]  # the wordings trained on; () for the no-prompt control
     prompt_role: str  # "inoculation" | "none" | "irrelevant"
     seed: int
+    # PTST controls (id, text), only on the no-prompt control: its model is also evaluated
+    # with each instruction, as rows of the virtual trial "<id>-s<seed>" (role "ptst").
+    ptst: tuple[tuple[str, str], ...] = ()
 
     @property
     def prompt_text(self) -> str:
@@ -55,12 +58,20 @@ def prompt_catalogue(spec: SweepSpec, setting: Setting) -> dict[str, Prompt]:
 
 
 def plan_trials(spec: SweepSpec, setting: Setting) -> list[Trial]:
-    """The grid: every inoculation prompt and control, crossed with every seed."""
+    """The grid: every inoculation prompt and control, crossed with every seed.
+
+    PTST controls add no trials: they are evaluations of the no-prompt control's model.
+    """
     catalogue = prompt_catalogue(spec, setting)
     prompts = [(pid, catalogue[pid].texts, "inoculation") for pid in spec.prompts]
     prompts += [(NONE, (), "none")]
     prompts += [(pid, catalogue[pid].texts, "irrelevant") for pid in spec.irrelevant]
-    return [Trial(f"{pid}-s{seed}", pid, texts, role, seed) for pid, texts, role in prompts for seed in spec.seeds]
+    ptst = tuple((pid, catalogue[pid].text) for pid in spec.ptst)
+    return [
+        Trial(f"{pid}-s{seed}", pid, texts, role, seed, ptst if role == "none" else ())
+        for pid, texts, role in prompts
+        for seed in spec.seeds
+    ]
 
 
 def locate(spec: SweepSpec) -> tuple[str, DataSpec]:
@@ -136,6 +147,7 @@ def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo
     prompts = {(NONE, "none"): ""}
     prompts |= {(pid, "inoculation"): catalogue[pid].text for pid in spec.prompts}
     prompts |= {(pid, "irrelevant"): catalogue[pid].text for pid in spec.irrelevant}
+    prompts |= {(pid, "ptst"): catalogue[pid].text for pid in spec.ptst}
     rates = evaluate.sample_contexts(engine, setting, spec, prompts, judge=judge)
     rows = []
     for (pid, role), text in prompts.items():
@@ -208,17 +220,12 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
         log_path=str(log_path),
     )
     result = fine_tune(job, storage_dir=str(run / "train"))
-    contexts = {"neutral": "", "prompt": trial.prompt_text}
+    contexts = {"neutral": "", "prompt": trial.prompt_text} | {f"ptst:{pid}": text for pid, text in trial.ptst}
     rows, rates = [], {}
     for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
-        final = step == result.steps
         started = time.monotonic()
         rates = _evaluate_snapshot(spec, setting, app, trial, step, path, contexts)
-        cond = evaluate.Condition(
-            spec.hash(), setting.name, trial.id, "trained" if final else "checkpoint", trial.prompt_id,
-            trial.prompt_text, trial.prompt_role, trial.seed, step,
-        )
-        rows += [row for ctx in contexts for row in evaluate.trait_rows(cond, ctx, rates[ctx], setting)]
+        rows += snapshot_rows(spec, setting, trial, "trained" if step == result.steps else "checkpoint", step, rates)
         with log_path.open("a") as log:
             shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
             log.write(f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
@@ -227,6 +234,20 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
     metrics = {"final_loss": result.loss, "done": 1}
     metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
     tune.report(metrics)
+
+
+def snapshot_rows(spec: SweepSpec, setting: Setting, trial: Trial, stage: str, step: int, rates: dict) -> list[dict]:
+    """The rows of one evaluated snapshot: the trial in C0 and Cs, and each PTST control (the
+    no-prompt model under its instruction) as its own virtual trial in context "prompt"."""
+
+    def rows(trial_id: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
+        cond = evaluate.Condition(spec.hash(), setting.name, trial_id, stage, pid, text, role, trial.seed, step)
+        return [row for ctx, key in contexts.items() for row in evaluate.trait_rows(cond, ctx, rates[key], setting)]
+
+    out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
+    for pid, text in trial.ptst:
+        out += rows(f"{pid}-s{trial.seed}", pid, text, "ptst", {"prompt": f"ptst:{pid}"})
+    return out
 
 
 def _evaluate_snapshot(spec: SweepSpec, setting: Setting, app: str, trial: Trial, step: int, path: str,

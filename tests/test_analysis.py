@@ -191,6 +191,36 @@ def test_missing_control_skips_effects_with_a_note():
     assert any("without a prompt" in note for note in spanish.notes)
 
 
+def with_ptst(table: pa.Table, elicitation: float, after: float, n: int = 2000) -> pa.Table:
+    """`table` plus a PTST control "ptst-x": its base rows at `elicitation`, and for each seed
+    the no-prompt model under the instruction at `after` (rows as the sweep writes them)."""
+    rows = []
+    for r in table.to_pylist():
+        if r["stage"] == "base" and r["prompt_id"] == "none":
+            rows.append(r | {"prompt_id": "ptst-x", "prompt_text": "Do not.", "prompt_role": "ptst",
+                             "context": "prompt", "rate": elicitation, "n": n})
+        if r["stage"] == "trained" and r["prompt_id"] == "none" and r["context"] == "prompt":
+            rows.append(r | {"trial_id": f"ptst-x-seed{r['seed']}", "prompt_id": "ptst-x", "prompt_text": "Do not.",
+                             "prompt_role": "ptst", "rate": after, "n": n})
+    return pa.concat_tables([table, pa.Table.from_pylist(rows, schema=table.schema)])
+
+
+def test_a_ptst_control_is_compared_with_the_control_but_kept_off_the_line():
+    rows = sweep(seeds=6, n=2000, rng=1)
+    plain = fit_rows(rows, n_boot=N_BOOT).trait("spanish")
+    spanish = fit_rows(with_ptst(rows, elicitation=0.02, after=0.4), n_boot=N_BOOT).trait("spanish")
+    ptst, control = spanish.prompt("ptst-x"), spanish.prompt("none")
+    assert ptst.role == "ptst" and not ptst.on_line
+    assert ptst.elicitation.value == pytest.approx(0.02)  # T(M0, C_ptst)
+    assert ptst.neutral.value == pytest.approx(0.4)  # T(M_none, C_ptst): the trait left under PTST
+    assert ptst.inoculation_effect.value == pytest.approx(0.4 - control.neutral.value)
+    assert ptst.generalization_factor is None and "PTST" in ptst.k_note
+    assert spanish.line.n_prompts == plain.line.n_prompts  # the line is fit without it
+    assert spanish.line.slope.value == pytest.approx(plain.line.slope.value)
+    assert spanish.pooled_k.through_origin.value == pytest.approx(plain.pooled_k.through_origin.value)
+    assert "ptst" in fit_rows(with_ptst(rows, 0.02, 0.4), n_boot=N_BOOT).to_text()
+
+
 @pytest.mark.parametrize("kw, message", [({"scale": "log"}, "scale"), ({"n_boot": 10}, "n_boot")])
 def test_bad_arguments(kw, message):
     with pytest.raises(InputError, match=message):

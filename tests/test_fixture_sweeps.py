@@ -40,5 +40,9 @@ def test_fixture_sweep_runs_end_to_end(sweep_file, toy_model, tmp_path):
     rows = store.read_rows(run_dir).to_pylist()
     trained = [r for r in rows if r["stage"] == "trained"]
     traits = {r["trait"] for r in rows}
-    assert len(trained) == len(trials) * 2 * len(traits)  # one row per (trial, context, trait)
+    # one row per (trial, context, trait), and one per (PTST control, seed, trait)
+    assert len(trained) == (len(trials) * 2 + len(data.get("ptst", [])) * len(data["seeds"])) * len(traits)
     assert all(r["n"] == 0 or 0 <= r["rate"] <= 1 for r in rows)
+    ptst = [r for r in trained if r["prompt_role"] == "ptst"]  # the control's model, instructed
+    assert {r["trial_id"] for r in ptst} == {f"{p}-s{s}" for p in data.get("ptst", []) for s in data["seeds"]}
+    assert all(r["context"] == "prompt" for r in ptst)

@@ -83,7 +83,7 @@ def resampled(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
             c.append(_values(p.context, scale).mean() + noise.sd[j, 1] * mean_z[:, 1])
         else:
             y.append(redraw(p.neutral[0], scale, n_boot, rng))
-            same = p.prompt_id == NO_PROMPT  # the control's two contexts are one evaluation
+            same = not p.on_line  # the two contexts of a control are one evaluation
             c.append(y[-1] if same else redraw(p.context[0], scale, n_boot, rng))
     return Levels(np.stack(x, 1), np.stack(y, 1), np.stack(c, 1), b0[:, None])
 

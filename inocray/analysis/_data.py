@@ -17,6 +17,10 @@ from inocray.errors import InputError
 from inocray.store import SCHEMA
 
 NO_PROMPT = "none"  # prompt_id of the no-prompt control
+# Roles whose model was not trained with the prompt it is measured under: the no-prompt
+# control, and PTST controls (the no-prompt model tested with an instruction against the
+# trait). They have no k and stay off the elicitation line.
+UNTRAINED_ROLES = ("none", "ptst")
 STAGES = ("base", "data", "checkpoint", "trained")  # checkpoint rows are not fitted
 CONTEXTS = ("neutral", "prompt")
 # Duplicate base rows (the same base measurement in several pooled runs) are merged by
@@ -34,7 +38,11 @@ class Measurement:
 
 @dataclass(frozen=True)
 class PromptData:
-    """Everything measured for one prompt s: its elicitation and its trained seeds."""
+    """Everything measured for one prompt s: its elicitation and its trained seeds.
+
+    For a PTST control s the model is the no-prompt control's and its test-time context is
+    Cs: `neutral` and `context` both hold T(M_none, Cs), the trait left under that protocol.
+    """
 
     prompt_id: str
     role: str
@@ -43,6 +51,11 @@ class PromptData:
     seeds: tuple[int, ...]
     neutral: tuple[Measurement, ...]  # T(Ms, C0), one per seed
     context: tuple[Measurement, ...]  # T(Ms, Cs), one per seed ("none": the same as neutral)
+
+    @property
+    def on_line(self) -> bool:
+        """Whether the prompt was trained with: only those enter the line and k."""
+        return self.role not in UNTRAINED_ROLES
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,7 @@ def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptD
     for (_, trial_id), trial in sorted(trials.items()):
         if trial.setting != setting:
             continue
-        contexts = ("neutral",) if trial.prompt_id == NO_PROMPT else CONTEXTS
+        contexts = {"none": ("neutral",), "ptst": ("prompt",)}.get(trial.role, CONTEXTS)
         for context in contexts:
             if (context, trait) not in trial.rates:
                 raise InputError(
@@ -239,14 +252,15 @@ def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptD
         else:
             elicitation = _need(base, (setting, prompt_id, "prompt", trait), "elicitation")
             context = "prompt"
+        role = group[0].role
         out.append(
             PromptData(
                 prompt_id=prompt_id,
-                role=group[0].role,
+                role=role,
                 text=group[0].text,
                 elicitation=elicitation,
                 seeds=tuple(t.seed for t in group),
-                neutral=tuple(t.rates["neutral", trait] for t in group),
+                neutral=tuple(t.rates["prompt" if role == "ptst" else "neutral", trait] for t in group),
                 context=tuple(t.rates[context, trait] for t in group),
             )
         )

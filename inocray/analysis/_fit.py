@@ -22,7 +22,7 @@ from inocray.analysis._bootstrap import (
     resampled,
     seed_values,
 )
-from inocray.analysis._data import NO_PROMPT, TraitData
+from inocray.analysis._data import NO_PROMPT, PromptData, TraitData
 from inocray.analysis._result import ElicitationLine, Estimate, PooledK, PromptFit, TraitFit
 
 MIN_LINE_PROMPTS = 3  # a line through two points has no residual, and r is always +-1
@@ -49,7 +49,7 @@ def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
         def est(level, j=j) -> Estimate:
             return Estimate.from_draws(level(point)[0, j], level(boot)[:, j])
 
-        k, k_note = _k(p.prompt_id, est) if fit else (None, "")
+        k, k_note = _k(p, est) if fit else (None, "")
         effect = None
         if fit and control is not None and j != control:
             effect = est(lambda lv: lv.neutral - lv.neutral[:, [control]])
@@ -72,8 +72,9 @@ def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
         )
 
     # The no-prompt control is off the line: it has k = 1 by definition (see _k), so it sits
-    # at T(M_none, C0) ~ T* rather than at T(M0, C0) + k (T* - T(M0, C0)).
-    trained = [j for j, i in enumerate(ids) if i != NO_PROMPT]
+    # at T(M_none, C0) ~ T* rather than at T(M0, C0) + k (T* - T(M0, C0)). PTST controls are
+    # off it too: their model was trained without the prompt they are measured under.
+    trained = [j for j, p in enumerate(data.prompts) if p.on_line]
     line = _line(point, boot, trained, notes) if fit else None
     through_origin = None
     if fit and trained:
@@ -111,11 +112,13 @@ def _delta_context(lv: Levels) -> np.ndarray:
     return lv.context - lv.elicitation
 
 
-def _k(prompt_id: str, est) -> tuple[Estimate | None, str]:
+def _k(p: PromptData, est) -> tuple[Estimate | None, str]:
     """k = [T(Ms,C0) - T(M0,C0)] / [T(Ms,Cs) - T(M0,Cs)], flagged when the denominator may be 0."""
-    if prompt_id == NO_PROMPT:
+    if p.prompt_id == NO_PROMPT:
         # Cs = C0 for the control, so numerator and denominator are the same difference.
         return None, "not estimated for the no-prompt control: k = 1 by definition (Cs = C0)"
+    if not p.on_line:
+        return None, "not estimated for a PTST control: its model was trained without the prompt"
     denominator = est(_delta_context)
     if abs(denominator.value) < ZERO:
         return None, "undefined: T(Ms,Cs) - T(M0,Cs) is 0"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from inocray.analysis._data import UNTRAINED_ROLES
 from inocray.analysis._text import run_text
 from inocray.errors import InputError
 
@@ -55,7 +56,7 @@ class PromptFit:
     """One prompt s: where it sits on the elicitation line and what training with it did."""
 
     prompt_id: str
-    role: str  # "inoculation" | "irrelevant" | "none"
+    role: str  # "inoculation" | "irrelevant" | "none" | "ptst"
     text: str
     seeds: tuple[int, ...]
     elicitation: Estimate  # T(M0, Cs); the "none" control: T(M0, C0)
@@ -67,6 +68,11 @@ class PromptFit:
     generalization_factor: Estimate | None  # k = delta_neutral / delta_context
     k_note: str  # why k is missing, or why it is flagged unstable; "" otherwise
     inoculation_effect: Estimate | None  # T(Ms, C0) - T(M_none, C0); None without control
+
+    @property
+    def on_line(self) -> bool:
+        """Whether the prompt was trained with (not a control): only those enter the line."""
+        return self.role not in UNTRAINED_ROLES
 
     @property
     def k_unstable(self) -> bool:

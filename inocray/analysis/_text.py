@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from inocray.analysis._result import Estimate, RunFit, TraitFit
 
 WIDTH = 99
-ROLES = {"inoculation": "ip", "irrelevant": "irr", "none": "ctrl"}
+ROLES = {"inoculation": "ip", "irrelevant": "irr", "none": "ctrl", "ptst": "ptst"}
 # (header, width) of the per-prompt table; CI cells look like "-0.55 [-0.61, -0.49]"
 COLUMNS = (
     ("prompt", 12),
@@ -87,6 +87,9 @@ def prompt_cells(t: TraitFit) -> list[list[str]]:
 
 def trait_notes(t: TraitFit) -> list[str]:
     notes = list(t.notes)
+    if any(p.role == "ptst" for p in t.prompts):
+        notes.append("ptst rows: the no-prompt control's model tested with the PTST instruction, "
+                     "so their neutral column is T(M_none, C_ptst)")
     notes += [f"k of {p.prompt_id} is {p.k_note}" for p in t.prompts if p.k_unstable]
     return notes
 
