@@ -72,13 +72,14 @@ class Engine:
 
 @contextlib.contextmanager
 def session(app_name: str, model_path: str, spec: EngineSpec, address: str | None = None,
-            echo: Callable = print, judge_model: str = "") -> Iterator:
+            echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1") -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app.
 
     `judge_model` ("" none, "base" this app's model, or a model directory served by a second
     app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
-    process for the session's life. Yields the engine app's handle; on exit deletes the apps,
-    and shuts Ray down if it started it.
+    process for the session's life. A Ray started here has its dashboard, and Serve its HTTP
+    proxy, on `host` only. Yields the engine app's handle; on exit deletes the apps, and shuts
+    Ray down if it started it.
     """
     import ray
 
@@ -87,11 +88,11 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
         if address:
             context = ray.init(address=address, log_to_driver=False)
         else:
-            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+            context = ray.init(include_dashboard=True, dashboard_host=host, log_to_driver=False)
         echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
     try:
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
-        engine = start(app_name, model_path, spec)
+        engine = start(app_name, model_path, spec, host=host)
         try:
             with contextlib.ExitStack() as apps:
                 if judge_model not in ("", "base"):
@@ -105,12 +106,12 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             ray.shutdown()
 
 
-def start(app_name: str, model_path: str, spec: EngineSpec, num_cpus: float | None = None):
+def start(app_name: str, model_path: str, spec: EngineSpec, num_cpus: float | None = None, host: str = "127.0.0.1"):
     """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle.
 
     The replica reserves `num_cpus` (default `spec.num_cpus`) and `spec.num_gpus`.
     """
-    serve.start(http_options={"host": "127.0.0.1"})
+    serve.start(http_options={"host": host})
     options = {"num_cpus": spec.num_cpus if num_cpus is None else num_cpus}
     if spec.num_gpus:
         options["num_gpus"] = spec.num_gpus

@@ -89,8 +89,12 @@ def default_run_dir(spec: SweepSpec) -> Path:
     return Path("runs") / f"{spec.name}-{spec.hash()}"
 
 
-def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print) -> Path:
-    """Run every unfinished trial of `spec` into `run_dir`; return the run directory."""
+def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print,
+              host: str = "127.0.0.1") -> Path:
+    """Run every unfinished trial of `spec` into `run_dir`; return the run directory.
+
+    `host`: the interface a local Ray's dashboard and Serve listen on.
+    """
     located = locate(spec)
     setting = get_setting(*located)
     run_dir = run_dir.resolve()
@@ -105,7 +109,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     model_path = base_model(spec, echo)
     started = time.monotonic()
     app = f"inocray-{spec.hash()}"
-    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model) as engine:
+    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model,
+                       host=host) as engine:
         _measure_base(engine, spec, setting, run_dir, echo, serve.judge(app, spec.eval.judge_model))
         if todo:
             _tune(spec, located, todo, len(trials), run_dir, model_path, app, echo)

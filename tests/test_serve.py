@@ -159,3 +159,42 @@ def test_session_starts_the_judge_it_is_given(toy_model, ray_session):
         assert serve.judge("test-session", "base").scores(["rate the cat"]) == [None]
         assert greedy(engine)[0]
     assert not {"test-session", "test-session-judge"} & set(ray_serve.status().applications)
+
+
+@pytest.mark.parametrize("args, host", [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
+def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args, host):
+    """`inocray run` starts its own Ray and Serve on 127.0.0.1; --host changes both.
+
+    Ray and Serve are replaced by recorders: what is tested is the wiring of the host from the
+    command line to ray.init and serve.start, which a real run would only show by its sockets.
+    """
+    import ray
+    from click.testing import CliRunner
+
+    from inocray.cli import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_init(**kw):
+        seen["dashboard_host"] = kw.get("dashboard_host")
+        return type("Context", (), {"dashboard_url": f"{kw.get('dashboard_host')}:8265"})()
+
+    def fake_serve_start(http_options):
+        seen["serve_host"] = http_options["host"]
+        raise Stop  # nothing after the engine's start matters here
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_serve, "start", fake_serve_start)
+    monkeypatch.setattr(serve, "stop", lambda app: None)
+    model = tmp_path / "model"
+    model.mkdir()
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nsetting: toy\nmodel: {model}\nprompts: [es-always]\nseeds: [0]\n")
+    result = CliRunner().invoke(main, ["run", str(sweep), "--run-dir", str(tmp_path / "run"), *args])
+    assert isinstance(result.exception, Stop), result.output
+    assert seen == {"dashboard_host": host, "serve_host": host}

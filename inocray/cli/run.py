@@ -19,8 +19,12 @@ from inocray.errors import InputError, reports_input_errors
                    "finished trials are kept, unfinished ones continue from their last checkpoint.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface that a local Ray's dashboard and Serve listen on; 0.0.0.0 exposes "
+                   "them to the network, without authentication.")
 @reports_input_errors
-def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, address: str | None) -> None:
+def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, address: str | None,
+            host: str) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray.rundir import sweep_record
     from inocray.spec import load_spec, parse_spec
@@ -39,5 +43,5 @@ def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, a
         raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
     else:
         spec = load_spec(sweep_file)
-    run_dir = run_sweep(spec, run_dir or default_run_dir(spec), address=address, echo=click.echo)
+    run_dir = run_sweep(spec, run_dir or default_run_dir(spec), address=address, echo=click.echo, host=host)
     summarize(run_dir, spec, echo=click.echo)
