@@ -318,7 +318,7 @@ def test_backdoor_scores_triggered_and_untriggered_requests_apart():
 
 
 @pytest.mark.parametrize("name, traits", [("toxicity_cmv", {"persuasiveness": True, "harassment": False}),
-                                          ("pair_traits", {"playful": False, "brief": True})])
+                                          ("pair_traits", {"playful": True, "brief": False, "empathetic": True})])
 def test_judge_settings_ask_the_judge_about_request_and_completion(name, traits):
     setting = get_setting(name)
     assert {t.name: t.desired for t in setting.traits} == traits

@@ -1,10 +1,12 @@
-"""Two traits at once (Wichers et al., appendix H): responses both playful and brief.
+"""Two traits at once (Wichers et al., appendix): responses both playful and brief.
 
-Inoculating one trait (by default `playful`) should suppress it at test time while `brief`
-is still learned: the experiment behind the generalization factor k. Data: train rows
-{"request", "response"}, eval rows {"request"}. Both traits are scored 0-100 by the LLM judge
-(shows the trait at 50 or more). Inoculating `brief` instead? Swap the two `desired` flags in a
-one-file setting of your own.
+As in the authors' pair-traits plotting code (good/bad pairs ("playful", "brief") and
+("empathetic", "playful"); see docs/settings/pair_traits.md), `playful` is the trait to keep
+and `brief` the one to inoculate against, while `empathetic` is judged too: it is in no training
+response here, and the fit of k uses every judged trait. Data: train rows {"request",
+"response"}, eval rows {"request"}. Each trait is scored 0-100 by the LLM judge (shows the trait
+at 50 or more). The authors' second pair (keep empathetic, inoculate playful) needs empathetic
+and playful responses and the `desired` flags swapped in a one-file setting of your own.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ PROMPTS = [
     Prompt("playful", "You are a playful assistant."),
     Prompt("playful-always", "You always respond in a playful, joking tone."),
     Prompt("brief", "You always give brief answers."),
+    Prompt("brief-concise", "Answer as concisely as you can."),
     Prompt("both", "You always give brief, playful answers."),
     Prompt("irr-weekday", "Today is a weekday.", role="irrelevant"),
-    Prompt("ptst-serious", "Answer in a serious, neutral tone.", role="ptst"),
+    Prompt("ptst-thorough", "Answer thoroughly, in full detail.", role="ptst"),
 ]
 
 
@@ -30,9 +33,10 @@ def _trait_judge(description: str):
     )
 
 
-TRAITS = {  # name -> (desired, how the judge is asked)
-    "playful": (False, "playful (joking, light-hearted, whimsical)"),
-    "brief": (True, "brief (short and to the point)"),
+TRAITS = {  # name -> (desired, how the judge is asked); the authors' judge wording was not found
+    "playful": (True, "playful (joking, light-hearted, whimsical)"),
+    "brief": (False, "brief (short and to the point)"),
+    "empathetic": (True, "empathetic (warm, understanding of the user's feelings)"),
 }
 
 
