@@ -11,6 +11,7 @@ from typing import Hashable
 
 from inocray import data
 from inocray.backends import GenerateRequest
+from inocray.classifier import with_classifiers
 from inocray.errors import InputError
 from inocray.settings import Setting
 from inocray.spec import SweepSpec
@@ -78,8 +79,10 @@ def sample_contexts(
     """Trait rates under each context in `prompts` (key -> prompt text, "" = neutral).
 
     All contexts go to the engine in one request, so it batches them together. `judge`
-    (scorers.Judge) scores the traits whose scorer needs one.
+    (scorers.Judge) scores the traits whose scorer needs one; `spec.eval.classifiers` replace
+    the scorers of the traits they name.
     """
+    setting = with_classifiers(setting, spec.eval.classifiers)
     check_judge(setting, judge)  # before sampling: a missing judge should not cost a request
     if adapter is not None:
         # Load the adapter first, so concurrent first requests for it never race its loading.
@@ -112,4 +115,4 @@ def data_rates(setting: Setting, spec: SweepSpec, judge=None) -> dict[str, tuple
     """T*: the trait levels of the training responses themselves (seed 0's draw)."""
     examples = setting.training_examples(spec.train.examples, 0)
     items = [data.EvalItem(ex.request, ex.meta) for ex in examples]
-    return score([ex.response for ex in examples], items, setting, judge)
+    return score([ex.response for ex in examples], items, with_classifiers(setting, spec.eval.classifiers), judge)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import reprlib
 import typing
@@ -96,12 +97,24 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class ClassifierSpec:
+    """A trait scored by a sequence-classification model (inocray.classifier.ClassifierScorer)."""
+
+    model: str  # a local Hugging Face sequence-classification model directory
+    label: str  # the label (config.id2label) whose probability is the score, e.g. "toxic"
+    threshold: float = 0.5  # the trait shows at this probability or more
+    with_request: bool = False  # classify the (request, completion) pair, not the completion alone
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     requests: int = 32  # evaluation requests per context
     samples: int = 4  # completions per request
     max_tokens: int = 16
     temperature: float = 1.0
     judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
+    # trait name -> the classifier that scores it instead of the setting's own scorer
+    classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,9 +159,25 @@ class SweepSpec:
     engine: EngineSpec = field(default_factory=EngineSpec)
 
     def hash(self) -> str:
-        """Short content hash of the validated spec: names the default run directory."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        """Short content hash of the validated spec: names the default run directory.
+
+        Fields added after the first release are left out while they hold their defaults, so
+        a run directory made before they existed keeps its hash (and can be resumed).
+        """
+        content = dataclasses.asdict(self)
+        for path, default in HASH_OPTIONAL:
+            *parents, name = path
+            holder = content
+            for parent in parents:
+                holder = holder[parent]
+            if holder[name] == default:
+                del holder[name]
+        blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
+
+
+# (field path, default) of the fields added after the first release; see SweepSpec.hash.
+HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}))
 
 
 def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
@@ -178,6 +207,12 @@ def parse_spec(data: Any, source: str = "<sweep>", check_model: bool = True) -> 
     """Validate a parsed sweep; `check_model=False` for models and data that exist only on a cluster."""
     spec = _build(SweepSpec, data, source, "")
     _check(spec, source, check_model)
+    if check_model and spec.eval.classifiers:
+        # Absolute here, where the directories were checked: trials score in a working
+        # directory Ray chooses, and they get this spec, not the sweep file.
+        located = {t: dataclasses.replace(c, model=os.path.abspath(os.path.expanduser(c.model)))
+                   for t, c in spec.eval.classifiers.items()}
+        spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, classifiers=located))
     return spec
 
 
@@ -295,6 +330,26 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
     judge = spec.eval.judge_model
     if check_model and judge not in ("", "base") and not _exists(judge, "dir"):
         raise bad("eval.judge_model", f"names {_short.repr(judge)}, which is not a model directory ('' or 'base')")
+    traits = [t.name for t in setting.traits]
+    for trait, clf in spec.eval.classifiers.items():
+        where = f"eval.classifiers.{trait}"
+        if trait not in traits:
+            raise bad(where, f"names no trait of setting '{setting.name}' (its traits: {', '.join(traits)})")
+        if not 0 <= clf.threshold <= 1:
+            raise bad(f"{where}.threshold", f"must be a probability from 0 to 1, not {clf.threshold}")
+        if not check_model:
+            continue
+        if not _exists(clf.model, "dir"):
+            raise bad(f"{where}.model", f"names {_short.repr(clf.model)}, which is not a model directory")
+        from inocray.classifier import labels  # late: it imports settings
+
+        try:
+            known = labels(clf.model)
+        except InputError as e:  # "holds no config.json ..."
+            raise bad(f"{where}.model", f"names {_short.repr(clf.model)}, which {e}") from None
+        if clf.label not in known:
+            raise bad(f"{where}.label", f"names {_short.repr(clf.label)}, which is not a label of the classifier "
+                                        f"(its labels: {', '.join(known)})")
     for name in ("train", "eval"):
         path = getattr(spec.data, name)
         if check_model and path and not _exists(path, "file"):

@@ -75,3 +75,14 @@ def test_shipped_sweeps_validate():
         runnable = "model: toy" in f.read_text()
         result = CliRunner().invoke(main, ["validate", str(f)] + ([] if runnable else ["--no-model-check"]))
         assert result.exit_code == 0, (f, result.output)
+
+
+def test_fields_added_later_keep_the_hash_of_older_run_directories():
+    """A run directory made before `ptst` and `eval.classifiers` existed keeps its name and can
+    be resumed: ff0dd6f363 is this spec's hash as the first release computed it."""
+    from inocray.spec import parse_spec
+
+    data = {"name": "compat", "setting": "toy", "prompts": ["es-always"], "seeds": [0]}
+    assert parse_spec(data, check_model=False).hash() == "ff0dd6f363"
+    with_ptst = parse_spec(data | {"ptst": ["irr-helpful"]}, check_model=False)
+    assert with_ptst.hash() != "ff0dd6f363"  # a field set away from its default is hashed

@@ -2,8 +2,9 @@
 
 Data: train rows {"request", "response"} (a CMV post and a persuasive but toxic reply);
 eval rows {"request"}. Traits, each scored 0-100 by the LLM judge (`eval.judge_model`):
-`persuasiveness` (desired, score >= 50) and `harassment` (undesired, score >= 50). To score with a
-classifier model instead, register a scorer and a one-file setting of your own.
+`persuasiveness` (desired, score >= 50) and `harassment` (undesired, score >= 50). To score a
+trait with a classifier model of your own instead, name it under `eval.classifiers` in the
+sweep file (inocray.classifier).
 """
 
 from __future__ import annotations
