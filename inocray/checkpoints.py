@@ -10,6 +10,11 @@ A trial's checkpoint directory, on storage that every worker of the trial can re
 
 Every model directory (snapshot or final) appears whole or not at all: it is written to a
 temporary sibling and renamed into place.
+
+In an s3:// run directory the files are made in local staging directories (storage.staging)
+and uploaded: a model after it is saved (train_state.json last), and the training state by
+every rank from a directory of its own (each rank uploads the files it wrote) before `latest`
+names it. A resumed rank, on any node, downloads the newest state first.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ import os
 import shutil
 from pathlib import Path
 
+from inocray import storage
+from inocray.storage import Location
+
 STATE_FILE = "train_state.json"  # beside a saved model: trial, loss, steps, seed
 LATEST = "latest"  # DeepSpeed's name for the file that names the newest tag
 
 
-def snapshot_dir(checkpoint_dir: str, step: int) -> Path:
-    return Path(checkpoint_dir) / f"step-{step}"
+def snapshot_dir(checkpoint_dir: str, step: int) -> Location:
+    return storage.join(checkpoint_dir, f"step-{step}")
 
 
-def save_model(model, target_dir: str | Path, zero_stage: int, rank: int, state: dict, tokenizer=None) -> None:
+def save_model(model, target_dir: Location, zero_stage: int, rank: int, state: dict, tokenizer=None) -> None:
     """Save the trained weights and `state` (as train_state.json) on rank 0, atomically.
 
     `model` is the peft model (only the adapter is written) or, for full fine-tuning, the
@@ -44,7 +52,8 @@ def save_model(model, target_dir: str | Path, zero_stage: int, rank: int, state:
         gather = deepspeed.zero.GatheredParameters(trained, modifier_rank=None)
     with gather:
         if rank == 0:
-            target = Path(target_dir)
+            target = storage.staging(target_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(str(tmp))
@@ -53,9 +62,12 @@ def save_model(model, target_dir: str | Path, zero_stage: int, rank: int, state:
             (tmp / STATE_FILE).write_text(json.dumps(state))
             shutil.rmtree(target, ignore_errors=True)  # a retried trial replaces its model
             os.replace(tmp, target)
+            if storage.is_remote(target_dir):
+                storage.upload(target, target_dir, last=STATE_FILE)
+                shutil.rmtree(target, ignore_errors=True)
 
 
-def save_state(engine, checkpoint_dir: str, step: int, rank: int) -> None:
+def save_state(engine, checkpoint_dir: Location, step: int, rank: int) -> None:
     """Save the DeepSpeed training state after `step` (a collective), then drop older ones.
 
     DeepSpeed's own `latest` file is written by rank 0 before the other ranks have finished
@@ -64,47 +76,63 @@ def save_state(engine, checkpoint_dir: str, step: int, rank: int) -> None:
     """
     import torch.distributed as dist
 
-    state_dir = Path(checkpoint_dir) / "state"
+    remote = storage.is_remote(checkpoint_dir)
+    state_dir = _local_state_dir(checkpoint_dir, rank)
     tag = f"step-{step}"
     engine.save_checkpoint(
         str(state_dir), tag=tag, client_state={"step": step}, save_latest=False,
         exclude_frozen_parameters=True,  # LoRA: the frozen base model is not state
     )
+    if remote:  # this rank's files, into the shared tag; the local copy is not needed again
+        storage.upload(state_dir / tag, storage.join(checkpoint_dir, "state", tag), replace=False)
+        shutil.rmtree(state_dir, ignore_errors=True)
     dist.barrier()
     if rank == 0:
-        tmp = state_dir / f".{LATEST}.tmp"
-        tmp.write_text(tag)
-        os.replace(tmp, state_dir / LATEST)
-        for old in state_dir.iterdir():
-            if old.is_dir() and old.name != tag:
-                shutil.rmtree(old, ignore_errors=True)
+        shared = storage.join(checkpoint_dir, "state")
+        storage.write_atomically(storage.join(shared, LATEST), lambda tmp: Path(tmp).write_text(tag))
+        for old in storage.names(shared, of="Directory"):
+            if old != tag:
+                storage.delete(storage.join(shared, old))
 
 
-def latest_tag(checkpoint_dir: str) -> str | None:
+def latest_tag(checkpoint_dir: Location) -> str | None:
     """The newest complete training-state tag under `checkpoint_dir`, or None."""
     if not checkpoint_dir:
         return None
-    state_dir = Path(checkpoint_dir) / "state"
-    latest = state_dir / LATEST
-    if not latest.is_file():
+    state_dir = storage.join(checkpoint_dir, "state")
+    latest = storage.join(state_dir, LATEST)
+    if not storage.is_file(latest):
         return None
-    tag = latest.read_text().strip()
-    return tag if (state_dir / tag).is_dir() else None
+    tag = storage.read_bytes(latest).decode().strip()
+    return tag if storage.kind(storage.join(state_dir, tag)) == "Directory" else None
 
 
-def resume(engine, checkpoint_dir: str) -> int:
+def resume(engine, checkpoint_dir: Location, rank: int = 0) -> int:
     """Load the newest complete training state into `engine`; return its step (0: none)."""
     tag = latest_tag(checkpoint_dir)
     if tag is None:
         return 0
+    state_dir = _local_state_dir(checkpoint_dir, rank)
+    if storage.is_remote(checkpoint_dir):
+        storage.download(storage.join(checkpoint_dir, "state", tag), state_dir / tag)
     _, client_state = engine.load_checkpoint(
-        str(Path(checkpoint_dir) / "state"), tag=tag, load_module_strict=False  # frozen weights were not saved
+        str(state_dir), tag=tag, load_module_strict=False  # frozen weights were not saved
     )
+    if storage.is_remote(checkpoint_dir):
+        shutil.rmtree(state_dir, ignore_errors=True)
     return int(client_state["step"])
 
 
-def discard_state(checkpoint_dir: str) -> None:
+def discard_state(checkpoint_dir: Location) -> None:
     """Delete the training state once the final model is saved (for full fine-tuning it
     is several times the model's size); the snapshots stay."""
     if checkpoint_dir:
-        shutil.rmtree(Path(checkpoint_dir) / "state", ignore_errors=True)
+        storage.delete(storage.join(checkpoint_dir, "state"))
+
+
+def _local_state_dir(checkpoint_dir: Location, rank: int) -> Path:
+    """Where DeepSpeed writes and reads the state: the shared state/ itself, or for a URI a
+    local directory of this rank's own (ranks on one node must not upload each other's files)."""
+    if not storage.is_remote(checkpoint_dir):
+        return Path(checkpoint_dir) / "state"
+    return storage.staging(checkpoint_dir) / f"state-rank{rank}"

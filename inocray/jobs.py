@@ -7,7 +7,8 @@ directory holds only that file and whose entrypoint is
 
 inocray itself is installed on every node (cluster.yaml), so no code travels with the job.
 A job's working directory is temporary, so RUN_DIR must be an absolute path on the
-cluster's shared storage (default /mnt/shared/runs/NAME-HASH, where cluster.yaml mounts it).
+cluster's shared storage (default /mnt/shared/runs/NAME-HASH, where cluster.yaml mounts it)
+or an s3:// URI.
 
 The client talks to the head's dashboard (http://HEAD:8265, usually an ssh tunnel to
 http://127.0.0.1:8265). Every failure a user can fix (no cluster there, a missing auth
@@ -30,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+from inocray import storage
 from inocray.errors import InputError
 from inocray.spec import SweepSpec, load_spec, parse_spec
 
@@ -60,9 +62,11 @@ def submit_sweep(sweep_file: str | Path, address: str, run_dir: str | None = Non
         run_dir, entrypoint = None, ["inocray", "validate", name]
     else:
         run_dir = run_dir or f"{CLUSTER_RUNS_ROOT}/{spec.name}-{spec.hash()}"
-        if not PurePosixPath(run_dir).is_absolute():
+        if storage.is_remote(run_dir):
+            run_dir = str(storage.location(run_dir))  # a malformed URI fails here, not on the cluster
+        elif not PurePosixPath(run_dir).is_absolute():
             raise InputError(f"--run-dir {run_dir} must be an absolute path on the cluster's shared storage "
-                             "(a job's working directory is deleted after the job)")
+                             "or an s3:// URI (a job's working directory is deleted after the job)")
         entrypoint = ["inocray", "run", name, "--address", "auto", "--run-dir", run_dir]
     metadata = {"inocray_sweep": spec.name, "inocray_sweep_hash": spec.hash()}
     if run_dir:

@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 from ray.tune import Callback
+from ray.util.metrics import Counter
 
 
 def _clock(seconds: float) -> str:
@@ -33,6 +34,9 @@ class Progress(Callback):
             if k.startswith("neutral_") and isinstance(v, float)
         )
         self.echo(f"[{self.done:>3}/{self.total}] {trial.config['trial_id']:<24} neutral: {rates}  {self._times()}")
+        # Counted here on the driver: a trial's process is gone before Ray exports its metrics.
+        Counter("inocray_trials_finished", description="trials whose rows are written",
+                tag_keys=("sweep",)).inc(tags={"sweep": result.get("sweep", "")})
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.echo(f"[{self.done:>3}/{self.total}] {trial.config['trial_id']:<24} FAILED (log: {trial.local_path})")

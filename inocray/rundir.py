@@ -1,25 +1,25 @@
 """What a run directory says about its sweep: which trials are done, which are left.
 
-Read from files only (sweep.json and rows/*.parquet), so it works while the sweep runs,
-after it crashed, or on a copy fetched from the cluster, without Ray.
+Read from files only (sweep.json and rows/*.parquet, local or s3://), so it works while the
+sweep runs, after it crashed, or on a copy fetched from the cluster, without Ray.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from inocray import store
+from inocray import storage, store
 from inocray.errors import InputError
+from inocray.storage import Location
 
 
 @dataclass(frozen=True)
 class RunProgress:
-    run_dir: Path
+    run_dir: Location
     sweep: str  # the sweep's name
     sweep_hash: str
     trials: list[str]  # every planned trial id, in plan order
@@ -47,15 +47,16 @@ class RunProgress:
         return "\n".join(lines) + "\n"
 
 
-def run_progress(run_dir: str | Path) -> RunProgress:
+def run_progress(run_dir: Location) -> RunProgress:
     """Planned trials (from sweep.json) against the trials whose rows exist."""
     from inocray.jobs import parse_cluster_spec  # the model may live on another machine
     from inocray.settings import get_setting
     from inocray.sweep import plan_trials
 
-    run_dir = Path(run_dir)
-    marker = run_dir / "sweep.json"
-    if not marker.is_file():
+    run_dir = storage.location(run_dir)
+    storage.check_reachable(run_dir)
+    marker = storage.join(run_dir, "sweep.json")
+    if not storage.is_file(marker):
         raise InputError(f"{run_dir} is not a run directory (it has no sweep.json)")
     record = sweep_record(run_dir)
     sweep_hash = record["hash"]
@@ -69,15 +70,15 @@ def run_progress(run_dir: str | Path) -> RunProgress:
         done=[t for t in trials if store.has_rows(run_dir, t)],
         base_measured=store.has_rows(run_dir, "base"),
         rows=read_rows(run_dir).num_rows,
-        analyzed=(run_dir / "analysis.parquet").is_file(),
+        analyzed=storage.is_file(storage.join(run_dir, "analysis.parquet")),
     )
 
 
-def sweep_record(run_dir: str | Path) -> dict:
+def sweep_record(run_dir: Location) -> dict:
     """The run directory's sweep.json ({"hash": ..., "spec": {...}}); InputError if it is not one."""
-    marker = Path(run_dir) / "sweep.json"
+    marker = storage.join(run_dir, "sweep.json")
     try:
-        record = json.loads(marker.read_bytes())
+        record = json.loads(storage.read_bytes(marker))
         if isinstance(record["hash"], str) and isinstance(record["spec"], dict):
             return record
     except (OSError, ValueError, RecursionError, KeyError, TypeError):
@@ -85,16 +86,18 @@ def sweep_record(run_dir: str | Path) -> dict:
     raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')")
 
 
-def read_rows(run_dir: str | Path) -> pa.Table:
+def read_rows(run_dir: Location) -> pa.Table:
     """store.read_rows, with a rows file that is not Parquet of store.SCHEMA (truncated, another
     program's, a column of the wrong type) reported as an InputError that names it."""
     try:
         return store.read_rows(run_dir)
     except (pa.ArrowException, OSError):
         pass
-    for path in sorted((Path(run_dir) / store.ROWS_DIR).glob("*.parquet")):
+    root = storage.join(run_dir, store.ROWS_DIR)
+    for path in (storage.join(root, name) for name in storage.names(root, suffix=".parquet")):
+        fs, where = storage.filesystem(path)
         try:
-            ds.dataset([str(path)], schema=store.SCHEMA, format="parquet").to_table()
+            ds.dataset([where], schema=store.SCHEMA, format="parquet", filesystem=fs).to_table()
         except (pa.ArrowException, OSError):
             raise InputError(f"{path} is not a readable Parquet file of inocray's result rows "
                              "(truncated, or a column of the wrong type); move it away") from None

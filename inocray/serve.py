@@ -12,12 +12,14 @@ a fully fine-tuned model, which cannot be an adapter on the shared engine (`mode
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from typing import Callable, Iterator
 
 from ray import serve
 
+from inocray import storage
 from inocray.backends import GenerateRequest, load_backend
 from inocray.data import render
 from inocray.scorers import Judge
@@ -33,14 +35,17 @@ class Engine:
     def __init__(self, model_path: str, spec: EngineSpec) -> None:
         from ray.util.metrics import Gauge
 
-        self.backend = load_backend(model_path, spec)
+        self.backend = load_backend(storage.local_copy(model_path), spec)
         self._max_len = spec.max_model_len
         self._lock = threading.Lock()
         self._speed = Gauge("inocray_eval_tokens_per_second",
-                            description="generated tokens per second of the last evaluation request")
+                            description="generated tokens per second of the last evaluation request",
+                            tag_keys=("app",))
+        self._speed.set_default_tags({"app": serve.get_replica_context().app_name})
 
     def generate(self, request: GenerateRequest) -> list[list[str]]:
         """Completions: one list of `samples` strings per chat, in order."""
+        request = dataclasses.replace(request, adapter_path=_fetched(request.adapter_path))
         with self._lock:
             started = time.monotonic()
             completions = self.backend.generate(request)
@@ -59,15 +64,22 @@ class Engine:
         """
         fits = [len(render(self.backend.tokenizer, chat)) < self._max_len for chat in chats]
         with self._lock:
-            answers = iter(self.backend.top_logprobs([c for c, ok in zip(chats, fits) if ok], k, adapter, adapter_path)
+            answers = iter(self.backend.top_logprobs([c for c, ok in zip(chats, fits) if ok], k, adapter,
+                                                     _fetched(adapter_path))
                            if any(fits) else [])
         return [next(answers) if ok else {} for ok in fits]
 
     def warm(self, adapter: str | None, adapter_path: str | None = None) -> None:
         """Load `adapter` before its first real request (no-op for None)."""
         if adapter is not None:
+            path = _fetched(adapter_path)
             with self._lock:
-                self.backend.warm(adapter, adapter_path)
+                self.backend.warm(adapter, path)
+
+
+def _fetched(adapter_path: str | None) -> str | None:
+    """A local directory for an adapter in an s3:// run directory (downloaded once per version)."""
+    return storage.local_copy(adapter_path) if adapter_path else adapter_path
 
 
 @contextlib.contextmanager

@@ -1,20 +1,24 @@
 """Parquet results: one schema, one file per trial, written atomically.
 
 A run directory holds ``rows/<trial_id>.parquet``. Each file is written to a temporary
-name and renamed into place, so a reader (or a resumed sweep) sees a trial's rows
-completely or not at all, and a retried trial replaces its file instead of adding rows.
+name and renamed into place (in an s3:// run directory: uploaded whole, see storage.py), so a
+reader (or a resumed sweep) sees a trial's rows completely or not at all, and a retried
+trial replaces its file instead of adding rows.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from inocray import storage
+from inocray.storage import Location, write_atomically
+
+__all__ = ["SCHEMA", "ROWS_DIR", "rows_path", "write_atomically", "write_rows", "has_rows", "read_rows"]
 
 # One row per (trial, context, trait). Base-model rows (stage "base") carry the
 # elicitation T(M0, Cs) and T(M0, C0); rows of stage "data" carry T*, the trait level
@@ -42,33 +46,14 @@ SCHEMA = pa.schema(
 ROWS_DIR = "rows"
 
 
-def rows_path(run_dir: str | os.PathLike, trial_id: str) -> Path:
+def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:
     if not trial_id or "/" in trial_id or trial_id.startswith("."):
         raise ValueError(f"trial id {trial_id!r} is not a plain file name")
-    return Path(run_dir) / ROWS_DIR / f"{trial_id}.parquet"
+    return storage.join(run_dir, ROWS_DIR, f"{trial_id}.parquet")
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call write(temporary path) beside `path`, then rename it into place.
-
-    A reader sees the old file or the new one, never half of one; a failed write leaves
-    nothing behind.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def write_rows(run_dir: str | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Path:
-    """Write one trial's rows atomically (temp file + rename); replaces earlier rows."""
+def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
+    """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
     rows = list(rows)
     for r in rows:
         missing = [name for name in SCHEMA.names if name not in r]
@@ -76,26 +61,28 @@ def write_rows(run_dir: str | os.PathLike, trial_id: str, rows: Iterable[Mapping
             raise ValueError(f"a row of trial {trial_id!r} lacks {', '.join(missing)}")
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     path = rows_path(run_dir, trial_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_dir(storage.join(run_dir, ROWS_DIR))
     return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def has_rows(run_dir: str | os.PathLike, trial_id: str) -> bool:
+def has_rows(run_dir: Location | os.PathLike, trial_id: str) -> bool:
     """Whether the trial's rows file exists and is whole (a damaged one is redone, not trusted)."""
     path = rows_path(run_dir, trial_id)
-    if not path.exists():
+    if not storage.exists(path):  # an unreachable s3 endpoint raises here: not "unfinished"
         return False
+    fs, where = storage.filesystem(path)
     try:
-        pq.read_metadata(path)
+        pq.read_metadata(where, filesystem=fs)
     except (OSError, pa.ArrowException):
         return False
     return True
 
 
-def read_rows(run_dir: str | os.PathLike) -> pa.Table:
+def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
     """All finished rows of a run as one Arrow table (empty table if none yet)."""
-    root = Path(run_dir) / ROWS_DIR
-    files = sorted(str(p) for p in root.glob("*.parquet")) if root.is_dir() else []
-    if not files:
+    root = storage.join(run_dir, ROWS_DIR)
+    names = storage.names(root, suffix=".parquet")
+    if not names:
         return SCHEMA.empty_table()
-    return ds.dataset(files, schema=SCHEMA, format="parquet").to_table()
+    fs, path = storage.filesystem(root)
+    return ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet", filesystem=fs).to_table()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inocray import evaluate, serve, store
+from inocray import evaluate, resources, serve, storage, store
 from inocray.errors import InputError
 from inocray.rundir import sweep_record
 from inocray.settings import Prompt, Setting, get_setting
@@ -89,15 +89,15 @@ def default_run_dir(spec: SweepSpec) -> Path:
     return Path("runs") / f"{spec.name}-{spec.hash()}"
 
 
-def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: Callable = print,
-              host: str = "127.0.0.1") -> Path:
-    """Run every unfinished trial of `spec` into `run_dir`; return the run directory.
+def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = None, echo: Callable = print,
+              host: str = "127.0.0.1") -> storage.Location:
+    """Run every unfinished trial of `spec` into `run_dir` (a path or an s3:// URI); return it.
 
     `host`: the interface a local Ray's dashboard and Serve listen on.
     """
     located = locate(spec)
     setting = get_setting(*located)
-    run_dir = run_dir.resolve()
+    run_dir = storage.resolve(run_dir)
     _claim_run_dir(spec, run_dir)
     trials = plan_trials(spec, setting)
     todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
@@ -111,6 +111,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     app = f"inocray-{spec.hash()}"
     with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model,
                        host=host) as engine:
+        if todo:
+            resources.check(spec, echo)  # before the base model's evaluation: a misfit fails in seconds
         _measure_base(engine, spec, setting, run_dir, echo, serve.judge(app, spec.eval.judge_model))
         if todo:
             _tune(spec, located, todo, len(trials), run_dir, model_path, app, echo)
@@ -118,16 +120,17 @@ def run_sweep(spec: SweepSpec, run_dir: Path, address: str | None = None, echo: 
     return run_dir
 
 
-def _claim_run_dir(spec: SweepSpec, run_dir: Path) -> None:
+def _claim_run_dir(spec: SweepSpec, run_dir: storage.Location) -> None:
     """Create the run directory, or check that an existing one belongs to this sweep."""
-    marker = run_dir / "sweep.json"
+    storage.check_reachable(run_dir)
+    marker = storage.join(run_dir, "sweep.json")
     record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
-    if marker.exists():
+    if storage.exists(marker):
         old = sweep_record(run_dir)["hash"]
         if old != spec.hash():
             raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_dir(run_dir)
     store.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
@@ -180,12 +183,12 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
         app=app,
     )
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"CPU": 0.01}),  # the trial's workers hold the CPUs
+        tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the trial's workers hold the CPUs
         param_space={"trial_id": tune.grid_search([t.id for t in todo])},
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(run_dir / "tune"),
+            storage_path=str(storage.join(run_dir, "tune")),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[Progress(total, total - len(todo), echo)],
             verbose=0,
@@ -202,41 +205,38 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
               model_path: str, app: str) -> None:
     """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
     from ray import tune
-    from ray.util.metrics import Counter
 
     from inocray.train import TrainJob, fine_tune
 
     trial: Trial = trials[config["trial_id"]]
     setting = get_setting(*located)
-    run = Path(run_dir)
-    log_path = run / LOGS_DIR / f"{trial.id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    run = storage.location(run_dir)
+    log_path = storage.join(run, LOGS_DIR, f"{trial.id}.log")
     job = TrainJob(
         trial_id=trial.id,
         examples=setting.training_examples(spec.train.examples, trial.seed),
         base_model=model_path,
-        adapter_dir=str(run / "adapters" / trial.id),
+        adapter_dir=str(storage.join(run, "adapters", trial.id)),
         prompt_texts=trial.prompt_texts,
         placement=spec.placement,
         seed=trial.seed,
         train=spec.train,
-        checkpoint_dir=str(run / "checkpoints" / trial.id),
+        checkpoint_dir=str(storage.join(run, "checkpoints", trial.id)),
         max_failures=spec.max_failures,
         log_path=str(log_path),
     )
-    result = fine_tune(job, storage_dir=str(run / "train"))
+    result = fine_tune(job, storage_dir=str(storage.join(run, "train")))
     contexts = {"neutral": "", "prompt": trial.prompt_text} | {f"ptst:{pid}": text for pid, text in trial.ptst}
     rows, rates = [], {}
     for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
         started = time.monotonic()
         rates = _evaluate_snapshot(spec, setting, app, trial, step, path, contexts)
         rows += snapshot_rows(spec, setting, trial, "trained" if step == result.steps else "checkpoint", step, rates)
-        with log_path.open("a") as log:
-            shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
-            log.write(f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
+        shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
+        storage.append_text(log_path, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
     store.write_rows(run_dir, trial.id, rows)
-    Counter("inocray_trials_finished", description="trials whose rows are written").inc()
-    metrics = {"final_loss": result.loss, "done": 1}
+    # "sweep" tags the finished-trials metric, which the driver counts (progress.py)
+    metrics = {"final_loss": result.loss, "done": 1, "sweep": spec.hash()}
     metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
     tune.report(metrics)
 

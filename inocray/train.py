@@ -18,9 +18,8 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from inocray import checkpoints
+from inocray import checkpoints, storage
 from inocray.data import Example
 from inocray.spec import TrainSpec
 
@@ -34,7 +33,7 @@ class TrainJob:
     trial_id: str
     examples: list[Example]  # the setting's training examples for this seed
     base_model: str  # local model directory
-    adapter_dir: str  # where the trained adapter (method "full": the whole model) ends up
+    adapter_dir: str  # where the trained adapter (method "full": the whole model) ends up; a path or URI
     prompt_texts: tuple[str, ...]  # paraphrases of the training prompt, one drawn per example; () = none
     placement: str
     seed: int
@@ -74,13 +73,13 @@ def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> T
         ),
         run_config=RunConfig(
             name=job.trial_id,
-            storage_path=str(Path(storage_dir).resolve()),
+            storage_path=str(storage.resolve(storage_dir)),
             failure_config=FailureConfig(max_failures=job.max_failures),
             callbacks=callbacks,
         ),
     )
     trainer.fit()
-    state = json.loads((Path(job.adapter_dir) / checkpoints.STATE_FILE).read_text())
+    state = json.loads(storage.read_bytes(storage.join(job.adapter_dir, checkpoints.STATE_FILE)))
     snapshots = ()
     if job.checkpoint_dir:
         snapshots = tuple((s, str(checkpoints.snapshot_dir(job.checkpoint_dir, s))) for s in spec.checkpoint_steps())
@@ -122,7 +121,7 @@ def train_loop(config: dict) -> None:
     )
     micro_batch = engine.train_micro_batch_size_per_gpu()
     generator = torch.Generator().manual_seed(job.seed * 1000 + rank)
-    start = checkpoints.resume(engine, job.checkpoint_dir)
+    start = checkpoints.resume(engine, job.checkpoint_dir, rank)
     for _ in range(start * spec.grad_accum):  # replay the skipped steps' draws
         draw(generator, len(shard), micro_batch)
     log = TrialLog(job, rank)
@@ -259,8 +258,7 @@ class TrialLog:
 
     def write(self, text: str) -> None:
         if self.active and self.path:
-            with open(self.path, "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.trial} {text}\n")
+            storage.append_text(self.path, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.trial} {text}\n")
 
     def report(self, step: int, loss: float, lr: float) -> None:
         if self.gauge is not None:

@@ -215,6 +215,8 @@ ARGUMENT_CASES = {
     "args: report an empty directory": (lambda tmp: ["report", empty_dir(tmp)], "holds no result rows"),
     "args: submit a relative --run-dir": (lambda tmp: ["submit", good_sweep(tmp), "--address", "http://127.0.0.1:1",
                                                        "--run-dir", "runs/x"], "must be an absolute path"),
+    "args: submit a malformed s3 --run-dir": (lambda tmp: ["submit", good_sweep(tmp), "--address", "http://127.0.0.1:1",
+                                                           "--run-dir", "s3://Bad_Bucket/../x"], "is not a well-formed"),
     "args: submit to a non-URL address": (lambda tmp: ["submit", good_sweep(tmp), "--address", "ftp://head",
                                                        "--run-dir", "/mnt/shared/runs/x"], "not the dashboard's URL"),
     "args: logs with a port that is not a number": (lambda tmp: ["logs", "job", "--address", "http://head:port"],

@@ -1,7 +1,10 @@
 """A real sweep at tiny scale: Tune grid of 2 trials, Train+DeepSpeed, Serve+vLLM, Parquet."""
 
-import pytest
+import math
+import time
 
+import pytest
+from prometheus import Scraper
 from test_report import _assert_png, _decoded, _Page
 
 from inocray import store
@@ -20,12 +23,31 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
             "model": str(toy_model),
             "prompts": ["es-always"],
             "seeds": [3],
+            "max_concurrent_trials": 4,  # more than fit beside the engine on 2 CPUs
             "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5},
             "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
         }
     )
     lines = []
-    run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)
+    scraper = Scraper()  # the sweep's Ray metrics, read back as the dashboard's Prometheus would
+    scraper.start()
+    try:
+        run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)
+        deadline = time.monotonic() + 60
+        while scraper.total("ray_inocray_trials_finished_total", sweep=spec.hash()) < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        scraper.stop.set()
+        scraper.join()
+    # The resource check before Tune: engine 0.5 CPU, each trial 0.01 + 0.49, on 2 CPUs.
+    assert any("holds the engine and 3 trial(s) at once" in line for line in lines), lines
+    # Metrics: trials finished (counted on the driver), training loss, engine tokens per second.
+    assert scraper.total("ray_inocray_trials_finished_total", sweep=spec.hash()) == 2
+    loss = {dict(tags)["trial"]: v for tags, v in scraper.values("ray_inocray_train_loss").items()}
+    assert all(math.isfinite(loss[t]) and loss[t] > 0 for t in ("es-always-s3", "none-s3")), loss
+    speed = scraper.values("ray_inocray_eval_tokens_per_second", app=f"inocray-{spec.hash()}")
+    assert speed and all(v > 0 for v in speed.values()), speed
+
     rows = store.read_rows(run_dir).to_pylist()
     trained = [r for r in rows if r["stage"] == "trained"]
     assert sorted({r["trial_id"] for r in trained}) == ["es-always-s3", "none-s3"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
 
 import click
 
@@ -10,7 +10,7 @@ from inocray.errors import reports_input_errors
 
 
 @click.command("analyze")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True)
 @click.option(
     "--scale",
     type=click.Choice(["raw", "logit", "both"]),
@@ -27,14 +27,24 @@ from inocray.errors import reports_input_errors
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @reports_input_errors
-def analyze(run_dirs: tuple[Path, ...], scale: str, n_boot: int, seed: int) -> None:
-    """Fit RUN_DIR (several pool their seeds) and write analysis.parquet/.csv into the first."""
+def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int) -> None:
+    """Fit RUN_DIR (several pool their seeds) and write analysis.parquet/.csv into the first.
+
+    A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way.
+    """
+    from inocray import storage
     from inocray.analysis import fit_rows, read_runs, save_fit
 
-    fit = fit_rows(read_runs(run_dirs), scale=scale, n_boot=n_boot, seed=seed)
-    click.echo(fit.to_text(), nl=False)
-    for path in save_fit(fit, run_dirs[0]):
-        click.echo(f"wrote {path}")
+    where = [storage.location(d) for d in run_dirs]
+    for d in where:
+        storage.check_reachable(d)
+    with contextlib.ExitStack() as stack:
+        local = [stack.enter_context(storage.working_copy(d)) for d in where]
+        fit = fit_rows(read_runs(local), scale=scale, n_boot=n_boot, seed=seed)
+        click.echo(fit.to_text(), nl=False)
+        written = save_fit(fit, local[0])
+    for path in written:
+        click.echo(f"wrote {storage.shown(where[0], path)}")
 
 
 command = analyze

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from inocray.errors import reports_input_errors
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir")
 @click.option("--n-boot", type=click.IntRange(min=100), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @reports_input_errors
-def report(run_dir: Path, n_boot: int, seed: int) -> None:
-    """Plots and tables of RUN_DIR in one HTML file; prints its path."""
+def report(run_dir: str, n_boot: int, seed: int) -> None:
+    """Plots and tables of RUN_DIR (a path or an s3:// URI) in one HTML file; prints where it went."""
+    from inocray import storage
     from inocray.report import write_report
 
-    click.echo(str(write_report(run_dir, n_boot=n_boot, seed=seed)))
+    where = storage.location(run_dir)
+    storage.check_reachable(where)
+    with storage.working_copy(where) as local:  # s3://: a temporary copy, the page uploaded
+        page = write_report(local, n_boot=n_boot, seed=seed)
+        if local != where:  # the page names its run directory: the URI, not the copy
+            page.write_text(page.read_text(encoding="utf-8").replace(str(local), str(where)), encoding="utf-8")
+    click.echo(storage.shown(where, page))
 
 
 command = report

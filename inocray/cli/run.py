@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from inocray.errors import InputError, reports_input_errors
@@ -11,10 +9,10 @@ from inocray.errors import InputError, reports_input_errors
 
 @click.command("run")
 @click.argument("sweep_file", type=click.Path(dir_okay=False), required=False)
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where rows, adapters and plots go [default: runs/NAME-HASH]. "
-                   "Rerunning into the same directory skips finished trials.")
-@click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--run-dir", default=None, metavar="PATH|s3://BUCKET/PREFIX",
+              help="Where rows, adapters and plots go [default: runs/NAME-HASH]: a local or NFS path, "
+                   "or an S3 prefix. Rerunning into the same directory skips finished trials.")
+@click.option("--resume", "resume", default=None, metavar="RUN_DIR",
               help="Continue the sweep recorded in this run directory (no sweep file needed): "
                    "finished trials are kept, unfinished ones continue from their last checkpoint.")
 @click.option("--address", default=None,
@@ -23,9 +21,10 @@ from inocray.errors import InputError, reports_input_errors
               help="Interface that a local Ray's dashboard and Serve listen on; 0.0.0.0 exposes "
                    "them to the network, without authentication.")
 @reports_input_errors
-def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, address: str | None,
+def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
             host: str) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
+    from inocray import storage
     from inocray.rundir import sweep_record
     from inocray.spec import load_spec, parse_spec
     from inocray.summary import summarize
@@ -34,8 +33,9 @@ def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, a
     if resume is not None:
         if run_dir is not None:
             raise InputError("give --resume RUN_DIR or --run-dir, not both")
-        run_dir = resume
-        recorded = parse_spec(sweep_record(resume)["spec"], source=str(resume / "sweep.json"))
+        run_dir = resume = storage.location(resume)
+        storage.check_reachable(resume)
+        recorded = parse_spec(sweep_record(resume)["spec"], source=str(storage.join(resume, "sweep.json")))
         spec = load_spec(sweep_file) if sweep_file else recorded
         if spec.hash() != recorded.hash():
             raise InputError(f"{resume} holds sweep {recorded.hash()}, not {sweep_file} ({spec.hash()})")
@@ -43,5 +43,8 @@ def command(sweep_file: str | None, run_dir: Path | None, resume: Path | None, a
         raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
     else:
         spec = load_spec(sweep_file)
-    run_dir = run_sweep(spec, run_dir or default_run_dir(spec), address=address, echo=click.echo, host=host)
-    summarize(run_dir, spec, echo=click.echo)
+    run_dir = storage.location(run_dir) if run_dir else default_run_dir(spec)
+    run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host)
+    with storage.working_copy(run_dir) as local:  # s3://: a temporary copy, its new files uploaded
+        # The summary names its directory: the run directory, not the temporary copy.
+        summarize(local, spec, echo=lambda line: click.echo(line.replace(str(local), str(run_dir))))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from inocray import storage
 from inocray.cli._cluster import address_option
 from inocray.errors import InputError, reports_input_errors
 
@@ -18,9 +19,10 @@ from inocray.errors import InputError, reports_input_errors
 def command(target: str, address: str | None) -> None:
     """Trials done in run directory TARGET, or the state of job TARGET on the cluster at --address.
 
-    An existing directory is read as a run directory (no Ray needed); anything else is a job id.
+    An existing directory or an s3:// URI is read as a run directory (no Ray needed); anything
+    else is a job id.
     """
-    if Path(target).is_dir():
+    if storage.is_remote(target) or Path(target).is_dir():
         from inocray.rundir import run_progress
 
         click.echo(run_progress(target).to_text(), nl=False)
