@@ -84,14 +84,16 @@ def _fetched(adapter_path: str | None) -> str | None:
 
 @contextlib.contextmanager
 def session(app_name: str, model_path: str, spec: EngineSpec, address: str | None = None,
-            echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1") -> Iterator:
+            echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1",
+            before_start: Callable[[], None] | None = None) -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app.
 
     `judge_model` ("" none, "base" this app's model, or a model directory served by a second
     app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
     process for the session's life. A Ray started here has its dashboard, and Serve its HTTP
-    proxy, on `host` only. Yields the engine app's handle; on exit deletes the apps, and shuts
-    Ray down if it started it.
+    proxy, on `host` only. `before_start` runs once Ray is up and before the engine asks for its
+    resources (a check that they can ever be had: an app that cannot be placed waits forever).
+    Yields the engine app's handle; on exit deletes the apps, and shuts Ray down if it started it.
     """
     import ray
 
@@ -103,6 +105,8 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             context = ray.init(include_dashboard=True, dashboard_host=host, log_to_driver=False)
         echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
     try:
+        if before_start is not None:
+            before_start()
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
         engine = start(app_name, model_path, spec, host=host)
         try:

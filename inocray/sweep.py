@@ -109,10 +109,10 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     model_path = base_model(spec, echo)
     started = time.monotonic()
     app = f"inocray-{spec.hash()}"
+    # Before the engine reserves anything: a sweep that cannot fit fails in seconds, not never.
+    check = (lambda: resources.check(spec, echo)) if todo else None
     with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model,
-                       host=host) as engine:
-        if todo:
-            resources.check(spec, echo)  # before the base model's evaluation: a misfit fails in seconds
+                       host=host, before_start=check) as engine:
         _measure_base(engine, spec, setting, run_dir, echo, serve.judge(app, spec.eval.judge_model))
         if todo:
             _tune(spec, located, todo, len(trials), run_dir, model_path, app, echo)

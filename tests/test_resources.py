@@ -84,3 +84,20 @@ def test_check_reads_the_running_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "bootstrap.yaml")
     resources.check(_spec(**GPU_SWEEP), echo=lines.append)
     assert len(lines) == 1 and lines[0].startswith("warning: the evaluation engine (1 GPU)")
+
+
+@pytest.mark.usefixtures("ray_session")  # 2 CPUs, no GPU
+def test_a_sweep_whose_engine_cannot_be_placed_fails_before_asking_for_it(toy_model, tmp_path, monkeypatch):
+    """An engine on a GPU the cluster lacks would wait forever in Serve: the check runs first."""
+    from ray import serve
+
+    from inocray.sweep import run_sweep
+
+    monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
+    spec = parse_spec({"name": "nogpu", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
+                       "seeds": [0], **GPU_SWEEP})
+    lines: list[str] = []
+    with pytest.raises(InputError, match="the Ray cluster has 0 GPUs: set engine.num_gpus: 0"):
+        run_sweep(spec, tmp_path / "run", echo=lines.append)
+    assert not any("starting the evaluation engine" in line for line in lines)
+    assert f"inocray-{spec.hash()}" not in serve.status().applications
