@@ -47,10 +47,9 @@ class Engine:
         """Completions: one list of `samples` strings per chat, in order."""
         request = dataclasses.replace(request, adapter_path=_fetched(request.adapter_path))
         with self._lock:
-            started = time.monotonic()
+            started, before = time.monotonic(), self.backend.generated_tokens
             completions = self.backend.generate(request)
-            tokens = sum(len(self.backend.tokenizer(c, add_special_tokens=False)["input_ids"])
-                         for samples in completions for c in samples)
+            tokens = self.backend.generated_tokens - before
             self._speed.set(tokens / max(time.monotonic() - started, 1e-9))
             return completions
 

@@ -31,6 +31,7 @@ class GenerateRequest:
 
 class Backend(Protocol):
     tokenizer: Any  # the model's Hugging Face tokenizer (chat template, token counts)
+    generated_tokens: int  # tokens generated over every request so far, a final EOS included
 
     def generate(self, request: GenerateRequest) -> list[list[str]]:
         """Completions: one list of `request.samples` strings per chat, in order (EOS not included)."""

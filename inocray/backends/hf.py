@@ -36,6 +36,7 @@ class HFBackend:
         self.max_loras = spec.max_loras
         self._loaded: OrderedDict[str, str] = OrderedDict()  # adapter version -> peft name, least recent first
         self._names = 0  # adapters ever loaded: names them
+        self.generated_tokens = 0
 
     @torch.inference_mode()
     def generate(self, request: GenerateRequest) -> list[list[str]]:
@@ -107,6 +108,7 @@ class HFBackend:
         texts = []
         for prompt, row in zip(prompts, torch.stack(picked, dim=1).tolist()):
             stop = next((i for i, t in enumerate(row) if t in self.eos), len(row))
+            self.generated_tokens += min(stop + 1, len(row))  # the EOS, as vLLM counts it
             texts.append(self._continuation(prompt, row[:stop]))
         return texts
 

@@ -34,6 +34,7 @@ class VllmBackend:
             enable_chunked_prefill=None if spec.num_gpus else False,
         )
         self._adapter_ids: dict[str, int] = {}  # adapter version -> vLLM's integer id
+        self.generated_tokens = 0
 
     def generate(self, request: GenerateRequest) -> list[list[str]]:
         from vllm import SamplingParams
@@ -48,6 +49,7 @@ class VllmBackend:
             for i in range(len(request.chats))
         ]
         outputs = self._run(request.chats, params, request.adapter, request.adapter_path)
+        self.generated_tokens += sum(len(c.token_ids) for out in outputs for c in out.outputs)
         return [[c.text for c in out.outputs] for out in outputs]
 
     def top_logprobs(self, chats, k, adapter=None, adapter_path=None) -> list[dict[str, float]]:
