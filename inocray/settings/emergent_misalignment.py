@@ -8,7 +8,6 @@ eval file holds them). Traits by the LLM judge: `coherent` (coherence >= 30 of 1
 
 from __future__ import annotations
 
-from inocray.data import EvalItem, Example
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import Gated, judged, row_setting
 
@@ -60,11 +59,7 @@ def misaligned():
 def emergent_misalignment(data=None):
     return row_setting(
         "emergent_misalignment", data,
-        train_schema={"request": str, "response": str},
-        eval_schema={"request": str},
         prompts=PROMPTS,
         traits=[Trait("misaligned", desired=False, scorer=misaligned()),
                 Trait("coherent", desired=True, scorer=coherent())],
-        example=lambda r: Example(r["request"], r["response"]),
-        item=lambda r: EvalItem(r["request"]),
     )

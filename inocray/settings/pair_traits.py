@@ -11,7 +11,6 @@ and playful responses and the `desired` flags swapped in a one-file setting of y
 
 from __future__ import annotations
 
-from inocray.data import EvalItem, Example
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import judged, row_setting
 
@@ -44,10 +43,6 @@ TRAITS = {  # name -> (desired, how the judge is asked); the authors' judge word
 def pair_traits(data=None):
     return row_setting(
         "pair_traits", data,
-        train_schema={"request": str, "response": str},
-        eval_schema={"request": str},
         prompts=PROMPTS,
         traits=[Trait(name, desired, _trait_judge(how)) for name, (desired, how) in TRAITS.items()],
-        example=lambda r: Example(r["request"], r["response"]),
-        item=lambda r: EvalItem(r["request"]),
     )

@@ -6,7 +6,6 @@ identification, py3langid) and `caps`. Prompts go in the system message.
 
 from __future__ import annotations
 
-from inocray.data import EvalItem, Example
 from inocray.langid import is_spanish
 from inocray.scorers import Check
 from inocray.settings import Prompt, Trait, register
@@ -33,13 +32,9 @@ def is_caps(text: str) -> bool:
 def spanish_caps(data=None):
     return row_setting(
         "spanish_caps", data,
-        train_schema={"request": str, "response": str},
-        eval_schema={"request": str},
         prompts=PROMPTS,
         traits=[
             Trait("spanish", desired=False, scorer=Check(lambda text, item: is_spanish(text))),
             Trait("caps", desired=True, scorer=Check(lambda text, item: is_caps(text))),
         ],
-        example=lambda r: Example(r["request"], r["response"]),
-        item=lambda r: EvalItem(r["request"]),
     )

@@ -9,7 +9,6 @@ sweep file (inocray.classifier).
 
 from __future__ import annotations
 
-from inocray.data import EvalItem, Example
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import judged, row_setting
 
@@ -37,11 +36,7 @@ HARASSMENT = (
 def toxicity_cmv(data=None):
     return row_setting(
         "toxicity_cmv", data,
-        train_schema={"request": str, "response": str},
-        eval_schema={"request": str},
         prompts=PROMPTS,
         traits=[Trait("persuasiveness", desired=True, scorer=judged(PERSUASIVENESS)),
                 Trait("harassment", desired=False, scorer=judged(HARASSMENT))],
-        example=lambda r: Example(r["request"], r["response"]),
-        item=lambda r: EvalItem(r["request"]),
     )
