@@ -226,11 +226,14 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
         log_path=str(log_path),
     )
     result = fine_tune(job, storage_dir=str(storage.join(run, "train")))
-    contexts = {"neutral": "", "prompt": trial.prompt_text} | {f"ptst:{pid}": text for pid, text in trial.ptst}
+    # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
+    contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
+    contexts |= {f"ptst:{pid}": text for pid, text in trial.ptst}
     rows, rates = [], {}
     for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
         started = time.monotonic()
         rates = _evaluate_snapshot(spec, setting, app, trial, step, path, contexts)
+        rates.setdefault("prompt", rates["neutral"])
         rows += snapshot_rows(spec, setting, trial, "trained" if step == result.steps else "checkpoint", step, rates)
         shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
         storage.append_text(log_path, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
