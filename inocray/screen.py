@@ -279,7 +279,9 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
 
 def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_from: str | Path | None = None) -> Path:
     """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run predicted from."""
-    source = str(Path(predict_from).resolve()) if predict_from is not None else None
+    from inocray import storage
+
+    source = str(storage.resolve(predict_from)) if predict_from is not None else None
     blob = json.dumps([spec.hash(), [(c.id, c.text) for c in candidates], source]).encode()
     return Path("runs") / f"screen-{spec.name}-{hashlib.sha256(blob).hexdigest()[:10]}"
 

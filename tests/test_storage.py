@@ -271,6 +271,18 @@ def test_an_unreachable_endpoint_or_missing_bucket_is_exit_2(s3_env, tmp_path, m
                        tmp_path, monkeypatch)  # (after the client's retries: about 6 s)
 
 
+def test_screen_reads_a_run_on_s3_and_names_its_uri(s3, tmp_path, monkeypatch):
+    """`screen --from s3://...` reads the run's rows from the bucket (before any model work) and
+    its error names the URI, not the local copy it read."""
+    store.write_rows(s3, "t1", [row() | {"setting": "sim"}])
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Speak Spanish.\n")
+    (tmp_path / "cwd").mkdir()
+    _cli_fails_cleanly(["screen", TOY, "--prompts", str(prompts), "--from", s3],
+                       f"{s3} holds results of setting sim, not of this sweep's setting 'toy'",
+                       tmp_path / "cwd", monkeypatch)
+
+
 def test_a_sweep_into_s3_end_to_end_and_its_rerun_skips_every_trial(toy_model, s3, s3_env, tmp_path, request):
     """The real thing at the smallest scale: `inocray run --run-dir s3://...` in its own process
     and Ray (whose workers and engine replica read the AWS variables), then analysis and a rerun."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -13,9 +14,9 @@ from inocray.errors import reports_input_errors
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
 @click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
               help="Candidate prompts: one per line (# comments), or a YAML/JSONL list of {id, text}.")
-@click.option("--from", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A finished run of the same setting: predict each candidate's trait left after "
-                   "training, T(Ms, C0), from its fitted elicitation line.")
+@click.option("--from", "run_dir", default=None, metavar="RUN_DIR",
+              help="A finished run of the same setting (a path or an s3:// URI): predict each "
+                   "candidate's trait left after training, T(Ms, C0), from its fitted elicitation line.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many candidates to print per trait (the files hold all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -25,11 +26,13 @@ from inocray.errors import reports_input_errors
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @reports_input_errors
-def command(sweep_file: str, prompts_file: str, run_dir: Path | None, top: int, out: Path | None,
+def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, out: Path | None,
             batch: int, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
+    from inocray import storage
     from inocray.candidates import read_candidates
+    from inocray.errors import InputError
     from inocray.screen import default_out_dir, save_screen, screen, screen_text
     from inocray.spec import load_spec
 
@@ -43,8 +46,19 @@ def command(sweep_file: str, prompts_file: str, run_dir: Path | None, top: int, 
             click.echo(header.pop())
         click.echo(message, **kwargs)
 
-    table = screen(spec, candidates, predict_from=run_dir, address=address, batch_size=batch, echo=echo)
+    where = storage.location(run_dir) if run_dir is not None else None
+    if where is not None:
+        storage.check_reachable(where)
+    with contextlib.ExitStack() as stack:
+        # An s3:// run is read from a local copy; what is said about it names the URI.
+        local = stack.enter_context(storage.working_copy(where)) if where is not None else None
+        rename = (lambda text: text.replace(str(local), str(where))) if local != where else (lambda text: text)
+        try:
+            table = screen(spec, candidates, predict_from=local, address=address, batch_size=batch,
+                           echo=lambda message="", **kw: echo(rename(message), **kw))
+        except InputError as e:
+            raise InputError(rename(str(e))) from None
     echo()
     click.echo(screen_text(table, top=top), nl=False)
-    for path in save_screen(table, out or default_out_dir(spec, candidates, run_dir)):
+    for path in save_screen(table, out or default_out_dir(spec, candidates, where)):
         click.echo(f"wrote {path}")
