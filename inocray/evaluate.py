@@ -111,6 +111,31 @@ def sample_contexts(
     return out
 
 
+def chat_sizes(tokenizer, spec: SweepSpec, setting: Setting, prompts: dict[Hashable, str]) -> dict[Hashable, int]:
+    """Tokens of each prompt's context around the sweep's longest evaluation request, as rendered.
+
+    With a real tokenizer a context can be longer than it looks: BPE splits rare words, and a
+    chat template may add its own default system message to C0 (SmolLM2's does).
+    """
+    requests = [it.request for it in setting.eval_items(spec.eval.requests, EVAL_SEED)]
+    longest = max(requests, key=lambda r: len(data.render(tokenizer, data.messages(r, None, spec.placement))))
+    return {key: len(data.render(tokenizer, data.messages(longest, text, spec.placement))) for key, text in prompts.items()}
+
+
+def check_fits(model_path: str, spec: SweepSpec, setting: Setting, prompts: dict[str, str]) -> None:
+    """InputError unless every context (prompt id -> text, "" = C0) plus eval.max_tokens fits the engine."""
+    from transformers import AutoTokenizer
+
+    sizes = chat_sizes(AutoTokenizer.from_pretrained(model_path), spec, setting, prompts)
+    room = spec.engine.max_model_len - spec.eval.max_tokens
+    key, size = max(sizes.items(), key=lambda kv: kv[1])
+    if size > room:
+        which = "the no-prompt context" if not prompts[key] else f"prompt {key}"
+        raise InputError(f"{which} with the longest evaluation request is {size} tokens, and engine.max_model_len "
+                         f"{spec.engine.max_model_len} leaves {room} beside eval.max_tokens {spec.eval.max_tokens}; "
+                         "raise engine.max_model_len")
+
+
 def data_rates(setting: Setting, spec: SweepSpec, judge=None) -> dict[str, tuple[float, int]]:
     """T*: the trait levels of the training responses themselves (seed 0's draw)."""
     examples = setting.training_examples(spec.train.examples, 0)

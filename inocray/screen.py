@@ -167,18 +167,14 @@ def _check_prompts(
     """InputError for a candidate the engine cannot take; a note on words the model does not know."""
     from transformers import AutoTokenizer
 
-    from inocray import data
-
     tok = AutoTokenizer.from_pretrained(model_path)
-    requests = [it.request for it in setting.eval_items(spec.eval.requests, evaluate.EVAL_SEED)]
-    longest = max(requests, key=lambda r: len(data.render(tok, data.messages(r, None))))
+    sizes = evaluate.chat_sizes(tok, spec, setting, {c.id: c.text for c in candidates})
     room = spec.engine.max_model_len - spec.eval.max_tokens
     unknown = []
     for c in candidates:
-        size = len(data.render(tok, data.messages(longest, c.text, spec.placement)))
-        if size > room:
+        if sizes[c.id] > room:
             raise InputError(
-                f"candidate {c.id} (line {c.line}) is too long: {size} tokens with the longest request, "
+                f"candidate {c.id} (line {c.line}) is too long: {sizes[c.id]} tokens with the longest request, "
                 f"and engine.max_model_len {spec.engine.max_model_len} leaves {room} beside eval.max_tokens"
             )
         if tok.unk_token_id is not None and tok.unk_token_id in tok(c.text, add_special_tokens=False)["input_ids"]:

@@ -22,6 +22,7 @@ import yaml
 
 from inocray.data import PLACEMENTS
 from inocray.errors import InputError
+from inocray.models import PRESETS, check_available, is_preset
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SWEEP_BYTES = 1 << 20
@@ -149,7 +150,7 @@ class SweepSpec:
     # example (a pool against context gating); evaluation in Cs uses the first.
     custom_prompts: dict[str, list[str]] = field(default_factory=dict)
     data: DataSpec = field(default_factory=DataSpec)
-    model: str = "toy"  # "toy" builds the toy base model; otherwise a local model directory
+    model: str = "toy"  # a preset of inocray.models (built once, cached) or a local model directory
     placement: str = "system"
     max_concurrent_trials: int = 2
     max_failures: int = 1  # retries of a trial (Tune) and of its workers (Train) after a failure
@@ -323,8 +324,15 @@ def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
         raise bad("scale", f"must be raw or logit, not {_short.repr(spec.scale)}")
     if spec.max_concurrent_trials < 1:
         raise bad("max_concurrent_trials", "must be at least 1")
-    if check_model and spec.model != "toy" and not _exists(spec.model, "dir"):
-        raise bad("model", f"names {_short.repr(spec.model)}, which is not a model directory (or 'toy')")
+    if is_preset(spec.model):
+        if check_model:
+            try:
+                check_available(spec.model)
+            except InputError as e:
+                raise InputError(f"{source}: field 'model': {e}") from None
+    elif check_model and not _exists(spec.model, "dir"):
+        raise bad("model", f"names {_short.repr(spec.model)}, which is not a model directory "
+                           f"(nor a preset: {', '.join(PRESETS)})")
     if spec.max_failures < 0:
         raise bad("max_failures", "must not be negative")
     judge = spec.eval.judge_model

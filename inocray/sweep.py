@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inocray import evaluate, resources, serve, storage, store
+from inocray import evaluate, models, resources, serve, storage, store
 from inocray.errors import InputError
 from inocray.rundir import sweep_record
 from inocray.settings import Prompt, Setting, get_setting
@@ -98,15 +98,18 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     located = locate(spec)
     setting = get_setting(*located)
     run_dir = storage.resolve(run_dir)
-    _claim_run_dir(spec, run_dir)
+    _claim_run_dir(spec, run_dir, create=False)  # another sweep's directory: refused before any work
     trials = plan_trials(spec, setting)
-    todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
-    echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
-    echo(f"run directory: {run_dir}")
-
     if not spec.train.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skip DeepSpeed's GPU probe and its warning
     model_path = base_model(spec, echo)
+    # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
+    contexts = {NONE: ""} | {t.prompt_id: t.prompt_text for t in trials}
+    evaluate.check_fits(model_path, spec, setting, contexts | {pid: text for t in trials for pid, text in t.ptst})
+    _claim_run_dir(spec, run_dir)
+    todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
+    echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
+    echo(f"run directory: {run_dir}")
     started = time.monotonic()
     app = f"inocray-{spec.hash()}"
     # Before the engine reserves anything: a sweep that cannot fit fails in seconds, not never.
@@ -120,8 +123,9 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     return run_dir
 
 
-def _claim_run_dir(spec: SweepSpec, run_dir: storage.Location) -> None:
-    """Create the run directory, or check that an existing one belongs to this sweep."""
+def _claim_run_dir(spec: SweepSpec, run_dir: storage.Location, create: bool = True) -> None:
+    """Create the run directory (unless `create` is False), or check that an existing one belongs
+    to this sweep."""
     storage.check_reachable(run_dir)
     marker = storage.join(run_dir, "sweep.json")
     record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
@@ -130,17 +134,15 @@ def _claim_run_dir(spec: SweepSpec, run_dir: storage.Location) -> None:
         if old != spec.hash():
             raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
         return
+    if not create:
+        return
     storage.make_dir(run_dir)
     store.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
 def base_model(spec: SweepSpec, echo: Callable) -> str:
-    """The directory of the base model the spec names: the toy world's (built once) or the user's."""
-    if spec.model != "toy":
-        return str(Path(spec.model).expanduser().resolve())
-    from inocray.toy import build_base_model
-
-    return str(build_base_model(log=echo))
+    """The directory of the base model the spec names: a preset (built once) or the user's."""
+    return models.resolve(spec.model, echo)
 
 
 def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable, judge) -> None:

@@ -118,7 +118,7 @@ def test_build_is_cached_and_keyed_by_config(toy_model):
 
 
 def test_default_cache_root_follows_env(monkeypatch, tmp_path):
-    from inocray.toy.base_model import default_cache_root
+    from inocray.cache import default_cache_root
 
     monkeypatch.setenv("INOCRAY_CACHE", str(tmp_path))
     assert default_cache_root() == tmp_path

@@ -10,20 +10,17 @@ second one wait and reuse the first one's model).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from inocray import data
+from inocray.cache import cached_build
 from inocray.toy import world
 
 FORMAT_VERSION = 1  # bump when the corpus or the training recipe changes without a config change
@@ -68,29 +65,11 @@ class ToyConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("INOCRAY_CACHE") or Path.home() / ".cache" / "inocray")
-
-
 def build_base_model(config: ToyConfig = ToyConfig(), cache_root: Path | None = None, log: Callable = print) -> Path:
     """The directory of the toy base model for `config`, built (minutes) unless cached."""
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    toy_dir = root / "toy"
-    final = toy_dir / config.hash()
-    if final.is_dir():
-        return final
-    toy_dir.mkdir(parents=True, exist_ok=True)
-    with open(toy_dir / f"{config.hash()}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits here, then finds `final`
-        if final.is_dir():
-            return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{config.hash()}-", dir=toy_dir))
-        try:
-            _build(config, tmp, log)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    log(f"toy base model ready: {final}")
+    final, built = cached_build("toy", config.hash(), lambda tmp: _build(config, tmp, log), cache_root)
+    if built:
+        log(f"toy base model ready: {final}")
     return final
 
 
