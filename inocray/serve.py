@@ -68,6 +68,11 @@ class Engine:
                            if any(fits) else [])
         return [next(answers) if ok else {} for ok in fits]
 
+    def numbers_are_single_tokens(self) -> bool:
+        """Whether every number 0..100 is one token of this model (the judge reads the first token)."""
+        encode = self.backend.tokenizer.encode
+        return all(len(encode(str(n), add_special_tokens=False)) == 1 for n in range(101))
+
     def warm(self, adapter: str | None, adapter_path: str | None = None) -> None:
         """Load `adapter` before its first real request (no-op for None)."""
         if adapter is not None:

@@ -117,3 +117,34 @@ def test_sample_contexts_warms_the_adapter_then_scores_with_the_judge():
     with pytest.raises(InputError):  # no judge: refused before any request
         evaluate.sample_contexts(engine, JudgedSetting(), spec, {"c0": ""})
     assert engine.calls == ["warm", "generate"]
+
+
+def test_a_written_score_is_the_number_at_the_start_of_the_reply():
+    from inocray.scorers import written_score
+
+    assert [written_score(t) for t in ("85", " 7 out of", "100.", "0")] == [85.0, 7.0, 100.0, 0.0]
+    assert [written_score(t) for t in ("101", "1000", "about 50", "", "-3")] == [None] * 5
+
+
+def test_a_judge_that_writes_numbers_digit_by_digit_is_read_from_what_it_writes():
+    from inocray.scorers import Judge
+
+    class DigitEngine(FakeEngine):
+        def __getattr__(self, method):
+            if method == "numbers_are_single_tokens":
+                engine = self
+
+                class Ask:
+                    def remote(self):
+                        engine.calls.append(method)
+                        return type("Ref", (), {"result": lambda self: False})()
+
+                return Ask()
+            return super().__getattr__(method)
+
+    replies = {"rate a": "85", "rate b": "no idea", "rate c": "100"}
+    engine = DigitEngine(lambda request: [[replies[chat[0]["content"]]] for chat in request.chats])
+    judge = Judge(engine, adapter="t1")
+    assert judge.scores(["rate a", "rate b", "rate c"]) == [85.0, None, 100.0]
+    assert judge.scores(["rate a"]) == [85.0]
+    assert engine.calls == ["numbers_are_single_tokens", "generate", "generate"]  # asked once, never top_logprobs
