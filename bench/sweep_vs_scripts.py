@@ -67,6 +67,7 @@ def train_adapter(spec, setting, trial, model_path: str, adapter_dir: str, steps
     micro_batch = max(1, t.batch_size // t.grad_accum)
     model.train()
     loss = float("nan")
+    started = time.monotonic()
     for _ in range(total):
         for _ in range(t.grad_accum):
             idx = torch.randint(len(encoded), (micro_batch,), generator=generator).tolist()
@@ -77,6 +78,8 @@ def train_adapter(spec, setting, trial, model_path: str, adapter_dir: str, steps
         schedule.step()
         optimizer.zero_grad()
         loss = float(out.loss.detach())
+    print(f"  plain peft loop: {total} steps in {time.monotonic() - started:.1f} s "
+          f"({total / (time.monotonic() - started):.3f} steps/s)", flush=True)
     model.save_pretrained(adapter_dir)
     return loss
 
