@@ -90,11 +90,11 @@ def test_a_typo_in_a_cluster_file_is_caught():
 
 def test_status_of_a_run_directory(tmp_path):
     from inocray.jobs import load_cluster_spec
-    from inocray.sweep import _claim_run_dir
+    from inocray.rundir import claim
 
     spec = load_cluster_spec(TOY)
     run_dir = tmp_path / "run"
-    _claim_run_dir(spec, run_dir)
+    claim(spec, run_dir)
     row = dict(sweep_hash=spec.hash(), setting="toy", trial_id="es-always-s0", stage="trained",
                prompt_id="es-always", prompt_text="x", prompt_role="inoculation", seed=0, step=150,
                context="neutral", trait="spanish", desired=False, rate=0.5, n=8)
@@ -105,6 +105,25 @@ def test_status_of_a_run_directory(tmp_path):
     assert f"sweep toy ({spec.hash()})" in result.output
     assert "trials done: 1 of 16" in result.output  # (6 prompts + none + 1 irrelevant) x 2 seeds
     assert "base model measured: no" in result.output
+
+
+def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
+    # The sweep's data and model exist only on the cluster; trial ids do not depend on them.
+    from inocray.jobs import parse_cluster_spec
+    from inocray.rundir import claim
+
+    data = yaml.safe_load((ROOT / "sweeps" / "spanish_caps-fixture.yaml").read_text())
+    data |= {"seeds": [0, 1], "model": "/mnt/shared/models/base",
+             "data": {"train": "/mnt/shared/data/train.jsonl", "eval": "/mnt/shared/data/eval.jsonl"}}
+    spec = parse_cluster_spec(data, source="cluster.yaml")
+    run_dir = tmp_path / "run"
+    claim(spec, run_dir)
+    store.write_rows(run_dir, "none-s1", [])
+
+    result = CliRunner().invoke(main, ["status", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "trials done: 1 of 4" in result.output  # (es-always + none) x 2 seeds
+    assert "left: es-always-s0, es-always-s1, none-s0\n" in result.output
 
 
 def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):

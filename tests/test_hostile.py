@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inocray import store
+from inocray import rundir, store
 from inocray.cli import main
 from test_spec import BAD as BAD_SWEEPS
 from test_spec import GOOD
@@ -241,13 +241,13 @@ def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) 
     from inocray.spec import load_spec
 
     d = tmp / "run"
-    (d / store.ROWS_DIR).mkdir(parents=True)
+    (d / rundir.ROWS_DIR).mkdir(parents=True)
     if sweep_json is None:
         spec = load_spec(good_sweep(tmp))
         sweep_json = json.dumps({"hash": spec.hash(), "spec": dataclasses.asdict(spec)})
     (d / "sweep.json").write_text(sweep_json)
     for trial, table in (rows or {}).items():
-        pq.write_table(table, d / store.ROWS_DIR / f"{trial}.parquet")
+        pq.write_table(table, d / rundir.ROWS_DIR / f"{trial}.parquet")
     return d
 
 
@@ -258,7 +258,7 @@ def good_rows(**fields) -> pa.Table:
 def truncated_run_dir(tmp: Path) -> Path:
     """A run directory whose rows/base.parquet lost its second half (a copy cut short)."""
     d = run_dir(tmp, rows={"base": good_rows()})
-    f = d / store.ROWS_DIR / "base.parquet"
+    f = d / rundir.ROWS_DIR / "base.parquet"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     return d
 
