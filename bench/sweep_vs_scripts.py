@@ -130,13 +130,13 @@ def script_main(argv: list[str]) -> None:
     from vllm.lora.request import LoRARequest
 
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
     from inocray.plan import plan_trials, prompt_catalogue
     from inocray.sweep import base_model
 
     marks["imported"] = time.time()
     kind, sweep = argv[0], argv[1]
-    spec = load_spec(sweep)
+    spec = load_sweep(sweep)
     setting = get_setting(spec.setting)
     model_path = base_model(spec, echo=lambda *_: None)
     result: dict = {}
@@ -229,14 +229,14 @@ def main() -> None:
 
     from inocray import evaluate
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
     from inocray.plan import plan_trials
     from inocray.sweep import base_model
 
     assert EVAL_SEED == evaluate.EVAL_SEED
     with tempfile.TemporaryDirectory(prefix="inocray-vs-scripts-") as tmp:
         sweep = subset_sweep(args.sweep, args.prompts, args.seeds, Path(tmp))
-        spec = load_spec(sweep)
+        spec = load_sweep(sweep)
         base_model(spec, echo=print)  # cached: neither way pays the build
         trials = [t.id for t in plan_trials(spec, get_setting(spec.setting).prompts)]
         print(f"{len(trials)} trials: {', '.join(trials)}", flush=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from inocray import rundir, storage, store
 from inocray.errors import InputError
 from inocray.plan import trial_ids
+from inocray.spec import parse_spec
 from inocray.storage import Location
 
 
@@ -47,14 +48,12 @@ class RunProgress:
 
 def run_progress(run_dir: str | Location) -> RunProgress:
     """Planned trials (from the sweep record) against the trials whose rows exist."""
-    from inocray.jobs import parse_cluster_spec  # the model may live on another machine
-
     run_dir = rundir.reachable(run_dir)
     marker = rundir.record_path(run_dir)
     if not storage.is_file(marker):
         raise InputError(f"{run_dir} is not a run directory (it has no {rundir.SWEEP_RECORD})")
     record = rundir.sweep_record(run_dir)
-    spec = parse_cluster_spec(record["spec"], source=str(marker))
+    spec = parse_spec(record["spec"], source=str(marker))  # its fields only: the plan needs no more
     trials = trial_ids(spec)
     return RunProgress(
         run_dir=run_dir,

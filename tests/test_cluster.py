@@ -125,6 +125,13 @@ def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
     assert "trials done: 1 of 4" in result.output  # (es-always + none) x 2 seeds
     assert "left: es-always-s0, es-always-s1, none-s0\n" in result.output
 
+    # A setting of the sweep's own, installed only on the cluster: the plan needs it no more.
+    record = json.loads((run_dir / "sweep.json").read_text())
+    record["spec"]["setting"] = "labcode.cluster_only_setting"
+    (run_dir / "sweep.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(main, ["status", str(run_dir)])
+    assert result.exit_code == 0 and "trials done: 1 of 4" in result.output, result.output
+
 
 def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
     port = _free_ports(1)[0]  # nothing listens there
@@ -154,12 +161,12 @@ def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
 
 
 def test_the_gpu_toy_sweep_of_operations_md_is_valid():
-    from inocray.spec import parse_spec
+    from inocray.validate import parse_sweep
 
     data = yaml.safe_load(TOY.read_text())
     data["train"]["use_gpu"] = True
     data["engine"] = {"num_gpus": 1}
-    spec = parse_spec(data)
+    spec = parse_sweep(data)
     assert spec.train.use_gpu and spec.engine.num_gpus == 1
 
 

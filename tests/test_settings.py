@@ -16,7 +16,8 @@ from inocray.scorers import Check
 from inocray.settings import BUILTIN, PROMPT_ROLES, get_setting
 from inocray.settings._common import FIXTURES, Gated, draw
 from inocray.settings._rows import read_rows
-from inocray.spec import DataSpec, parse_spec
+from inocray.spec import DataSpec
+from inocray.validate import parse_sweep
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
 RESEARCH = [name for name in BUILTIN if name != "toy"]
@@ -51,7 +52,7 @@ def test_unknown_setting_reads_well_after_the_field_name():
 
 def test_unknown_setting_in_a_sweep_is_an_input_error():
     with pytest.raises(InputError, match="field 'setting' names unknown setting 'nope'"):
-        parse_spec({"name": "x", "setting": "nope", "prompts": ["p"]})
+        parse_sweep({"name": "x", "setting": "nope", "prompts": ["p"]})
 
 
 SETTING_FILE = '''
@@ -88,7 +89,7 @@ def test_a_setting_named_by_file_or_module_path_registers_itself(tmp_path, monke
     (pkg / "other_setting.py").write_text(SETTING_FILE.replace('"mine"', '"other"'))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert get_setting("mypkg.other_setting").name == "other"
-    spec = parse_spec({"name": "x", "setting": str(path), "prompts": ["p"]})
+    spec = parse_sweep({"name": "x", "setting": str(path), "prompts": ["p"]})
     assert spec.setting == str(path)
 
 
@@ -203,7 +204,7 @@ def test_real_sweep_validates_once_pointed_at_data(name):
     data["data"] = {"train": str(FIXTURES / name / "train.jsonl"), "eval": str(FIXTURES / name / "eval.jsonl")}
     if "judge_model" in data["eval"]:
         data["eval"]["judge_model"] = "base"
-    spec = parse_spec(data, check_model=False)
+    spec = parse_sweep(data, check_model=False)
     assert spec.setting == name and len(spec.seeds) >= 2
 
 
