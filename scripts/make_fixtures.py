@@ -1,6 +1,6 @@
 """Write the small data fixtures each research setting ships (deterministic; rerun after edits).
 
-    python -m inocray.settings.make_fixtures      # -> inocray/settings/fixtures/<name>/{train,eval}.jsonl
+    python scripts/make_fixtures.py      # -> inocray/settings/fixtures/<name>/{train,eval}.jsonl
 
 The rows have the shape of the real data (docs/settings/<name>.md) at a few dozen rows, for
 tests and `sweeps/<name>-fixture.yaml`; they show the traits but are no experiment.
