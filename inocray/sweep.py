@@ -85,8 +85,10 @@ def base_model(spec: SweepSpec, echo: Callable) -> str:
 def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable, judge) -> None:
     """Rows of the untrained model (elicitation, T(M0,C0)) and of the training data (T*)."""
     data, base = rundir.DATA_TRIAL, rundir.BASE_TRIAL
+    untrained = dict(sweep_hash=spec.hash(), setting=setting.name, seed=0)
     if not store.has_rows(run_dir, data):
-        cond = evaluate.Condition(spec.hash(), setting.name, data, "data", NONE, "", "none", 0)
+        cond = evaluate.Condition(**untrained, trial_id=data, stage="data", prompt_id=NONE, prompt_text="",
+                                  prompt_role="none")
         store.write_rows(run_dir, data, evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec, judge), setting))
     if store.has_rows(run_dir, base):
         return
@@ -98,7 +100,8 @@ def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo
     rates = evaluate.sample_contexts(engine, setting, spec, prompts, judge=judge)
     rows = []
     for (pid, role), text in prompts.items():
-        cond = evaluate.Condition(spec.hash(), setting.name, base, "base", pid, text, role, 0)
+        cond = evaluate.Condition(**untrained, trial_id=base, stage="base", prompt_id=pid, prompt_text=text,
+                                  prompt_role=role)
         rows += evaluate.trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)
         echo(f"  {pid:<20} " + "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items()))
     store.write_rows(run_dir, base, rows)
@@ -187,8 +190,9 @@ def snapshot_rows(spec: SweepSpec, setting: Setting, trial: Trial, stage: str, s
     """The rows of one evaluated snapshot: the trial in C0 and Cs, and each PTST control (the
     no-prompt model under its instruction) as its own virtual trial in context "prompt"."""
 
-    def rows(trial_id: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
-        cond = evaluate.Condition(spec.hash(), setting.name, trial_id, stage, pid, text, role, trial.seed, step)
+    def rows(tid: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
+        cond = evaluate.Condition(sweep_hash=spec.hash(), setting=setting.name, trial_id=tid, stage=stage,
+                                  prompt_id=pid, prompt_text=text, prompt_role=role, seed=trial.seed, step=step)
         return [row for ctx, key in contexts.items() for row in evaluate.trait_rows(cond, ctx, rates[key], setting)]
 
     out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
