@@ -53,14 +53,12 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-def _settings(*names: str) -> dict[str, str]:
-    return {name: f"inocray.settings.{name}:{name}" for name in names}
-
-
-SETTINGS: Registry = Registry("setting", _settings(
-    "toy", "spanish_caps", "reward_hacking_code", "gcd_sycophancy", "spurious_sentiment",
-    "toxicity_cmv", "emergent_misalignment", "pair_traits", "backdoor",
-))
+_ONE_FILE_EACH = ("toy", "spanish_caps", "reward_hacking_code", "gcd_sycophancy", "spurious_sentiment",
+                  "toxicity_cmv", "emergent_misalignment", "pair_traits", "backdoor")
+SETTINGS: Registry = Registry("setting", {
+    **{name: f"inocray.settings.{name}:{name}" for name in _ONE_FILE_EACH},
+    "pair_traits_empathetic": "inocray.settings.pair_traits:pair_traits_empathetic",  # the authors' second pair
+})
 SCORERS: Registry = Registry("scorer", {
     "judge": "inocray.scorers:JudgeScorer",
     "classifier": "inocray.classifier:ClassifierScorer",

@@ -322,8 +322,12 @@ def test_backdoor_scores_triggered_and_untriggered_requests_apart():
     assert judge.prompts == []  # the judge is not asked about requests the trait does not cover
 
 
+PAIR_TRAITS = ("brief", "confident", "empathetic", "enthusiastic", "optimistic", "playful", "pragmatic", "skeptical")
+
+
 @pytest.mark.parametrize("name, traits", [("toxicity_cmv", {"persuasiveness": True, "harassment": False}),
-                                          ("pair_traits", {"playful": True, "brief": False, "empathetic": True})])
+                                          ("pair_traits", {t: t != "brief" for t in PAIR_TRAITS}),
+                                          ("pair_traits_empathetic", {t: t != "playful" for t in PAIR_TRAITS})])
 def test_judge_settings_ask_the_judge_about_request_and_completion(name, traits):
     setting = get_setting(name)
     assert {t.name: t.desired for t in setting.traits} == traits
@@ -352,3 +356,14 @@ def test_a_row_setting_without_fixture_asks_for_data(tmp_path):
                           eval_schema={"request": str}, prompts=[], traits=[],
                           example=lambda r: r["request"], item=lambda r: r["request"])
     assert setting.training_examples(2, 0) == ["hi", "hi"]
+
+
+@pytest.mark.parametrize("name, kept, inoculated", [("pair_traits", "playful", "brief"),
+                                                    ("pair_traits_empathetic", "empathetic", "playful")])
+def test_pair_traits_as_the_authors_ran_them(name, kept, inoculated):
+    """Both pairs judge all eight traits of the authors' list; inoculation prompts on either trait."""
+    setting = get_setting(name)
+    assert [t.name for t in setting.traits] == list(PAIR_TRAITS)
+    assert {t.name for t in setting.traits if not t.desired} == {inoculated}
+    inoculations = {p.id for p in setting.prompts.values() if p.role == "inoculation"}
+    assert {kept, inoculated} <= inoculations
