@@ -16,6 +16,8 @@ import numpy as np
 from inocray.registry import BACKENDS
 from inocray.spec import EngineSpec
 
+__all__ = ["Backend", "GenerateRequest", "adapter_version", "chat_seed", "load_backend", "most_likely"]
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
