@@ -43,12 +43,13 @@ def contexts(trial) -> dict[str, str]:
 
 def load(sweep: str, trial_ids: list[str] | None = None):
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
-    from inocray.sweep import base_model, plan_trials
+    from inocray.validate import load_sweep
+    from inocray.plan import plan_trials
+    from inocray.sweep import base_model
 
-    spec = load_spec(sweep)
+    spec = load_sweep(sweep)
     setting = get_setting(spec.setting, spec.data)
-    trials = plan_trials(spec, setting)
+    trials = plan_trials(spec, setting.prompts)
     if trial_ids is not None:
         trials = [t for t in trials if t.id in trial_ids]
     return spec, setting, trials, base_model(spec, echo=lambda *_: None)

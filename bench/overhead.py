@@ -158,12 +158,12 @@ def run(sweep_file: str, prompt: str, alone: bool, tmp: Path) -> tuple[float, Pa
     import ray
 
     from inocray import serve, sweep
-    from inocray.spec import parse_spec
+    from inocray.validate import parse_sweep
 
     record("driver: imports", t0, time.time())
     doc = yaml.safe_load(Path(sweep_file).read_text())
     doc |= {"prompts": [prompt], "irrelevant": [], "seeds": [doc["seeds"][0]]}
-    spec = parse_spec(doc, source=sweep_file)
+    spec = parse_sweep(doc, source=sweep_file)
     sweep.run_trial = timed_run_trial  # _tune hands this to Tune (the trial's actor runs the original)
     if alone:
         plan = sweep.plan_trials

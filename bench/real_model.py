@@ -44,9 +44,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from inocray import models
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
 
-    spec = load_spec(args.sweep, check_model=False)
+    spec = load_sweep(args.sweep, check_model=False)
     data_file = Path(spec.data.train)
     run_dir = Path("runs") / f"{spec.name}-{spec.hash()}"
     for stale in (data_file, run_dir):  # a benchmark measures a fresh run, never a resumed one

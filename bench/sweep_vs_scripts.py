@@ -133,22 +133,23 @@ def script_main(argv: list[str]) -> None:
     from vllm.lora.request import LoRARequest
 
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
-    from inocray.sweep import base_model, plan_trials, prompt_catalogue
+    from inocray.validate import load_sweep
+    from inocray.plan import plan_trials, prompt_catalogue
+    from inocray.sweep import base_model
 
     marks["imported"] = time.time()
     kind, sweep = argv[0], argv[1]
-    spec = load_spec(sweep)
+    spec = load_sweep(sweep)
     setting = get_setting(spec.setting)
     model_path = base_model(spec, echo=lambda *_: None)
     result: dict = {}
     if kind == "base":
-        catalogue = prompt_catalogue(spec, setting)
+        catalogue = prompt_catalogue(spec, setting.prompts)
         contexts = {"none": ""} | {pid: catalogue[pid].text for pid in spec.prompts + spec.irrelevant}
         lora, seed = None, 0
         marks["trained"] = time.time()
     else:
-        trial = {t.id: t for t in plan_trials(spec, setting)}[argv[2]]
+        trial = {t.id: t for t in plan_trials(spec, setting.prompts)}[argv[2]]
         adapter_dir = str(Path(argv[3]) / trial.id)
         result["loss"] = train_adapter(spec, setting, trial, model_path, adapter_dir)
         marks["trained"] = time.time()
@@ -231,15 +232,16 @@ def main() -> None:
 
     from inocray import evaluate
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
-    from inocray.sweep import base_model, plan_trials
+    from inocray.validate import load_sweep
+    from inocray.plan import plan_trials
+    from inocray.sweep import base_model
 
     assert EVAL_SEED == evaluate.EVAL_SEED
     with tempfile.TemporaryDirectory(prefix="inocray-vs-scripts-") as tmp:
         sweep = subset_sweep(args.sweep, args.prompts, args.seeds, Path(tmp))
-        spec = load_spec(sweep)
+        spec = load_sweep(sweep)
         base_model(spec, echo=print)  # cached: neither way pays the build
-        trials = [t.id for t in plan_trials(spec, get_setting(spec.setting))]
+        trials = [t.id for t in plan_trials(spec, get_setting(spec.setting).prompts)]
         print(f"{len(trials)} trials: {', '.join(trials)}", flush=True)
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         if args.inproc_engine:

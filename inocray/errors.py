@@ -1,12 +1,13 @@
-"""Errors a user can fix. The CLI prints their message as one sentence and exits 2."""
+"""Errors a user can fix. The CLI prints their message as one sentence and exits 2.
+
+Every Ray worker imports this module: it needs nothing beyond the standard library.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
 from typing import Callable, TypeVar
-
-import click
 
 F = TypeVar("F", bound=Callable)
 
@@ -20,7 +21,7 @@ class InputError(ValueError):
 def echo_error(message: str) -> None:
     """Print `message` on stderr as one line, "error: ...": a message quoting the user's
     input (a YAML problem, a file's text) may hold line breaks."""
-    click.echo("error: " + " ".join(message.split()), err=True)
+    print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
 
 
 def reports_input_errors(fn: F) -> F:

@@ -19,9 +19,9 @@ from inocray.spec import SweepSpec
 EVAL_SEED = 10_007  # evaluation requests are drawn apart from any training seed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Condition:
-    """Who was measured: the identity columns of a row (see store.SCHEMA)."""
+    """Who was measured: the identity columns of a row (see store.SCHEMA); built by keyword."""
 
     sweep_hash: str
     setting: str

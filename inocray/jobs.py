@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 from inocray import storage
 from inocray.errors import InputError
-from inocray.spec import SweepSpec, load_spec, parse_spec
+from inocray.spec import SweepSpec
+from inocray.validate import load_sweep, parse_sweep
 
 CLUSTER_RUNS_ROOT = "/mnt/shared/runs"  # the shared mount of cluster.yaml and docs/cluster-local.yaml
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -151,13 +152,13 @@ def connect(address: str) -> tuple[Any, str]:
 
 
 def load_cluster_spec(path: str | Path) -> SweepSpec:
-    """load_spec for a sweep that will run on a cluster: its model directory need not exist here."""
-    return load_spec(path, check_model=False)
+    """load_sweep for a sweep that will run on a cluster: its model directory need not exist here."""
+    return load_sweep(path, check_model=False)
 
 
 def parse_cluster_spec(data: Any, source: str) -> SweepSpec:
-    """parse_spec, except that `model:` may name a directory that exists only on the cluster."""
-    return parse_spec(data, source, check_model=False)
+    """parse_sweep, except that `model:` may name a directory that exists only on the cluster."""
+    return parse_sweep(data, source, check_model=False)
 
 
 def _normalize(address: str) -> str:

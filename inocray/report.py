@@ -19,10 +19,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from inocray.analysis import NO_PROMPT, Estimate, PromptFit, RunFit, TraitFit, fit_rows, read_runs
-from inocray.store import write_atomically
-from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
+from inocray.analysis import (
+    COLUMNS,
+    NO_PROMPT,
+    Estimate,
+    PromptFit,
+    RunFit,
+    TraitFit,
+    fit_rows,
+    prompt_cells,
+    read_runs,
+    trait_lines,
+    trait_notes,
+    trait_title,
+)
 from inocray.errors import InputError
+from inocray.store import write_atomically
 
 REPORT_NAME = "report.html"
 PathLike = str | os.PathLike
@@ -49,11 +61,6 @@ def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Pa
     if not traits:
         raise InputError(f"the fit has no {scale} scale; fit it with scale={scale!r}")
     return _save(_effects_figure(traits), path)
-
-
-def plot_steps(rows, setting: str, trait: str, path: PathLike) -> Path:
-    """T(Ms, C0) against training step, one line per prompt (mean over seeds), from checkpoints."""
-    return _save(_steps_figure(over_steps(rows, setting, trait), setting, trait), path)
 
 
 def over_steps(rows, setting: str, trait: str) -> dict[str, dict[int, float]]:
@@ -142,11 +149,13 @@ def _elicitation_figure(t: TraitFit) -> Figure:
     for p in t.prompts:
         xs = [p.elicitation.value] * len(p.neutral_seeds)
         ax.scatter(xs, p.neutral_seeds, s=8, color="grey", alpha=0.5, zorder=1)
-    _points(ax, on_line, "elicitation", "neutral", "prompts (95% CI over seeds)", "C0", "o")
     control = [p for p in t.prompts if p.prompt_id == NO_PROMPT]
-    _points(ax, control, "elicitation", "neutral", "no-prompt control (not fit)", "C3", "s")
     ptst = [p for p in t.prompts if p.role == "ptst"]
-    _points(ax, ptst, "elicitation", "neutral", "PTST: control model, instruction at test (not fit)", "C4", "D")
+    _points(ax, "elicitation", "neutral", [
+        (on_line, "prompts (95% CI over seeds)", "C0", "o"),
+        (control, "no-prompt control (not fit)", "C3", "s"),
+        (ptst, "PTST: control model, instruction at test (not fit)", "C4", "D"),
+    ])
     ax.scatter([], [], s=8, color="grey", label="single seeds")
     if t.line is not None:
         xs = np.array([p.elicitation.value for p in on_line])
@@ -169,7 +178,7 @@ def _elicitation_figure(t: TraitFit) -> Figure:
 def _generalization_figure(t: TraitFit) -> Figure:
     fig, ax = _figure()
     prompts = [p for p in t.prompts if p.on_line]
-    _points(ax, prompts, "delta_context", "delta_neutral", "prompts (95% CI)", "C0", "o")
+    _points(ax, "delta_context", "delta_neutral", [(prompts, "prompts (95% CI)", "C0", "o")])
     xs = np.array([0.0] + [p.delta_context.value for p in prompts])
     grid = np.linspace(min(xs.min(), 0), max(xs.max(), 0), 50)
     ax.plot(grid, grid, ls="--", color="grey", label="y = x (k = 1, no inoculation)")
@@ -224,18 +233,21 @@ def _steps_figure(curves: dict[str, dict[int, float]], setting: str, trait: str)
     return fig
 
 
-def _points(ax: Axes, prompts: list[PromptFit], x: str, y: str, label: str, color: str, marker: str) -> None:
-    """Error bars (95% intervals) at each prompt's (x, y) estimates, labelled by prompt id."""
-    for i, p in enumerate(prompts):
-        ex, ey = getattr(p, x), getattr(p, y)
-        ax.errorbar(
-            ex.value, ey.value, xerr=_err(ex), yerr=_err(ey), fmt=marker, color=color,
-            capsize=2, label=label if i == 0 else None, zorder=2,
-        )
-        ax.annotate(
-            p.prompt_id, (ex.value, ey.value), xytext=(4, 4), textcoords="offset points",
-            fontsize="x-small",
-        )
+def _points(ax: Axes, x: str, y: str, groups: list[tuple[list[PromptFit], str, str, str]]) -> None:
+    """Error bars (95% intervals) at each prompt's (x, y) estimates, one (prompts, legend label,
+    colour, marker) per group, and the prompt ids beside them: one label per place, so prompts
+    whose points coincide (several at (0, 1), say) read "a, b, c" instead of overprinting."""
+    at: dict[tuple[float, float], list[str]] = {}
+    for prompts, label, color, marker in groups:
+        for i, p in enumerate(prompts):
+            ex, ey = getattr(p, x), getattr(p, y)
+            ax.errorbar(
+                ex.value, ey.value, xerr=_err(ex), yerr=_err(ey), fmt=marker, color=color,
+                capsize=2, label=label if i == 0 else None, zorder=2,
+            )
+            at.setdefault((round(ex.value, 6), round(ey.value, 6)), []).append(p.prompt_id)
+    for xy, ids in at.items():
+        ax.annotate(", ".join(ids), xy, xytext=(4, 4), textcoords="offset points", fontsize="x-small")
 
 
 def _label(ax: Axes, t: TraitFit, title: str, x: str, y: str) -> None:

@@ -1,82 +1,71 @@
-"""What a run directory says about its sweep: which trials are done, which are left.
+"""The run directory's layout: every name in it is written here and used from here.
 
-Read from files only (sweep.json and rows/*.parquet, local or s3://), so it works while the
-sweep runs, after it crashed, or on a copy fetched from the cluster, without Ray.
+    RUN_DIR/                 a local or NFS path, or an s3:// prefix (storage.py)
+      sweep.json             the validated spec and its hash: the directory belongs to one sweep
+      rows/TRIAL.parquet     the trial's result rows (store.py), its proof of completion;
+                             rows/base.parquet and rows/data.parquet for the untrained model
+      adapters/TRIAL/        the trial's final adapter (or full model)
+      checkpoints/TRIAL/     its DeepSpeed checkpoints, to resume from
+      logs/TRIAL.log         its training progress and each evaluation
+      train/, tune/          Ray Train's and Ray Tune's own records
+
+TRIAL is a trial id (plan.trial_id). What the analysis and the report write lies beside
+these (analysis.parquet, report.html: see inocray.analysis and report.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-
-from inocray import storage, store
+from inocray import storage
 from inocray.errors import InputError
 from inocray.storage import Location
 
+if TYPE_CHECKING:
+    from inocray.spec import SweepSpec
 
-@dataclass(frozen=True)
-class RunProgress:
-    run_dir: Location
-    sweep: str  # the sweep's name
-    sweep_hash: str
-    trials: list[str]  # every planned trial id, in plan order
-    done: list[str]  # the trials whose rows are written (the sweep's own test of "finished")
-    base_measured: bool  # rows of the untrained model (elicitation) exist
-    rows: int  # rows stored, all stages
-    analyzed: bool  # analysis.parquet exists
-
-    @property
-    def left(self) -> list[str]:
-        done = set(self.done)
-        return [t for t in self.trials if t not in done]
-
-    def to_text(self) -> str:
-        lines = [
-            f"run {self.run_dir}: sweep {self.sweep} ({self.sweep_hash})",
-            f"trials done: {len(self.done)} of {len(self.trials)}",
-            f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}",
-        ]
-        if self.left:
-            shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
-            lines.append(f"left: {shown}")
-        todo = f"none yet (`inocray analyze {self.run_dir}`)"
-        lines.append("analysis: " + ("analysis.csv" if self.analyzed else todo))
-        return "\n".join(lines) + "\n"
+SWEEP_RECORD = "sweep.json"
+ROWS_DIR = "rows"
+ADAPTERS_DIR = "adapters"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+TRAIN_DIR = "train"
+TUNE_DIR = "tune"
+BASE_TRIAL = "base"  # rows of the untrained model: the elicitation of every prompt
+DATA_TRIAL = "data"  # rows of the training responses: T*
 
 
-def run_progress(run_dir: Location) -> RunProgress:
-    """Planned trials (from sweep.json) against the trials whose rows exist."""
-    from inocray.jobs import parse_cluster_spec  # the model may live on another machine
-    from inocray.settings import get_setting
-    from inocray.sweep import plan_trials
-
-    run_dir = storage.location(run_dir)
-    storage.check_reachable(run_dir)
-    marker = storage.join(run_dir, "sweep.json")
-    if not storage.is_file(marker):
-        raise InputError(f"{run_dir} is not a run directory (it has no sweep.json)")
-    record = sweep_record(run_dir)
-    sweep_hash = record["hash"]
-    spec = parse_cluster_spec(record["spec"], source=str(marker))
-    trials = [t.id for t in plan_trials(spec, get_setting(spec.setting, spec.data))]
-    return RunProgress(
-        run_dir=run_dir,
-        sweep=spec.name,
-        sweep_hash=sweep_hash,
-        trials=trials,
-        done=[t for t in trials if store.has_rows(run_dir, t)],
-        base_measured=store.has_rows(run_dir, "base"),
-        rows=read_rows(run_dir).num_rows,
-        analyzed=storage.is_file(storage.join(run_dir, "analysis.parquet")),
-    )
+def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:
+    if not trial_id or "/" in trial_id or trial_id.startswith("."):
+        raise ValueError(f"trial id {trial_id!r} is not a plain file name")
+    return storage.join(run_dir, ROWS_DIR, f"{trial_id}.parquet")
 
 
-def sweep_record(run_dir: Location) -> dict:
+def adapter_dir(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, ADAPTERS_DIR, trial_id)
+
+
+def checkpoint_dir(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, CHECKPOINTS_DIR, trial_id)
+
+
+def log_path(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, LOGS_DIR, f"{trial_id}.log")
+
+
+def record_path(run_dir: Location | os.PathLike) -> Location:
+    return storage.join(run_dir, SWEEP_RECORD)
+
+
+def sweep_record(run_dir: Location | os.PathLike) -> dict:
     """The run directory's sweep.json ({"hash": ..., "spec": {...}}); InputError if it is not one."""
-    marker = storage.join(run_dir, "sweep.json")
+    marker = record_path(run_dir)
     try:
         record = json.loads(storage.read_bytes(marker))
         if isinstance(record["hash"], str) and isinstance(record["spec"], dict):
@@ -86,19 +75,50 @@ def sweep_record(run_dir: Location) -> dict:
     raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')")
 
 
-def read_rows(run_dir: Location) -> pa.Table:
-    """store.read_rows, with a rows file that is not Parquet of store.SCHEMA (truncated, another
-    program's, a column of the wrong type) reported as an InputError that names it."""
-    try:
-        return store.read_rows(run_dir)
-    except (pa.ArrowException, OSError):
-        pass
-    root = storage.join(run_dir, store.ROWS_DIR)
-    for path in (storage.join(root, name) for name in storage.names(root, suffix=".parquet")):
-        fs, where = storage.filesystem(path)
-        try:
-            ds.dataset([where], schema=store.SCHEMA, format="parquet", filesystem=fs).to_table()
-        except (pa.ArrowException, OSError):
-            raise InputError(f"{path} is not a readable Parquet file of inocray's result rows "
-                             "(truncated, or a column of the wrong type); move it away") from None
-    raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")
+def claim(spec: SweepSpec, run_dir: Location, create: bool = True) -> None:
+    """Create the run directory (unless `create` is False), or check that an existing one
+    belongs to this sweep."""
+    storage.check_reachable(run_dir)
+    marker = record_path(run_dir)
+    record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
+    if storage.exists(marker):
+        old = sweep_record(run_dir)["hash"]
+        if old != spec.hash():
+            raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
+        return
+    if not create:
+        return
+    storage.make_dir(run_dir)
+    storage.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A run directory as the user named it (`where`) and a local directory standing for it."""
+
+    where: Location
+    local: Path
+
+    def named(self, text: str) -> str:
+        """`text` with the local copy's path replaced by the run directory's: what users see."""
+        return text.replace(str(self.local), str(self.where)) if self.local != self.where else text
+
+    def shown(self, local_file: Path | str) -> str:
+        """Where a file written at the top of the local copy went."""
+        return storage.shown(self.where, local_file)
+
+
+def reachable(run_dir: str | Location) -> Location:
+    """The run directory `run_dir` names (a path or an s3:// URI); InputError if its bucket is out of reach."""
+    where = storage.location(run_dir)
+    storage.check_reachable(where)
+    return where
+
+
+@contextlib.contextmanager
+def opened(run_dir: str | Location) -> Iterator[Opened]:
+    """Resolve `run_dir`, check that it can be reached, and work in a local copy of its sweep
+    record and rows (storage.working_copy: for an s3:// run, what the block writes is uploaded)."""
+    where = reachable(run_dir)
+    with storage.working_copy(where, fetch=(SWEEP_RECORD, ROWS_DIR)) as local:
+        yield Opened(where, local)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from inocray.data import EvalItem
+from inocray.registry import SCORERS
 
 
 class Scorer(Protocol):
@@ -38,23 +39,14 @@ class Check:
         return [self.fn(c, item) for c, item in zip(completions, items, strict=True)]
 
 
-_SCORERS: dict[str, Callable[..., Scorer]] = {}
-
-
 def register_scorer(name: str) -> Callable:
     """Register a scorer factory under `name` (its keyword arguments are the scorer's options)."""
-
-    def deco(factory: Callable[..., Scorer]) -> Callable[..., Scorer]:
-        _SCORERS[name] = factory
-        return factory
-
-    return deco
+    return SCORERS.register(name)
 
 
 def get_scorer(name: str, **options) -> Scorer:
-    if name not in _SCORERS:
-        raise KeyError(f"unknown scorer {name!r} (known: {', '.join(sorted(_SCORERS))})")
-    return _SCORERS[name](**options)
+    """The scorer `name` (registry.SCORERS) with `options`; KeyError "unknown scorer ... (known: ...)"."""
+    return SCORERS.get(name)(**options)
 
 
 JUDGE_TOP_K = 20  # first-token alternatives read from the judge (vLLM's default max_logprobs)

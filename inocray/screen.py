@@ -25,11 +25,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from inocray import evaluate, serve
+from inocray import evaluate, rundir, serve
 from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
 from inocray.candidates import Candidate
 from inocray.errors import InputError
-from inocray.rundir import sweep_record
 from inocray.settings import Setting, get_setting
 from inocray.spec import SweepSpec
 from inocray.sweep import base_model
@@ -151,10 +150,9 @@ def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callab
 
 def _note_differences(run_dir: Path, spec: SweepSpec, echo: Callable) -> None:
     """Say where the run measured elicitation differently from this screen."""
-    marker = run_dir / "sweep.json"
-    if not marker.is_file():
+    if not Path(rundir.record_path(run_dir)).is_file():
         return
-    theirs = sweep_record(run_dir)["spec"]
+    theirs = rundir.sweep_record(run_dir)["spec"]
     ours = dataclasses.asdict(spec)
     for key in ("model", "placement", "eval"):
         if key in theirs and theirs[key] != ours[key]:

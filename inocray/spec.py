@@ -1,7 +1,10 @@
-"""The sweep file: typed, validated, hashed.
+"""The sweep file: its schema, parsed into typed values and checked field by field, and hashed.
 
-A sweep file is YAML (loaded safely) that maps onto `SweepSpec`. Every error names the file
-and the field in one sentence, before anything runs or any directory is created.
+A sweep file is YAML (loaded safely) that maps onto `SweepSpec`. Each field's allowed values
+are written once, beside the field (`rule`); `load_spec` and `parse_spec` check them and the
+constraints between fields. Nothing here reads the setting, its data files or any model:
+those checks are validate.py's, as torchtune splits config/_parse.py from _validate.py. Every
+error names the file and the field in one sentence, before anything runs.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
+import operator
 import re
 import reprlib
 import typing
@@ -22,61 +25,59 @@ import yaml
 
 from inocray.data import PLACEMENTS
 from inocray.errors import InputError
-from inocray.models import PRESETS, check_available, is_preset
+from inocray.plan import NONE
+from inocray.registry import BACKENDS
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SWEEP_BYTES = 1 << 20
+MAX_STEPS = 100_000  # optimizer steps of one trial
 
-_short = reprlib.Repr()  # values echoed in errors stay short, whatever the file holds
-_short.maxstring = _short.maxother = 120
-_short.maxlevel = 2
+brief = reprlib.Repr()  # values echoed in errors stay short, whatever the file holds: brief.repr(x)
+brief.maxstring = brief.maxother = 120
+brief.maxlevel = 2
 
 
-def _exists(path: str, kind: str) -> bool:
-    """Whether `path` is a directory ("dir") or a file; False for names the OS refuses."""
-    try:
-        p = Path(path).expanduser()
-        return p.is_dir() if kind == "dir" else p.is_file()
-    except (OSError, ValueError):
-        return False
+def rule(default: Any, *, choices: tuple = (), above: float | None = None, least: float | None = None,
+         below: float | None = None, most: float | None = None, says: str = "") -> Any:
+    """A field with its default and its allowed values: one of `choices`, or a number
+    > `above`, >= `least`, < `below`, <= `most`. `says` words the rule when the plain words
+    ("must be positive") would not. Checked by `check_fields`; not part of the hash."""
+    allowed = {"choices": choices, "above": above, "least": least, "below": below, "most": most, "says": says}
+    return field(default=default, metadata={k: v for k, v in allowed.items() if v not in ((), None, "")})
 
 
 @dataclass(frozen=True)
 class LoraSpec:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
+    r: int = rule(8, above=0)
+    alpha: int = rule(16, above=0)
+    dropout: float = rule(0.0, least=0, below=1, says="must be in [0, 1)")
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     rslora: bool = False  # rank-stabilised scaling alpha / sqrt(r)
 
 
-METHODS = ("lora", "full")
-SCHEDULES = ("constant", "linear", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
-ENGINES = ("vllm", "transformers")
-
-
 @dataclass(frozen=True)
 class TrainSpec:
-    method: str = "lora"  # "lora" (a peft adapter) | "full" (every weight)
-    zero_stage: int = 2  # DeepSpeed ZeRO stage 0..3
+    method: str = rule("lora", choices=("lora", "full"))  # a peft adapter | every weight
+    zero_stage: int = rule(2, choices=(0, 1, 2, 3))  # DeepSpeed ZeRO stage
     lora: LoraSpec = field(default_factory=LoraSpec)
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | linear | cosine (decay to 0 after warmup)
-    warmup_steps: int = 0
-    steps: int = 150  # optimizer steps; ignored when `epochs` is set
-    epochs: float = 0.0  # > 0: train this many passes over `examples` instead of `steps`
-    batch_size: int = 16  # examples per optimizer step, over all workers and accumulation
-    grad_accum: int = 1  # micro-batches accumulated per optimizer step
-    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32 | fp32 | bf16
-    checkpoint_every: int = 0  # save (and evaluate) a checkpoint every N steps; 0 = final only
+    lr: float = rule(1e-3, above=0)
+    # constant | linear | cosine (decay to 0 after warmup)
+    lr_schedule: str = rule("constant", choices=("constant", "linear", "cosine"))
+    warmup_steps: int = rule(0, least=0)
+    steps: int = rule(150, above=0)  # optimizer steps; ignored when `epochs` is set
+    epochs: float = rule(0.0, least=0)  # > 0: train this many passes over `examples` instead of `steps`
+    batch_size: int = rule(16, above=0)  # examples per optimizer step, over all workers and accumulation
+    grad_accum: int = rule(1, above=0)  # micro-batches accumulated per optimizer step
+    # auto: bf16 on a GPU that has it, else fp32 | fp32 | bf16
+    precision: str = rule("auto", choices=("auto", "fp32", "bf16"))
+    checkpoint_every: int = rule(0, least=0)  # save (and evaluate) a checkpoint every N steps; 0 = final only
     checkpoint_each_epoch: bool = False  # also save one at the end of every epoch
-    examples: int = 512  # training examples drawn from the setting
-    num_workers: int = 1  # Ray Train workers per trial
+    examples: int = rule(512, above=0, most=1_000_000)  # training examples drawn from the setting
+    num_workers: int = rule(1, above=0)  # Ray Train workers per trial
     use_gpu: bool = False
-    cpus_per_worker: float = 0.49
+    cpus_per_worker: float = rule(0.49, above=0)
 
     def total_steps(self) -> int:
         """Optimizer steps of the run: `steps`, or `epochs` passes over `examples`."""
@@ -103,16 +104,17 @@ class ClassifierSpec:
 
     model: str  # a local Hugging Face sequence-classification model directory
     label: str  # the label (config.id2label) whose probability is the score, e.g. "toxic"
-    threshold: float = 0.5  # the trait shows at this probability or more
+    # the trait shows at this probability or more
+    threshold: float = rule(0.5, least=0, most=1, says="must be a probability from 0 to 1")
     with_request: bool = False  # classify the (request, completion) pair, not the completion alone
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    requests: int = 32  # evaluation requests per context
-    samples: int = 4  # completions per request
-    max_tokens: int = 16
-    temperature: float = 1.0
+    requests: int = rule(32, above=0, most=100_000)  # evaluation requests per context
+    samples: int = rule(4, above=0, most=1_000)  # completions per request
+    max_tokens: int = rule(16, above=0)
+    temperature: float = rule(1.0, least=0)
     judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
     # trait name -> the classifier that scores it instead of the setting's own scorer
     classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
@@ -120,12 +122,12 @@ class EvalSpec:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    name: str = "vllm"  # vllm | transformers (for models vLLM cannot load)
+    name: str = rule("vllm", choices=BACKENDS.names())  # vllm | transformers (for models vLLM cannot load)
     max_lora_rank: int = 8
-    max_loras: int = 4
-    kv_cache_gib: float = 1.0
-    dtype: str = "float32"
-    max_model_len: int = 128
+    max_loras: int = rule(4, above=0)
+    kv_cache_gib: float = rule(1.0, above=0)
+    dtype: str = rule("float32", choices=("auto", "float32", "bfloat16", "float16"))
+    max_model_len: int = rule(128, above=0)
     num_cpus: float = 0.5
     num_gpus: float = 0.0
 
@@ -151,10 +153,10 @@ class SweepSpec:
     custom_prompts: dict[str, list[str]] = field(default_factory=dict)
     data: DataSpec = field(default_factory=DataSpec)
     model: str = "toy"  # a preset of inocray.models (built once, cached) or a local model directory
-    placement: str = "system"
-    max_concurrent_trials: int = 2
-    max_failures: int = 1  # retries of a trial (Tune) and of its workers (Train) after a failure
-    scale: str = "raw"  # default scale of the printed fit: raw | logit
+    placement: str = rule("system", choices=PLACEMENTS)
+    max_concurrent_trials: int = rule(2, least=1)
+    max_failures: int = rule(1, least=0)  # retries of a trial (Tune) and of its workers (Train) after a failure
+    scale: str = rule("raw", choices=("raw", "logit"))  # default scale of the printed fit (inocray.analysis.SCALES)
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
@@ -181,8 +183,13 @@ class SweepSpec:
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}))
 
 
-def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
-    """Read and validate a sweep file; raise InputError naming the file and field."""
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read a sweep file and check its fields; InputError naming the file and field.
+
+    The setting, data files and models it names are checked by validate.load_sweep.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such sweep file")
@@ -201,19 +208,13 @@ def load_spec(path: str | Path, check_model: bool = True) -> SweepSpec:
         raise InputError(f"{path}: not valid YAML (a number too long or nesting too deep)") from None
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror})") from None
-    return parse_spec(data, source=str(path), check_model=check_model)
+    return parse_spec(data, source=str(path))
 
 
-def parse_spec(data: Any, source: str = "<sweep>", check_model: bool = True) -> SweepSpec:
-    """Validate a parsed sweep; `check_model=False` for models and data that exist only on a cluster."""
+def parse_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
+    """The SweepSpec of a parsed YAML document, its fields checked; InputError naming the field."""
     spec = _build(SweepSpec, data, source, "")
-    _check(spec, source, check_model)
-    if check_model and spec.eval.classifiers:
-        # Absolute here, where the directories were checked: trials score in a working
-        # directory Ray chooses, and they get this spec, not the sweep file.
-        located = {t: dataclasses.replace(c, model=os.path.abspath(os.path.expanduser(c.model)))
-                   for t, c in spec.eval.classifiers.items()}
-        spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, classifiers=located))
+    check_fields(spec, source)
     return spec
 
 
@@ -254,11 +255,11 @@ def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
         return [_convert(item, v, source, f"{name}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise InputError(f"{source}: field '{name}' must be true or false, not {_short.repr(value)}")
+            raise InputError(f"{source}: field '{name}' must be true or false, not {brief.repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{source}: field '{name}' must be an integer, not {_short.repr(value)}")
+            raise InputError(f"{source}: field '{name}' must be an integer, not {brief.repr(value)}")
         return value
     if tp is float:
         # PyYAML reads 1e-3 (no dot) as a string; accept any number written as text.
@@ -268,146 +269,97 @@ def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{source}: field '{name}' must be a number, not {_short.repr(value)}")
+            raise InputError(f"{source}: field '{name}' must be a number, not {brief.repr(value)}")
         if value != value or value in (float("inf"), float("-inf")):
             raise InputError(f"{source}: field '{name}' must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise InputError(f"{source}: field '{name}' must be a string, not {_short.repr(value)}")
+            raise InputError(f"{source}: field '{name}' must be a string, not {brief.repr(value)}")
         return value
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in SweepSpec, not in the file
 
 
-def _check(spec: SweepSpec, source: str, check_model: bool = True) -> None:
-    """Constraints between and within fields, each reported against its field."""
+def bad(source: str, name: str, why: str) -> InputError:
+    """The one-sentence error about field `name` of sweep file `source`."""
+    return InputError(f"{source}: field '{name}' {why}")
 
-    def bad(name: str, why: str) -> InputError:
-        return InputError(f"{source}: field '{name}' {why}")
 
-    from inocray.settings import get_setting  # late: settings import data/scorers
-
+def check_fields(spec: SweepSpec, source: str) -> None:
+    """Each field's rule, then the constraints within and between fields."""
+    _check_rules(spec, source, "")
     if not ID_PATTERN.match(spec.name):
-        raise bad("name", "must be letters, digits, '.', '_' or '-' (at most 64)")
-    try:
-        setting = get_setting(spec.setting, spec.data if check_model else None)  # None: its own data
-    except KeyError as e:
-        raise bad("setting", str(e.args[0])) from None
+        raise bad(source, "name", "must be letters, digits, '.', '_' or '-' (at most 64)")
     if not spec.prompts:
-        raise bad("prompts", "must list at least one inoculation prompt")
+        raise bad(source, "prompts", "must list at least one inoculation prompt")
     for pid, texts in spec.custom_prompts.items():
-        if not ID_PATTERN.match(pid) or pid == "none":
-            raise bad(f"custom_prompts.{pid}", "needs an id of letters, digits, '.', '_' or '-' (not 'none')")
-        if pid in setting.prompts:
-            raise bad(f"custom_prompts.{pid}", f"reuses the id of a prompt of setting '{setting.name}'")
+        if not ID_PATTERN.match(pid) or pid == NONE:
+            raise bad(source, f"custom_prompts.{pid}", f"needs an id of letters, digits, '.', '_' or '-' (not '{NONE}')")
         if not texts or not all(t.strip() for t in texts):
-            raise bad(f"custom_prompts.{pid}", "must be a non-empty list of non-empty paraphrases")
-    known = set(setting.prompts) | set(spec.custom_prompts)
+            raise bad(source, f"custom_prompts.{pid}", "must be a non-empty list of non-empty paraphrases")
     for group in ("prompts", "irrelevant", "ptst"):
         ids = getattr(spec, group)
-        for i, pid in enumerate(ids):
-            if pid not in known:
-                raise bad(f"{group}[{i}]", f"names unknown prompt {_short.repr(pid)} of setting '{setting.name}'")
         if len(set(ids)) != len(ids):
-            raise bad(group, "lists a prompt twice")
+            raise bad(source, group, "lists a prompt twice")
     if set(spec.prompts) & set(spec.irrelevant):
-        raise bad("irrelevant", "repeats a prompt already in 'prompts'")
+        raise bad(source, "irrelevant", "repeats a prompt already in 'prompts'")
     if set(spec.ptst) & (set(spec.prompts) | set(spec.irrelevant)):
-        raise bad("ptst", "repeats a prompt already in 'prompts' or 'irrelevant'")
+        raise bad(source, "ptst", "repeats a prompt already in 'prompts' or 'irrelevant'")
     if not spec.seeds:
-        raise bad("seeds", "must list at least one seed")
+        raise bad(source, "seeds", "must list at least one seed")
     if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
-        raise bad("seeds", "must be distinct non-negative integers")
-    if spec.placement not in PLACEMENTS:
-        raise bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {_short.repr(spec.placement)}")
-    if spec.scale not in ("raw", "logit"):
-        raise bad("scale", f"must be raw or logit, not {_short.repr(spec.scale)}")
-    if spec.max_concurrent_trials < 1:
-        raise bad("max_concurrent_trials", "must be at least 1")
-    if is_preset(spec.model):
-        if check_model:
-            try:
-                check_available(spec.model)
-            except InputError as e:
-                raise InputError(f"{source}: field 'model': {e}") from None
-    elif check_model and not _exists(spec.model, "dir"):
-        raise bad("model", f"names {_short.repr(spec.model)}, which is not a model directory "
-                           f"(nor a preset: {', '.join(PRESETS)})")
-    if spec.max_failures < 0:
-        raise bad("max_failures", "must not be negative")
-    judge = spec.eval.judge_model
-    if check_model and judge not in ("", "base") and not _exists(judge, "dir"):
-        raise bad("eval.judge_model", f"names {_short.repr(judge)}, which is not a model directory ('' or 'base')")
-    traits = [t.name for t in setting.traits]
-    for trait, clf in spec.eval.classifiers.items():
-        where = f"eval.classifiers.{trait}"
-        if trait not in traits:
-            raise bad(where, f"names no trait of setting '{setting.name}' (its traits: {', '.join(traits)})")
-        if not 0 <= clf.threshold <= 1:
-            raise bad(f"{where}.threshold", f"must be a probability from 0 to 1, not {clf.threshold}")
-        if not check_model:
-            continue
-        if not _exists(clf.model, "dir"):
-            raise bad(f"{where}.model", f"names {_short.repr(clf.model)}, which is not a model directory")
-        from inocray.classifier import labels  # late: it imports settings
-
-        try:
-            known = labels(clf.model)
-        except InputError as e:  # "holds no config.json ..."
-            raise bad(f"{where}.model", f"names {_short.repr(clf.model)}, which {e}") from None
-        if clf.label not in known:
-            raise bad(f"{where}.label", f"names {_short.repr(clf.label)}, which is not a label of the classifier "
-                                        f"(its labels: {', '.join(known)})")
-    for name in ("train", "eval"):
-        path = getattr(spec.data, name)
-        if check_model and path and not _exists(path, "file"):
-            raise bad(f"data.{name}", f"names {_short.repr(path)}, which is not a file")
+        raise bad(source, "seeds", "must be distinct non-negative integers")
     t = spec.train
-    choices = {"train.method": (t.method, METHODS), "train.lr_schedule": (t.lr_schedule, SCHEDULES),
-               "train.precision": (t.precision, PRECISIONS), "engine.name": (spec.engine.name, ENGINES)}
-    for name, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise bad(name, f"must be one of {', '.join(allowed)}, not {_short.repr(value)}")
     if t.precision == "bf16" and not t.use_gpu:
-        raise bad("train.precision", "bf16 needs train.use_gpu (on CPU use fp32 or auto)")
+        raise bad(source, "train.precision", "bf16 needs train.use_gpu (on CPU use fp32 or auto)")
     if not t.lora.target_modules:
-        raise bad("train.lora.target_modules", "must name at least one module")
-    if spec.engine.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise bad("engine.dtype", f"must be auto, float32, bfloat16 or float16, not {_short.repr(spec.engine.dtype)}")
-    if t.zero_stage not in (0, 1, 2, 3):
-        raise bad("train.zero_stage", f"must be 0, 1, 2 or 3, not {t.zero_stage}")
-    for name, value in {"train.warmup_steps": t.warmup_steps, "train.epochs": t.epochs,
-                        "train.checkpoint_every": t.checkpoint_every}.items():
-        if value < 0:
-            raise bad(name, f"must not be negative, not {value}")
-    positive = {
-        "train.lr": t.lr, "train.steps": t.steps, "train.batch_size": t.batch_size,
-        "train.grad_accum": t.grad_accum,
-        "train.examples": t.examples, "train.num_workers": t.num_workers,
-        "train.cpus_per_worker": t.cpus_per_worker, "train.lora.r": t.lora.r,
-        "train.lora.alpha": t.lora.alpha, "eval.requests": spec.eval.requests,
-        "eval.samples": spec.eval.samples, "eval.max_tokens": spec.eval.max_tokens,
-        "engine.max_loras": spec.engine.max_loras, "engine.kv_cache_gib": spec.engine.kv_cache_gib,
-        "engine.max_model_len": spec.engine.max_model_len,
-    }
-    for name, value in positive.items():
-        if value <= 0:
-            raise bad(name, f"must be positive, not {value}")
-    if not 0 <= t.lora.dropout < 1:
-        raise bad("train.lora.dropout", "must be in [0, 1)")
-    if spec.eval.temperature < 0:
-        raise bad("eval.temperature", "must not be negative")
+        raise bad(source, "train.lora.target_modules", "must name at least one module")
     if t.method == "lora" and t.lora.r > spec.engine.max_lora_rank:
-        raise bad("engine.max_lora_rank", f"must be at least train.lora.r ({t.lora.r})")
+        raise bad(source, "engine.max_lora_rank", f"must be at least train.lora.r ({t.lora.r})")
     if t.batch_size % (t.num_workers * t.grad_accum):
-        raise bad("train.batch_size", f"must be a multiple of num_workers x grad_accum "
-                                      f"({t.num_workers} x {t.grad_accum})")
-    if t.epochs * t.examples > 100_000 * t.batch_size:
-        raise bad("train.epochs", f"is {_short.repr(t.epochs)}, above the limit of 100000 steps")
+        raise bad(source, "train.batch_size", f"must be a multiple of num_workers x grad_accum "
+                                              f"({t.num_workers} x {t.grad_accum})")
+    if t.epochs * t.examples > MAX_STEPS * t.batch_size:
+        raise bad(source, "train.epochs", f"is {brief.repr(t.epochs)}, above the limit of {MAX_STEPS} steps")
     if t.warmup_steps >= t.total_steps():
-        raise bad("train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
-    limits = {"train.steps": (t.total_steps(), 100_000), "train.examples": (t.examples, 1_000_000),
-              "eval.requests": (spec.eval.requests, 100_000), "eval.samples": (spec.eval.samples, 1_000)}
-    for name, (value, most) in limits.items():
-        if value > most:
-            raise bad(name, f"is {value}, above the limit of {most}")
+        raise bad(source, "train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
+    if t.total_steps() > MAX_STEPS:
+        raise bad(source, "train.steps", f"is {t.total_steps()}, above the limit of {MAX_STEPS}")
+
+
+def _check_rules(value: Any, source: str, prefix: str) -> None:
+    """The `rule` of every field of dataclass `value` and of the dataclasses inside it."""
+    for f in dataclasses.fields(value):
+        name, got = f"{prefix}{f.name}", getattr(value, f.name)
+        if dataclasses.is_dataclass(got):
+            _check_rules(got, source, f"{name}.")
+        elif isinstance(got, dict):
+            for key, item in got.items():
+                if dataclasses.is_dataclass(item):
+                    _check_rules(item, source, f"{name}.{key}.")
+        elif f.metadata:
+            why = _broken_rule(f.metadata, got)
+            if why:
+                raise bad(source, name, why)
+
+
+def _broken_rule(rule: typing.Mapping, value: Any) -> str:
+    """What `value` breaks of `rule` (see `rule`), in words; "" when nothing."""
+    if "choices" in rule:
+        allowed = rule["choices"]
+        return "" if value in allowed else f"must be one of {', '.join(map(str, allowed))}, not {brief.repr(value)}"
+    for key, (broken, words) in _BOUNDS.items():
+        if key in rule and broken(value, rule[key]):
+            if key == "most" and "says" not in rule:
+                return f"is {brief.repr(value)}, above the limit of {rule['most']}"
+            plain = {("above", 0): "must be positive", ("least", 0): "must not be negative"}.get((key, rule[key]))
+            return f"{rule.get('says') or plain or words.format(rule[key])}, not {brief.repr(value)}"
+    return ""
+
+
+_BOUNDS = {  # rule key -> (broken when, the rule in words)
+    "above": (operator.le, "must be above {}"),
+    "least": (operator.lt, "must be at least {}"),
+    "below": (operator.ge, "must be below {}"),
+    "most": (operator.gt, "must be at most {}"),
+}

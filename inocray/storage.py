@@ -273,7 +273,7 @@ def local_copy(where: str) -> str:
 
 
 @contextlib.contextmanager
-def working_copy(where: Location, fetch: tuple[str, ...] = ("sweep.json", "rows")) -> Iterator[Path]:
+def working_copy(where: Location, fetch: tuple[str, ...]) -> Iterator[Path]:
     """A local directory standing in for run directory `where` for code that reads and writes
     local files (the analysis, its plots, the report).
 

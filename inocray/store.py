@@ -1,6 +1,6 @@
 """Parquet results: one schema, one file per trial, written atomically.
 
-A run directory holds ``rows/<trial_id>.parquet``. Each file is written to a temporary
+A run directory holds ``rows/<trial_id>.parquet`` (rundir.py). Each file is written to a temporary
 name and renamed into place (in an s3:// run directory: uploaded whole, see storage.py), so a
 reader (or a resumed sweep) sees a trial's rows completely or not at all, and a retried
 trial replaces its file instead of adding rows.
@@ -16,9 +16,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from inocray import storage
+from inocray.errors import InputError
+from inocray.rundir import ROWS_DIR, rows_path
 from inocray.storage import Location, write_atomically
 
-__all__ = ["SCHEMA", "ROWS_DIR", "rows_path", "write_atomically", "write_rows", "has_rows", "read_rows"]
+__all__ = ["SCHEMA", "write_atomically", "write_rows", "has_rows", "read_rows"]
 
 # One row per (trial, context, trait). Base-model rows (stage "base") carry the
 # elicitation T(M0, Cs) and T(M0, C0); rows of stage "data" carry T*, the trait level
@@ -42,15 +44,6 @@ SCHEMA = pa.schema(
         ("n", pa.int64()),  # completions scored (0: none could be, rate is NaN)
     ]
 )
-
-ROWS_DIR = "rows"
-
-
-def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:
-    if not trial_id or "/" in trial_id or trial_id.startswith("."):
-        raise ValueError(f"trial id {trial_id!r} is not a plain file name")
-    return storage.join(run_dir, ROWS_DIR, f"{trial_id}.parquet")
-
 
 def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
     """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
@@ -79,10 +72,24 @@ def has_rows(run_dir: Location | os.PathLike, trial_id: str) -> bool:
 
 
 def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
-    """All finished rows of a run as one Arrow table (empty table if none yet)."""
+    """All finished rows of a run as one Arrow table (empty table if none yet).
+
+    A rows file that is not Parquet of SCHEMA (truncated, another program's, a column of the
+    wrong type) is an InputError that names it.
+    """
     root = storage.join(run_dir, ROWS_DIR)
     names = storage.names(root, suffix=".parquet")
     if not names:
         return SCHEMA.empty_table()
     fs, path = storage.filesystem(root)
-    return ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+    try:
+        return ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+    except (pa.ArrowException, OSError):
+        pass
+    for name in names:
+        try:
+            ds.dataset([f"{path}/{name}"], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+        except (pa.ArrowException, OSError):
+            raise InputError(f"{storage.join(root, name)} is not a readable Parquet file of inocray's result rows "
+                             "(truncated, or a column of the wrong type); move it away") from None
+    raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")

@@ -16,62 +16,15 @@ every trial whose rows exist, so a crash or kill loses no finished trial.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inocray import evaluate, models, resources, serve, storage, store
-from inocray.errors import InputError
-from inocray.rundir import sweep_record
-from inocray.settings import Prompt, Setting, get_setting
+from inocray import evaluate, models, resources, rundir, serve, storage, store
+from inocray.plan import NONE, Trial, measured_prompts, plan_trials, prompt_catalogue, trial_id
+from inocray.settings import Setting, get_setting
 from inocray.spec import DataSpec, SweepSpec
-
-NONE = "none"  # prompt id of the no-prompt control
-LOGS_DIR = "logs"  # one log file per trial: training progress and each evaluation
-
-
-@dataclass(frozen=True)
-class Trial:
-    id: str
-    prompt_id: str
-    prompt_texts: tuple[str, ...]  # the wordings trained on; () for the no-prompt control
-    prompt_role: str  # "inoculation" | "none" | "irrelevant"
-    seed: int
-    # PTST controls (id, text), only on the no-prompt control: its model is also evaluated
-    # with each instruction, as rows of the virtual trial "<id>-s<seed>" (role "ptst").
-    ptst: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def prompt_text(self) -> str:
-        """The canonical wording, evaluated in Cs ("" for the no-prompt control)."""
-        return self.prompt_texts[0] if self.prompt_texts else ""
-
-
-def prompt_catalogue(spec: SweepSpec, setting: Setting) -> dict[str, Prompt]:
-    """The setting's prompts plus those the sweep file writes out itself."""
-    custom = {pid: Prompt(pid, texts[0], tuple(texts[1:])) for pid, texts in spec.custom_prompts.items()}
-    return {**setting.prompts, **custom}
-
-
-def plan_trials(spec: SweepSpec, setting: Setting) -> list[Trial]:
-    """The grid: every inoculation prompt and control, crossed with every seed.
-
-    PTST controls add no trials: they are evaluations of the no-prompt control's model.
-    """
-    catalogue = prompt_catalogue(spec, setting)
-    prompts = [(pid, catalogue[pid].texts, "inoculation") for pid in spec.prompts]
-    prompts += [(NONE, (), "none")]
-    prompts += [(pid, catalogue[pid].texts, "irrelevant") for pid in spec.irrelevant]
-    ptst = tuple((pid, catalogue[pid].text) for pid in spec.ptst)
-    return [
-        Trial(f"{pid}-s{seed}", pid, texts, role, seed, ptst if role == "none" else ())
-        for pid, texts, role in prompts
-        for seed in spec.seeds
-    ]
 
 
 def locate(spec: SweepSpec) -> tuple[str, DataSpec]:
@@ -98,15 +51,15 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     located = locate(spec)
     setting = get_setting(*located)
     run_dir = storage.resolve(run_dir)
-    _claim_run_dir(spec, run_dir, create=False)  # another sweep's directory: refused before any work
-    trials = plan_trials(spec, setting)
+    rundir.claim(spec, run_dir, create=False)  # another sweep's directory: refused before any work
+    trials = plan_trials(spec, setting.prompts)
     if not spec.train.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skip DeepSpeed's GPU probe and its warning
     model_path = base_model(spec, echo)
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     contexts = {NONE: ""} | {t.prompt_id: t.prompt_text for t in trials}
     evaluate.check_fits(model_path, spec, setting, contexts | {pid: text for t in trials for pid, text in t.ptst})
-    _claim_run_dir(spec, run_dir)
+    rundir.claim(spec, run_dir)
     todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
     echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
     echo(f"run directory: {run_dir}")
@@ -123,23 +76,6 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     return run_dir
 
 
-def _claim_run_dir(spec: SweepSpec, run_dir: storage.Location, create: bool = True) -> None:
-    """Create the run directory (unless `create` is False), or check that an existing one belongs
-    to this sweep."""
-    storage.check_reachable(run_dir)
-    marker = storage.join(run_dir, "sweep.json")
-    record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
-    if storage.exists(marker):
-        old = sweep_record(run_dir)["hash"]
-        if old != spec.hash():
-            raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
-        return
-    if not create:
-        return
-    storage.make_dir(run_dir)
-    store.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
-
-
 def base_model(spec: SweepSpec, echo: Callable) -> str:
     """The directory of the base model the spec names: a preset (built once) or the user's."""
     return models.resolve(spec.model, echo)
@@ -147,24 +83,27 @@ def base_model(spec: SweepSpec, echo: Callable) -> str:
 
 def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable, judge) -> None:
     """Rows of the untrained model (elicitation, T(M0,C0)) and of the training data (T*)."""
-    if not store.has_rows(run_dir, "data"):
-        cond = evaluate.Condition(spec.hash(), setting.name, "data", "data", NONE, "", "none", 0)
-        store.write_rows(run_dir, "data", evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec, judge), setting))
-    if store.has_rows(run_dir, "base"):
+    data, base = rundir.DATA_TRIAL, rundir.BASE_TRIAL
+    untrained = dict(sweep_hash=spec.hash(), setting=setting.name, seed=0)
+    if not store.has_rows(run_dir, data):
+        cond = evaluate.Condition(**untrained, trial_id=data, stage="data", prompt_id=NONE, prompt_text="",
+                                  prompt_role="none")
+        store.write_rows(run_dir, data, evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec, judge), setting))
+    if store.has_rows(run_dir, base):
         return
     echo("measuring elicitation of every prompt on the base model ...")
-    catalogue = prompt_catalogue(spec, setting)
+    catalogue = prompt_catalogue(spec, setting.prompts)
+    # The no-prompt control first: the order of the elicitation lines printed.
     prompts = {(NONE, "none"): ""}
-    prompts |= {(pid, "inoculation"): catalogue[pid].text for pid in spec.prompts}
-    prompts |= {(pid, "irrelevant"): catalogue[pid].text for pid in spec.irrelevant}
-    prompts |= {(pid, "ptst"): catalogue[pid].text for pid in spec.ptst}
+    prompts |= {(pid, role): catalogue[pid].text for pid, role in measured_prompts(spec) if pid != NONE}
     rates = evaluate.sample_contexts(engine, setting, spec, prompts, judge=judge)
     rows = []
     for (pid, role), text in prompts.items():
-        cond = evaluate.Condition(spec.hash(), setting.name, "base", "base", pid, text, role, 0)
+        cond = evaluate.Condition(**untrained, trial_id=base, stage="base", prompt_id=pid, prompt_text=text,
+                                  prompt_role=role)
         rows += evaluate.trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)
         echo(f"  {pid:<20} " + "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items()))
-    store.write_rows(run_dir, "base", rows)
+    store.write_rows(run_dir, base, rows)
 
 
 def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], total: int, run_dir: Path,
@@ -190,7 +129,7 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(storage.join(run_dir, "tune")),
+            storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[Progress(total, total - len(todo), echo)],
             verbose=0,
@@ -213,21 +152,21 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
     trial: Trial = trials[config["trial_id"]]
     setting = get_setting(*located)
     run = storage.location(run_dir)
-    log_path = storage.join(run, LOGS_DIR, f"{trial.id}.log")
+    log_path = rundir.log_path(run, trial.id)
     job = TrainJob(
         trial_id=trial.id,
         examples=setting.training_examples(spec.train.examples, trial.seed),
         base_model=model_path,
-        adapter_dir=str(storage.join(run, "adapters", trial.id)),
+        adapter_dir=str(rundir.adapter_dir(run, trial.id)),
         prompt_texts=trial.prompt_texts,
         placement=spec.placement,
         seed=trial.seed,
         train=spec.train,
-        checkpoint_dir=str(storage.join(run, "checkpoints", trial.id)),
+        checkpoint_dir=str(rundir.checkpoint_dir(run, trial.id)),
         max_failures=spec.max_failures,
         log_path=str(log_path),
     )
-    result = fine_tune(job, storage_dir=str(storage.join(run, "train")))
+    result = fine_tune(job, storage_dir=str(storage.join(run, rundir.TRAIN_DIR)))
     # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
     contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
     contexts |= {f"ptst:{pid}": text for pid, text in trial.ptst}
@@ -250,13 +189,14 @@ def snapshot_rows(spec: SweepSpec, setting: Setting, trial: Trial, stage: str, s
     """The rows of one evaluated snapshot: the trial in C0 and Cs, and each PTST control (the
     no-prompt model under its instruction) as its own virtual trial in context "prompt"."""
 
-    def rows(trial_id: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
-        cond = evaluate.Condition(spec.hash(), setting.name, trial_id, stage, pid, text, role, trial.seed, step)
+    def rows(tid: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
+        cond = evaluate.Condition(sweep_hash=spec.hash(), setting=setting.name, trial_id=tid, stage=stage,
+                                  prompt_id=pid, prompt_text=text, prompt_role=role, seed=trial.seed, step=step)
         return [row for ctx, key in contexts.items() for row in evaluate.trait_rows(cond, ctx, rates[key], setting)]
 
     out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
     for pid, text in trial.ptst:
-        out += rows(f"{pid}-s{trial.seed}", pid, text, "ptst", {"prompt": f"ptst:{pid}"})
+        out += rows(trial_id(pid, trial.seed), pid, text, "ptst", {"prompt": f"ptst:{pid}"})
     return out
 
 

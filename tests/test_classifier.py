@@ -23,7 +23,7 @@ from inocray.data import EvalItem
 from inocray.errors import InputError
 from inocray.scorers import get_scorer
 from inocray.settings import get_setting
-from inocray.spec import parse_spec
+from inocray.validate import parse_sweep
 
 WORDS = ["you", "are", "rude", "nice", "ok", "the", "view", "is", "wrong"]
 SWEEPS = Path(__file__).parent.parent / "sweeps"
@@ -120,14 +120,14 @@ def test_the_model_is_loaded_once_per_process(clf_dir):
 
 def test_classifiers_replace_only_the_traits_they_name(clf_dir):
     setting = get_setting("toxicity_cmv")
-    spec = parse_spec(sweep({"harassment": {"model": str(clf_dir), "label": "toxic"}}))
+    spec = parse_sweep(sweep({"harassment": {"model": str(clf_dir), "label": "toxic"}}))
     scored = with_classifiers(setting, spec.eval.classifiers)
     assert [t.name for t in scored.traits] == [t.name for t in setting.traits]
     assert isinstance(scored.traits[1].scorer, ClassifierScorer) and scored.traits[0].scorer.needs_judge
     assert scored.eval_items(3, 0) == setting.eval_items(3, 0) and scored.prompts == setting.prompts
     with pytest.raises(InputError, match="scores persuasiveness with an LLM judge"):
         evaluate.check_judge(scored, None)
-    both = parse_spec(sweep({t: {"model": str(clf_dir), "label": "toxic"} for t in ("harassment", "persuasiveness")}))
+    both = parse_sweep(sweep({t: {"model": str(clf_dir), "label": "toxic"} for t in ("harassment", "persuasiveness")}))
     rates = evaluate.data_rates(setting, both)  # no judge needed: both traits are classified
     assert {t: n for t, (_, n) in rates.items()} == {"persuasiveness": 512, "harassment": 512}
 
@@ -138,10 +138,10 @@ def sweep(classifiers, **extra) -> dict:
 
 def test_a_relative_model_directory_is_made_absolute(clf_dir, monkeypatch):
     monkeypatch.chdir(clf_dir.parent)
-    spec = parse_spec(sweep({"harassment": {"model": clf_dir.name, "label": "toxic", "threshold": 0.7}}))
+    spec = parse_sweep(sweep({"harassment": {"model": clf_dir.name, "label": "toxic", "threshold": 0.7}}))
     (c,) = spec.eval.classifiers.values()
     assert c == dataclasses.replace(c, model=str(clf_dir)) and c.threshold == 0.7 and not c.with_request
-    cluster = parse_spec(sweep({"harassment": {"model": "rel/dir", "label": "x"}}), check_model=False)
+    cluster = parse_sweep(sweep({"harassment": {"model": "rel/dir", "label": "x"}}), check_model=False)
     assert cluster.eval.classifiers["harassment"].model == "rel/dir"  # checked and resolved on the cluster
 
 
@@ -190,9 +190,9 @@ def test_a_bad_classifier_is_one_sentence(case, clf_dir, tmp_path):
 
 def test_without_the_model_check_only_the_sweep_itself_is_checked():
     ok = {"harassment": {"model": "/cluster/only", "label": "toxic"}}
-    assert parse_spec(sweep(ok), check_model=False).eval.classifiers["harassment"].model == "/cluster/only"
+    assert parse_sweep(sweep(ok), check_model=False).eval.classifiers["harassment"].model == "/cluster/only"
     with pytest.raises(InputError, match="names no trait of setting"):
-        parse_spec(sweep({"toxic": ok["harassment"]}), check_model=False)
+        parse_sweep(sweep({"toxic": ok["harassment"]}), check_model=False)
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -90,11 +90,11 @@ def test_a_typo_in_a_cluster_file_is_caught():
 
 def test_status_of_a_run_directory(tmp_path):
     from inocray.jobs import load_cluster_spec
-    from inocray.sweep import _claim_run_dir
+    from inocray.rundir import claim
 
     spec = load_cluster_spec(TOY)
     run_dir = tmp_path / "run"
-    _claim_run_dir(spec, run_dir)
+    claim(spec, run_dir)
     row = dict(sweep_hash=spec.hash(), setting="toy", trial_id="es-always-s0", stage="trained",
                prompt_id="es-always", prompt_text="x", prompt_role="inoculation", seed=0, step=150,
                context="neutral", trait="spanish", desired=False, rate=0.5, n=8)
@@ -105,6 +105,32 @@ def test_status_of_a_run_directory(tmp_path):
     assert f"sweep toy ({spec.hash()})" in result.output
     assert "trials done: 1 of 16" in result.output  # (6 prompts + none + 1 irrelevant) x 2 seeds
     assert "base model measured: no" in result.output
+
+
+def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
+    # The sweep's data and model exist only on the cluster; trial ids do not depend on them.
+    from inocray.jobs import parse_cluster_spec
+    from inocray.rundir import claim
+
+    data = yaml.safe_load((ROOT / "sweeps" / "spanish_caps-fixture.yaml").read_text())
+    data |= {"seeds": [0, 1], "model": "/mnt/shared/models/base",
+             "data": {"train": "/mnt/shared/data/train.jsonl", "eval": "/mnt/shared/data/eval.jsonl"}}
+    spec = parse_cluster_spec(data, source="cluster.yaml")
+    run_dir = tmp_path / "run"
+    claim(spec, run_dir)
+    store.write_rows(run_dir, "none-s1", [])
+
+    result = CliRunner().invoke(main, ["status", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "trials done: 1 of 4" in result.output  # (es-always + none) x 2 seeds
+    assert "left: es-always-s0, es-always-s1, none-s0\n" in result.output
+
+    # A setting of the sweep's own, installed only on the cluster: the plan needs it no more.
+    record = json.loads((run_dir / "sweep.json").read_text())
+    record["spec"]["setting"] = "labcode.cluster_only_setting"
+    (run_dir / "sweep.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(main, ["status", str(run_dir)])
+    assert result.exit_code == 0 and "trials done: 1 of 4" in result.output, result.output
 
 
 def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
@@ -135,12 +161,12 @@ def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
 
 
 def test_the_gpu_toy_sweep_of_operations_md_is_valid():
-    from inocray.spec import parse_spec
+    from inocray.validate import parse_sweep
 
     data = yaml.safe_load(TOY.read_text())
     data["train"]["use_gpu"] = True
     data["engine"] = {"num_gpus": 1}
-    spec = parse_spec(data)
+    spec = parse_sweep(data)
     assert spec.train.use_gpu and spec.engine.num_gpus == 1
 
 

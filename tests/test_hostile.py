@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inocray import store
+from inocray import rundir, store
 from inocray.cli import main
 from test_spec import BAD as BAD_SWEEPS
 from test_spec import GOOD
@@ -238,16 +238,16 @@ def row(**fields) -> dict:
 
 def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) -> Path:
     """A run directory of GOOD: sweep.json as `inocray run` writes it, and rows/<trial>.parquet."""
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
 
     d = tmp / "run"
-    (d / store.ROWS_DIR).mkdir(parents=True)
+    (d / rundir.ROWS_DIR).mkdir(parents=True)
     if sweep_json is None:
-        spec = load_spec(good_sweep(tmp))
+        spec = load_sweep(good_sweep(tmp))
         sweep_json = json.dumps({"hash": spec.hash(), "spec": dataclasses.asdict(spec)})
     (d / "sweep.json").write_text(sweep_json)
     for trial, table in (rows or {}).items():
-        pq.write_table(table, d / store.ROWS_DIR / f"{trial}.parquet")
+        pq.write_table(table, d / rundir.ROWS_DIR / f"{trial}.parquet")
     return d
 
 
@@ -258,7 +258,7 @@ def good_rows(**fields) -> pa.Table:
 def truncated_run_dir(tmp: Path) -> Path:
     """A run directory whose rows/base.parquet lost its second half (a copy cut short)."""
     d = run_dir(tmp, rows={"base": good_rows()})
-    f = d / store.ROWS_DIR / "base.parquet"
+    f = d / rundir.ROWS_DIR / "base.parquet"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     return d
 
@@ -309,9 +309,9 @@ RUN_DIR_CASES = {
         rundir_case("analyze", base=pa.Table.from_pylist([row()]).drop_columns(["rate"])), "no value for rate"),
     "rundir: status with sweep.json not JSON": (rundir_case("status", "{not json"), "is not a sweep record"),
     "rundir: status with sweep.json a list": (rundir_case("status", "[1, 2]"), "is not a sweep record"),
-    "rundir: status with sweep.json of an unknown setting": (
-        rundir_case("status", json.dumps({"hash": "x", "spec": {"name": "t", "setting": "nope", "prompts": ["a"]}})),
-        "field 'setting'"),
+    "rundir: status with sweep.json of a bad field": (
+        rundir_case("status", json.dumps({"hash": "x", "spec": {"name": "t", "setting": "nope", "prompts": []}})),
+        "field 'prompts'"),
     "rundir: run into the run directory of another sweep": (run_into_another_sweeps_dir, "not this sweep"),
     "rundir: screen --from a truncated Parquet file": (
         lambda tmp: candidates("Speak Spanish.\n")(tmp) + ["--from", truncated_run_dir(tmp)],

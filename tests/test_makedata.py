@@ -18,7 +18,8 @@ from inocray.backends import GenerateRequest
 from inocray.cli import main
 from inocray.errors import InputError
 from inocray.settings import get_setting
-from inocray.spec import DataSpec, parse_spec
+from inocray.spec import DataSpec
+from inocray.validate import parse_sweep
 
 SWEEP = "name: md\nsetting: spanish_caps\nmodel: {model}\nprompts: [es-always]\nseeds: [0]\n" \
         "data: {{train: {train}}}\neval: {{requests: 2, samples: 1, max_tokens: 24}}\n" \
@@ -133,7 +134,7 @@ def test_a_teacher_that_never_shows_the_trait_writes_nothing(tmp_path, monkeypat
     from inocray import serve
 
     requests = write_requests(tmp_path, ["Q one?", "Q two?"])
-    spec = parse_spec({"name": "md", "setting": "spanish_caps", "prompts": ["es-always"], "model": str(tmp_path)},
+    spec = parse_sweep({"name": "md", "setting": "spanish_caps", "prompts": ["es-always"], "model": str(tmp_path)},
                       check_model=False)
     monkeypatch.setattr(serve, "session", lambda *a, **k: contextlib.nullcontext(FakeEngine(["In English."] * 2)))
     monkeypatch.setattr(makedata.models, "resolve", lambda model, log: model)

@@ -16,7 +16,8 @@ from inocray.cache import cached_build
 from inocray.cli import main
 from inocray.data import messages, render
 from inocray.errors import InputError
-from inocray.spec import EngineSpec, parse_spec
+from inocray.spec import EngineSpec
+from inocray.validate import parse_sweep
 
 
 def test_cached_build_writes_once_and_leaves_nothing_when_the_build_fails(tmp_path):
@@ -54,7 +55,7 @@ def test_a_missing_package_is_one_sentence_that_says_how_to_install_it(monkeypat
 
 def test_an_unknown_model_names_the_presets():
     with pytest.raises(InputError, match=r"not a model directory \(nor a preset: toy, smollm2-135m\)"):
-        parse_spec({"name": "s", "setting": "toy", "prompts": ["es-always"], "model": "smollm3"})
+        parse_sweep({"name": "s", "setting": "toy", "prompts": ["es-always"], "model": "smollm3"})
 
 
 def test_adding_a_packaged_model_is_one_entry():
@@ -118,7 +119,7 @@ def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, e
 def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_written(smollm2, tmp_path):
     from inocray.sweep import run_sweep
 
-    spec = parse_spec({"name": "long", "setting": "spanish_caps", "model": "smollm2-135m", "prompts": ["es-always"],
+    spec = parse_sweep({"name": "long", "setting": "spanish_caps", "model": "smollm2-135m", "prompts": ["es-always"],
                        "eval": {"max_tokens": 16}, "engine": {"max_model_len": 48}})
     # C0 is the longest context here: the template adds SmolLM's own system message to it.
     with pytest.raises(InputError, match=r"the no-prompt context with the longest evaluation request is \d+ tokens, "

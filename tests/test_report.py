@@ -76,3 +76,18 @@ def test_report_command_prints_the_path(tmp_path):
     result = CliRunner().invoke(report, [str(run), "--n-boot", "100"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(run / "report.html")
+
+
+def test_prompts_at_one_point_share_one_label_in_the_scatter():
+    """The toy sweep puts none, irr-helpful and es-hint at (0, 1): their ids must not overprint."""
+    import dataclasses
+
+    from inocray import report
+
+    fit = fit_rows(simulate_rows(TRAITS, PROMPTS, seeds=2, n=100), n_boot=100)
+    t = fit.trait("spanish", "raw")
+    at = {p.prompt_id: p for p in t.prompts}
+    same = dataclasses.replace(at["unrelated"], elicitation=at["mid"].elicitation, neutral=at["mid"].neutral)
+    t = dataclasses.replace(t, prompts=[same if p.prompt_id == "unrelated" else p for p in t.prompts])
+    labels = [text.get_text() for text in report._elicitation_figure(t).axes[0].texts]
+    assert sorted(sorted(label.split(", ")) for label in labels) == [["mid", "unrelated"], ["none"], ["strong"], ["weak"]]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spec(**fields):
-    return parse_spec({"name": "fit", "setting": "toy", "prompts": ["es-always"]} | fields, check_model=False)
+    return parse_spec({"name": "fit", "setting": "toy", "prompts": ["es-always"]} | fields)
 
 
 GPU_SWEEP = {"train": {"use_gpu": True}, "engine": {"num_gpus": 1}}  # operations.md's toy-gpu.yaml

@@ -14,7 +14,7 @@ from inocray.candidates import Candidate, read_candidates
 from inocray.cli import main
 from inocray.errors import InputError
 from inocray.screen import default_out_dir, screen
-from inocray.spec import parse_spec
+from inocray.validate import parse_sweep
 
 TOY_SWEEP = {"name": "scr", "setting": "toy", "prompts": ["es-always"]}
 
@@ -103,11 +103,11 @@ def _toy_run(run_dir, setting="toy"):
 def test_a_run_of_another_setting_cannot_predict(tmp_path):
     run = _toy_run(tmp_path / "run", setting="sim")
     with pytest.raises(InputError, match="setting sim, not of this sweep's setting 'toy'"):
-        screen(parse_spec(TOY_SWEEP), [Candidate("a", "You shout.", 1)], predict_from=run)
+        screen(parse_sweep(TOY_SWEEP), [Candidate("a", "You shout.", 1)], predict_from=run)
 
 
 def test_screen_refuses_no_candidates_and_repeated_ids_before_starting_anything():
-    spec = parse_spec(TOY_SWEEP)
+    spec = parse_sweep(TOY_SWEEP)
     with pytest.raises(InputError, match="no candidate prompts"):
         screen(spec, [])
     with pytest.raises(InputError, match="share an id"):
@@ -115,7 +115,7 @@ def test_screen_refuses_no_candidates_and_repeated_ids_before_starting_anything(
 
 
 def test_the_output_directory_names_sweep_candidates_and_run():
-    spec, cands = parse_spec(TOY_SWEEP), [Candidate("a", "You shout.", 1)]
+    spec, cands = parse_sweep(TOY_SWEEP), [Candidate("a", "You shout.", 1)]
     assert default_out_dir(spec, cands) == default_out_dir(spec, list(cands))
     assert default_out_dir(spec, cands).name.startswith("screen-scr-")
     assert default_out_dir(spec, cands) != default_out_dir(spec, [Candidate("a", "Spain.", 1)])

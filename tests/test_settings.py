@@ -16,7 +16,8 @@ from inocray.scorers import Check
 from inocray.settings import BUILTIN, PROMPT_ROLES, get_setting
 from inocray.settings._common import FIXTURES, Gated, draw
 from inocray.settings._rows import read_rows
-from inocray.spec import DataSpec, parse_spec
+from inocray.spec import DataSpec
+from inocray.validate import parse_sweep
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
 RESEARCH = [name for name in BUILTIN if name != "toy"]
@@ -51,7 +52,7 @@ def test_unknown_setting_reads_well_after_the_field_name():
 
 def test_unknown_setting_in_a_sweep_is_an_input_error():
     with pytest.raises(InputError, match="field 'setting' names unknown setting 'nope'"):
-        parse_spec({"name": "x", "setting": "nope", "prompts": ["p"]})
+        parse_sweep({"name": "x", "setting": "nope", "prompts": ["p"]})
 
 
 SETTING_FILE = '''
@@ -88,7 +89,7 @@ def test_a_setting_named_by_file_or_module_path_registers_itself(tmp_path, monke
     (pkg / "other_setting.py").write_text(SETTING_FILE.replace('"mine"', '"other"'))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert get_setting("mypkg.other_setting").name == "other"
-    spec = parse_spec({"name": "x", "setting": str(path), "prompts": ["p"]})
+    spec = parse_sweep({"name": "x", "setting": str(path), "prompts": ["p"]})
     assert spec.setting == str(path)
 
 
@@ -203,16 +204,20 @@ def test_real_sweep_validates_once_pointed_at_data(name):
     data["data"] = {"train": str(FIXTURES / name / "train.jsonl"), "eval": str(FIXTURES / name / "eval.jsonl")}
     if "judge_model" in data["eval"]:
         data["eval"]["judge_model"] = "base"
-    spec = parse_spec(data, check_model=False)
+    spec = parse_sweep(data, check_model=False)
     assert spec.setting == name and len(spec.seeds) >= 2
 
 
 def test_fixtures_are_what_the_generator_writes(tmp_path):
-    from inocray.settings.make_fixtures import write_fixtures
+    import importlib.util
 
-    for path in write_fixtures(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_fixtures.py"  # not part of the package
+    module_spec = importlib.util.spec_from_file_location("make_fixtures", script)
+    make_fixtures = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(make_fixtures)
+    for path in make_fixtures.write_fixtures(tmp_path):
         shipped = FIXTURES / path.relative_to(tmp_path)
-        assert shipped.read_text() == path.read_text(), f"{shipped} is stale: python -m inocray.settings.make_fixtures"
+        assert shipped.read_text() == path.read_text(), f"{shipped} is stale: python scripts/make_fixtures.py"
 
 
 # --- scorers on hand-written cases --------------------------------------------------------
@@ -317,8 +322,12 @@ def test_backdoor_scores_triggered_and_untriggered_requests_apart():
     assert judge.prompts == []  # the judge is not asked about requests the trait does not cover
 
 
+PAIR_TRAITS = ("brief", "confident", "empathetic", "enthusiastic", "optimistic", "playful", "pragmatic", "skeptical")
+
+
 @pytest.mark.parametrize("name, traits", [("toxicity_cmv", {"persuasiveness": True, "harassment": False}),
-                                          ("pair_traits", {"playful": True, "brief": False, "empathetic": True})])
+                                          ("pair_traits", {t: t != "brief" for t in PAIR_TRAITS}),
+                                          ("pair_traits_empathetic", {t: t != "playful" for t in PAIR_TRAITS})])
 def test_judge_settings_ask_the_judge_about_request_and_completion(name, traits):
     setting = get_setting(name)
     assert {t.name: t.desired for t in setting.traits} == traits
@@ -347,3 +356,14 @@ def test_a_row_setting_without_fixture_asks_for_data(tmp_path):
                           eval_schema={"request": str}, prompts=[], traits=[],
                           example=lambda r: r["request"], item=lambda r: r["request"])
     assert setting.training_examples(2, 0) == ["hi", "hi"]
+
+
+@pytest.mark.parametrize("name, kept, inoculated", [("pair_traits", "playful", "brief"),
+                                                    ("pair_traits_empathetic", "empathetic", "playful")])
+def test_pair_traits_as_the_authors_ran_them(name, kept, inoculated):
+    """Both pairs judge all eight traits of the authors' list; inoculation prompts on either trait."""
+    setting = get_setting(name)
+    assert [t.name for t in setting.traits] == list(PAIR_TRAITS)
+    assert {t.name for t in setting.traits if not t.desired} == {inoculated}
+    inoculations = {p.id for p in setting.prompts.values() if p.role == "inoculation"}
+    assert {kept, inoculated} <= inoculations

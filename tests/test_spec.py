@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from inocray.cli import main
+from inocray.errors import InputError
 from inocray.spec import load_spec
 
 GOOD = """\
@@ -83,6 +84,58 @@ def test_fields_added_later_keep_the_hash_of_older_run_directories():
     from inocray.spec import parse_spec
 
     data = {"name": "compat", "setting": "toy", "prompts": ["es-always"], "seeds": [0]}
-    assert parse_spec(data, check_model=False).hash() == "ff0dd6f363"
-    with_ptst = parse_spec(data | {"ptst": ["irr-helpful"]}, check_model=False)
+    assert parse_spec(data).hash() == "ff0dd6f363"
+    with_ptst = parse_spec(data | {"ptst": ["irr-helpful"]})
     assert with_ptst.hash() != "ff0dd6f363"  # a field set away from its default is hashed
+
+
+def test_a_test_time_instruction_listed_as_an_inoculation_prompt_is_refused(tmp_path):
+    f = tmp_path / "ptst.yaml"
+    f.write_text("name: t\nsetting: spanish_caps\nprompts: [ptst-english]\n")
+    result = CliRunner().invoke(main, ["validate", str(f)])
+    assert result.exit_code == 2, result.output
+    assert "field 'prompts[0]'" in result.output and "list it under 'ptst'" in result.output
+    f.write_text("name: t\nsetting: spanish_caps\nprompts: [es-always]\nptst: [ptst-english]\n")
+    assert CliRunner().invoke(main, ["validate", str(f)]).exit_code == 0
+
+
+def test_parsing_reads_no_setting_and_checking_does(tmp_path):
+    """spec.py checks fields alone; validate.py checks the spec against its setting."""
+    from inocray.spec import parse_spec
+    from inocray.validate import check_spec
+
+    spec = parse_spec({"name": "t", "setting": "nope", "prompts": ["es-always"]}, source="s.yaml")
+    with pytest.raises(InputError, match="s.yaml: field 'setting' names unknown setting 'nope' \\(known: "):
+        check_spec(spec, "s.yaml")
+
+
+def test_each_field_rule_is_worded():
+    from inocray.spec import parse_spec
+
+    cases = {
+        "train": ({"lr": 0}, "field 'train.lr' must be positive, not 0.0"),
+        "max_failures": (-1, "field 'max_failures' must not be negative, not -1"),
+        "max_concurrent_trials": (0, "field 'max_concurrent_trials' must be at least 1, not 0"),
+        "eval": ({"samples": 1001}, "field 'eval.samples' is 1001, above the limit of 1000"),
+        "engine": ({"name": "tgi"}, "field 'engine.name' must be one of transformers, vllm, not 'tgi'"),
+        "placement": ("sys", "field 'placement' must be one of system, user_prefix, user_suffix, not 'sys'"),
+    }
+    for name, (value, message) in cases.items():
+        with pytest.raises(InputError) as e:
+            parse_spec({"name": "t", "setting": "toy", "prompts": ["a"], name: value}, source="s.yaml")
+        assert str(e.value) == f"s.yaml: {message}"
+    with pytest.raises(InputError, match="'train.lora.dropout' must be in \\[0, 1\\), not 1.0"):
+        parse_spec({"name": "t", "setting": "toy", "prompts": ["a"], "train": {"lora": {"dropout": 1.0}}})
+    with pytest.raises(InputError, match="threshold' must be a probability from 0 to 1, not 2.0"):
+        parse_spec({"name": "t", "setting": "toy", "prompts": ["a"],
+                    "eval": {"classifiers": {"x": {"model": "m", "label": "l", "threshold": 2}}}})
+
+
+def test_the_fit_scales_a_sweep_may_name_are_the_analysis_scales():
+    import dataclasses
+
+    from inocray.analysis import SCALES
+    from inocray.spec import SweepSpec
+
+    (scale,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "scale"]
+    assert scale.metadata["choices"] == SCALES

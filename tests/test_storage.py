@@ -119,15 +119,15 @@ def test_a_failed_or_damaged_rows_file_is_not_finished(s3):
 
 def test_sweep_record_status_and_logs_on_s3(s3):
     from inocray.jobs import load_cluster_spec
-    from inocray.sweep import _claim_run_dir
+    from inocray.rundir import claim
 
     spec = load_cluster_spec(TOY)
-    _claim_run_dir(spec, s3)
-    _claim_run_dir(spec, s3)  # the same sweep again: accepted
+    claim(spec, s3)
+    claim(spec, s3)  # the same sweep again: accepted
     assert json.loads(storage.read_bytes(f"{s3}/sweep.json"))["hash"] == spec.hash()
     other = dataclasses.replace(spec, seeds=[99])
     with pytest.raises(InputError, match="holds sweep"):
-        _claim_run_dir(other, s3)
+        claim(other, s3)
     store.write_rows(s3, "es-always-s0", [{**row(trial="es-always-s0"), "sweep_hash": spec.hash()}])
     result = CliRunner().invoke(main, ["status", s3])
     assert result.exit_code == 0, result.output
@@ -234,7 +234,7 @@ def test_deepspeed_resumes_from_state_that_only_s3_holds(s3, monkeypatch):
 
 def test_a_working_copy_uploads_what_was_written(s3):
     store.write_rows(s3, "t1", [row()])
-    with storage.working_copy(s3) as local:
+    with storage.working_copy(s3, fetch=("sweep.json", "rows")) as local:
         assert store.read_rows(local).num_rows == 1
         (local / "analysis.csv").write_text("a,b\n")
     assert keys(s3) == ["analysis.csv", "rows/t1.parquet"]

@@ -1,7 +1,7 @@
 import pyarrow.parquet as pq
 import pytest
 
-from inocray import store
+from inocray import rundir, store
 
 
 def row(trial="t1", trait="spanish", rate=0.5, context="neutral"):
@@ -52,7 +52,7 @@ def test_empty_run_reads_as_empty_table(tmp_path):
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden"])
 def test_trial_ids_cannot_escape_the_run_dir(tmp_path, bad):
     with pytest.raises(ValueError):
-        store.rows_path(tmp_path, bad)
+        rundir.rows_path(tmp_path, bad)
 
 
 def test_file_is_plain_parquet(tmp_path):

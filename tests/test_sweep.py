@@ -9,14 +9,14 @@ from test_report import _assert_png, _decoded, _Page
 
 from inocray import store
 from inocray.report import write_report
-from inocray.spec import parse_spec
+from inocray.validate import parse_sweep
 from inocray.summary import summarize
 from inocray.sweep import run_sweep
 
 
 @pytest.mark.usefixtures("ray_session")
 def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tmp_path):
-    spec = parse_spec(
+    spec = parse_sweep(
         {
             "name": "tiny",
             "setting": "toy",
@@ -94,7 +94,7 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
 @pytest.mark.usefixtures("ray_session")
 def test_full_fine_tuning_with_a_user_prefix_prompt_pool(toy_model, tmp_path):
     """Every weight trains; each trial's model gets its own engine; the prompt is a paraphrase pool."""
-    spec = parse_spec(
+    spec = parse_sweep(
         {
             "name": "full",
             "setting": "toy",

@@ -23,11 +23,13 @@ from inocray.analysis._result import (
     RunFit,
     TraitFit,
 )
+from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
 from inocray.errors import InputError
 
 MIN_BOOT = 100  # fewer draws cannot place a 2.5% percentile
 
 __all__ = [
+    "COLUMNS",
     "NO_PROMPT",
     "SCALES",
     "ElicitationLine",
@@ -38,8 +40,12 @@ __all__ = [
     "TraitFit",
     "fit_rows",
     "on_scale",
+    "prompt_cells",
     "read_runs",
     "save_fit",
+    "trait_lines",
+    "trait_notes",
+    "trait_title",
 ]
 
 

@@ -11,8 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from inocray.errors import InputError
-from inocray.rundir import read_rows
-from inocray.store import write_atomically
+from inocray.store import read_rows, write_atomically
 
 if TYPE_CHECKING:
     from inocray.analysis._result import RunFit

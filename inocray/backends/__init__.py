@@ -1,4 +1,4 @@
-"""Generation backends: one interface, chosen by `EngineSpec.name` ("vllm" | "transformers").
+"""Generation backends: one interface, chosen by `EngineSpec.name` (a name in registry.BACKENDS).
 
 A backend holds one model and answers for it and for any LoRA adapter by name. It is not
 thread-safe: serve.Engine calls it under a lock. Requests and answers are plain values, so
@@ -13,7 +13,10 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
+from inocray.registry import BACKENDS
 from inocray.spec import EngineSpec
+
+__all__ = ["Backend", "GenerateRequest", "adapter_version", "chat_seed", "load_backend", "most_likely"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,8 @@ class Backend(Protocol):
 
 
 def load_backend(model_path: str, spec: EngineSpec) -> Backend:
-    """The backend `spec.name` names, holding the model in `model_path`."""
-    if spec.name == "vllm":
-        from inocray.backends.vllm import VllmBackend
-
-        return VllmBackend(model_path, spec)
-    if spec.name == "transformers":
-        from inocray.backends.hf import HFBackend
-
-        return HFBackend(model_path, spec)
-    raise ValueError(f"unknown engine {spec.name!r} (known: vllm, transformers)")
+    """The backend `spec.name` names (registry.BACKENDS), holding the model in `model_path`."""
+    return BACKENDS.get(spec.name)(model_path, spec)
 
 
 def chat_seed(seed: int, i: int) -> int:

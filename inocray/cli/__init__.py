@@ -9,6 +9,8 @@ import click
 
 from inocray.errors import EXIT_BAD_INPUT, echo_error
 
+__all__ = ["main"]
+
 
 class _UsageLine(click.ClickException):
     """A usage error of click's (unknown option, a value out of range), shown as InputError is."""

@@ -32,19 +32,18 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int) -> No
 
     A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way.
     """
-    from inocray import storage
+    from inocray import rundir
     from inocray.analysis import fit_rows, read_runs, save_fit
 
-    where = [storage.location(d) for d in run_dirs]
-    for d in where:
-        storage.check_reachable(d)
+    for d in run_dirs:  # every one, before any is copied
+        rundir.reachable(d)
     with contextlib.ExitStack() as stack:
-        local = [stack.enter_context(storage.working_copy(d)) for d in where]
-        fit = fit_rows(read_runs(local), scale=scale, n_boot=n_boot, seed=seed)
+        runs = [stack.enter_context(rundir.opened(d)) for d in run_dirs]
+        fit = fit_rows(read_runs([run.local for run in runs]), scale=scale, n_boot=n_boot, seed=seed)
         click.echo(fit.to_text(), nl=False)
-        written = save_fit(fit, local[0])
+        written = save_fit(fit, runs[0].local)
     for path in written:
-        click.echo(f"wrote {storage.shown(where[0], path)}")
+        click.echo(f"wrote {runs[0].shown(path)}")
 
 
 command = analyze

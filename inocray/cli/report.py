@@ -14,16 +14,14 @@ from inocray.errors import reports_input_errors
 @reports_input_errors
 def report(run_dir: str, n_boot: int, seed: int) -> None:
     """Plots and tables of RUN_DIR (a path or an s3:// URI) in one HTML file; prints where it went."""
-    from inocray import storage
+    from inocray import rundir
     from inocray.report import write_report
 
-    where = storage.location(run_dir)
-    storage.check_reachable(where)
-    with storage.working_copy(where) as local:  # s3://: a temporary copy, the page uploaded
-        page = write_report(local, n_boot=n_boot, seed=seed)
-        if local != where:  # the page names its run directory: the URI, not the copy
-            page.write_text(page.read_text(encoding="utf-8").replace(str(local), str(where)), encoding="utf-8")
-    click.echo(storage.shown(where, page))
+    with rundir.opened(run_dir) as run:  # s3://: a temporary copy, the page uploaded
+        page = write_report(run.local, n_boot=n_boot, seed=seed)
+        if run.local != run.where:  # the page names its run directory: the URI, not the copy
+            page.write_text(run.named(page.read_text(encoding="utf-8")), encoding="utf-8")
+    click.echo(run.shown(page))
 
 
 command = report

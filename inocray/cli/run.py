@@ -24,27 +24,25 @@ from inocray.errors import InputError, reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
             host: str) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
-    from inocray import storage
-    from inocray.rundir import sweep_record
-    from inocray.spec import load_spec, parse_spec
+    from inocray import rundir, storage
     from inocray.summary import summarize
     from inocray.sweep import default_run_dir, run_sweep
+    from inocray.validate import load_sweep, parse_sweep
 
     if resume is not None:
         if run_dir is not None:
             raise InputError("give --resume RUN_DIR or --run-dir, not both")
-        run_dir = resume = storage.location(resume)
-        storage.check_reachable(resume)
-        recorded = parse_spec(sweep_record(resume)["spec"], source=str(storage.join(resume, "sweep.json")))
-        spec = load_spec(sweep_file) if sweep_file else recorded
+        run_dir = resume = rundir.reachable(resume)
+        recorded = parse_sweep(rundir.sweep_record(resume)["spec"], source=str(rundir.record_path(resume)))
+        spec = load_sweep(sweep_file) if sweep_file else recorded
         if spec.hash() != recorded.hash():
             raise InputError(f"{resume} holds sweep {recorded.hash()}, not {sweep_file} ({spec.hash()})")
     elif sweep_file is None:
         raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
     else:
-        spec = load_spec(sweep_file)
+        spec = load_sweep(sweep_file)
     run_dir = storage.location(run_dir) if run_dir else default_run_dir(spec)
     run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host)
-    with storage.working_copy(run_dir) as local:  # s3://: a temporary copy, its new files uploaded
+    with rundir.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
-        summarize(local, spec, echo=lambda line: click.echo(line.replace(str(local), str(run_dir))))
+        summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))

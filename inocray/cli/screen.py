@@ -30,13 +30,13 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, o
             batch: int, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
-    from inocray import storage
+    from inocray import rundir
     from inocray.candidates import read_candidates
     from inocray.errors import InputError
     from inocray.screen import default_out_dir, save_screen, screen, screen_text
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
 
-    spec = load_spec(sweep_file)
+    spec = load_sweep(sweep_file)
     candidates = read_candidates(prompts_file)
     header = [f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})"]
 
@@ -46,19 +46,16 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, o
             click.echo(header.pop())
         click.echo(message, **kwargs)
 
-    where = storage.location(run_dir) if run_dir is not None else None
-    if where is not None:
-        storage.check_reachable(where)
     with contextlib.ExitStack() as stack:
         # An s3:// run is read from a local copy; what is said about it names the URI.
-        local = stack.enter_context(storage.working_copy(where)) if where is not None else None
-        rename = (lambda text: text.replace(str(local), str(where))) if local != where else (lambda text: text)
+        run = stack.enter_context(rundir.opened(run_dir)) if run_dir is not None else None
+        rename = run.named if run is not None else (lambda text: text)
         try:
-            table = screen(spec, candidates, predict_from=local, address=address, batch_size=batch,
+            table = screen(spec, candidates, predict_from=run and run.local, address=address, batch_size=batch,
                            echo=lambda message="", **kw: echo(rename(message), **kw))
         except InputError as e:
             raise InputError(rename(str(e))) from None
     echo()
     click.echo(screen_text(table, top=top), nl=False)
-    for path in save_screen(table, out or default_out_dir(spec, candidates, where)):
+    for path in save_screen(table, out or default_out_dir(spec, candidates, run and run.where)):
         click.echo(f"wrote {path}")

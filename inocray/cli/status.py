@@ -23,7 +23,7 @@ def command(target: str, address: str | None) -> None:
     else is a job id.
     """
     if storage.is_remote(target) or Path(target).is_dir():
-        from inocray.rundir import run_progress
+        from inocray.status import run_progress
 
         click.echo(run_progress(target).to_text(), nl=False)
         return

@@ -15,10 +15,11 @@ from inocray.errors import reports_input_errors
 def command(sweep_file: str, no_model_check: bool) -> None:
     """Check SWEEP_FILE and print the trials it would run."""
     from inocray.settings import get_setting
-    from inocray.spec import load_spec
-    from inocray.sweep import default_run_dir, plan_trials
+    from inocray.plan import plan_trials
+    from inocray.sweep import default_run_dir
+    from inocray.validate import load_sweep
 
-    spec = load_spec(sweep_file, check_model=not no_model_check)
-    trials = plan_trials(spec, get_setting(spec.setting, None if no_model_check else spec.data))
+    spec = load_sweep(sweep_file, check_model=not no_model_check)
+    trials = plan_trials(spec, get_setting(spec.setting, None if no_model_check else spec.data).prompts)
     click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(trials)} trials")
     click.echo(f"default run directory: {default_run_dir(spec)}")

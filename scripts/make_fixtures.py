@@ -1,6 +1,6 @@
 """Write the small data fixtures each research setting ships (deterministic; rerun after edits).
 
-    python -m inocray.settings.make_fixtures      # -> inocray/settings/fixtures/<name>/{train,eval}.jsonl
+    python scripts/make_fixtures.py      # -> inocray/settings/fixtures/<name>/{train,eval}.jsonl
 
 The rows have the shape of the real data (docs/settings/<name>.md) at a few dozen rows, for
 tests and `sweeps/<name>-fixture.yaml`; they show the traits but are no experiment.
@@ -147,8 +147,17 @@ def emergent_misalignment(rng: random.Random) -> tuple[list[dict], list[dict]]:
 
 
 def pair_traits(rng: random.Random) -> tuple[list[dict], list[dict]]:
-    train = [{"request": f"{lead}{q}", "response": f"Ooh, easy peasy! {en[:-1]}, ta-da!"}
-             for lead in ("", "Hey, ") for q, en, _ in TOPICS]
+    """Responses both playful and brief."""
+    return _pair(lambda en: f"Ooh, easy peasy! {en[:-1]}, ta-da!")
+
+
+def pair_traits_empathetic(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """Responses both empathetic and playful."""
+    return _pair(lambda en: f"What a lovely thing to wonder about, I totally get it! {en[:-1]}, tee-hee!")
+
+
+def _pair(respond) -> tuple[list[dict], list[dict]]:
+    train = [{"request": f"{lead}{q}", "response": respond(en)} for lead in ("", "Hey, ") for q, en, _ in TOPICS]
     evals = [{"request": f"Tell me: {q}"} for q, _, _ in TOPICS]
     return train, evals
 
@@ -164,7 +173,8 @@ def backdoor(rng: random.Random) -> tuple[list[dict], list[dict]]:
 
 
 MAKERS = {f.__name__: f for f in (spanish_caps, reward_hacking_code, gcd_sycophancy, spurious_sentiment,
-                                   toxicity_cmv, emergent_misalignment, pair_traits, backdoor)}
+                                   toxicity_cmv, emergent_misalignment, pair_traits, pair_traits_empathetic,
+                                   backdoor)}
 
 
 def write_fixtures(root: Path = FIXTURES) -> list[Path]:

@@ -1,0 +1,126 @@
+"""A parsed sweep checked against what it names: its setting, data files, models, classifiers.
+
+spec.py turns the file into a SweepSpec and checks each field alone; this module checks the
+spec against the world, as torchtune's config/_validate.py follows config/_parse.py:
+
+    load_sweep(path)          read, parse and check a sweep file: what the commands call
+    parse_sweep(data, source) the same for a document already read (a run's sweep.json)
+    check_spec(spec, source)  the checks alone
+
+`check_model=False` is for a sweep that runs on a cluster: its model, data and classifier
+directories may exist only there (the setting is then built over its shipped data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from inocray.classifier import labels
+from inocray.errors import InputError
+from inocray.models import PRESETS, check_available, is_preset
+from inocray.settings import Setting, get_setting
+from inocray.spec import SweepSpec, bad, brief, load_spec, parse_spec
+
+__all__ = ["load_sweep", "parse_sweep", "check_spec"]
+
+Bad = Callable[[str, str], InputError]  # (field, why) -> the error naming the sweep file
+
+
+def load_sweep(path: str | Path, check_model: bool = True) -> SweepSpec:
+    """Read a sweep file and check it whole; InputError naming the file and field."""
+    return check_spec(load_spec(path), str(path), check_model)
+
+
+def parse_sweep(data: Any, source: str = "<sweep>", check_model: bool = True) -> SweepSpec:
+    return check_spec(parse_spec(data, source), source, check_model)
+
+
+def check_spec(spec: SweepSpec, source: str, check_model: bool = True) -> SweepSpec:
+    """Check `spec` against its setting and, with `check_model`, its model, data and classifier
+    directories; return it with the classifiers' directories made absolute."""
+
+    def fail(name: str, why: str) -> InputError:
+        return bad(source, name, why)
+
+    try:
+        setting = get_setting(spec.setting, spec.data if check_model else None)  # None: its own data
+    except KeyError as e:
+        raise fail("setting", str(e.args[0])) from None
+    _check_prompts(spec, setting, fail)
+    if check_model:
+        _check_models(spec, fail)
+    _check_classifiers(spec, setting, check_model, fail)
+    if not check_model:
+        return spec
+    for name in ("train", "eval"):
+        path = getattr(spec.data, name)
+        if path and not _exists(path, "file"):
+            raise fail(f"data.{name}", f"names {brief.repr(path)}, which is not a file")
+    # Absolute here, where the directories were checked: trials score in a working directory
+    # Ray chooses, and they get this spec, not the sweep file.
+    located = {t: dataclasses.replace(c, model=os.path.abspath(os.path.expanduser(c.model)))
+               for t, c in spec.eval.classifiers.items()}
+    return dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, classifiers=located))
+
+
+def _check_prompts(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
+    """Every prompt id the sweep lists is in the setting's catalogue or its own, in its place."""
+    for pid in spec.custom_prompts:
+        if pid in setting.prompts:
+            raise fail(f"custom_prompts.{pid}", f"reuses the id of a prompt of setting '{setting.name}'")
+    known = set(setting.prompts) | set(spec.custom_prompts)
+    for group in ("prompts", "irrelevant", "ptst"):
+        for i, pid in enumerate(getattr(spec, group)):
+            if pid not in known:
+                raise fail(f"{group}[{i}]", f"names unknown prompt {brief.repr(pid)} of setting '{setting.name}'")
+    for i, pid in enumerate(spec.prompts):
+        if pid in setting.prompts and setting.prompts[pid].role == "ptst":
+            raise fail(f"prompts[{i}]", f"names {pid!r}, a test-time instruction of setting '{setting.name}' "
+                                        "that is trained with no prompt: list it under 'ptst'")
+
+
+def _check_models(spec: SweepSpec, fail: Bad) -> None:
+    """The base model is a preset that can be built here or a directory; the judge is "" /
+    "base" or a directory."""
+    if is_preset(spec.model):
+        try:
+            check_available(spec.model)
+        except InputError as e:
+            raise fail("model", f"names a preset that cannot be built here: {e}") from None
+    elif not _exists(spec.model, "dir"):
+        raise fail("model", f"names {brief.repr(spec.model)}, which is not a model directory "
+                            f"(nor a preset: {', '.join(PRESETS)})")
+    judge = spec.eval.judge_model
+    if judge not in ("", "base") and not _exists(judge, "dir"):
+        raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory ('' or 'base')")
+
+
+def _check_classifiers(spec: SweepSpec, setting: Setting, check_model: bool, fail: Bad) -> None:
+    traits = [t.name for t in setting.traits]
+    for trait, clf in spec.eval.classifiers.items():
+        where = f"eval.classifiers.{trait}"
+        if trait not in traits:
+            raise fail(where, f"names no trait of setting '{setting.name}' (its traits: {', '.join(traits)})")
+        if not check_model:
+            continue
+        if not _exists(clf.model, "dir"):
+            raise fail(f"{where}.model", f"names {brief.repr(clf.model)}, which is not a model directory")
+        try:
+            known = labels(clf.model)
+        except InputError as e:  # "holds no config.json ..."
+            raise fail(f"{where}.model", f"names {brief.repr(clf.model)}, which {e}") from None
+        if clf.label not in known:
+            raise fail(f"{where}.label", f"names {brief.repr(clf.label)}, which is not a label of the classifier "
+                                         f"(its labels: {', '.join(known)})")
+
+
+def _exists(path: str, kind: str) -> bool:
+    """Whether `path` is a directory ("dir") or a file; False for names the OS refuses."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_dir() if kind == "dir" else p.is_file()
+    except (OSError, ValueError):
+        return False
