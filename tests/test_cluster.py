@@ -126,22 +126,35 @@ def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
 
 
 def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
+    from inocray.errors import InputError
     from inocray.jobs import load_cluster_spec
+    from inocray.spec import load_spec
 
     sweep = tmp_path / "remote.yaml"
     sweep.write_text(TOY.read_text().replace("model: toy", "model: /mnt/shared/models/llama"))
-    spec = load_cluster_spec(sweep)
-    assert spec.model == "/mnt/shared/models/llama"
+    with pytest.raises(InputError, match="field 'model'"):  # run here, the model must be here
+        load_spec(sweep)
+    assert load_cluster_spec(sweep).model == "/mnt/shared/models/llama"
+    sweep.write_text(sweep.read_text().replace("- es-hint", "- es-nope"))  # the rest is checked here
+    with pytest.raises(InputError, match="field 'prompts\\[0\\]'"):
+        load_cluster_spec(sweep)
 
 
-def test_the_gpu_toy_sweep_of_operations_md_is_valid():
-    from inocray.spec import parse_spec
+def test_the_gpu_toy_sweep_of_operations_md_meets_the_error_it_shows():
+    """operations.md's toy-gpu.yaml (toy.yaml plus its YAML block) loads as `submit` loads it,
+    and on one GPU the resource check says the sentence the page shows after it."""
+    from inocray import resources
+    from inocray.jobs import parse_cluster_spec
 
+    page = (ROOT / "docs" / "operations.md").read_text()
+    block = yaml.safe_load(page.split("add\n\n```yaml\n", 1)[1].split("```", 1)[0])
+    shown = page.split("on a single GPU with the\nsettings above:\n\n```\nerror: ", 1)[1].split("\n```", 1)[0]
     data = yaml.safe_load(TOY.read_text())
-    data["train"]["use_gpu"] = True
-    data["engine"] = {"num_gpus": 1}
-    spec = parse_spec(data)
-    assert spec.train.use_gpu and spec.engine.num_gpus == 1
+    data["train"] |= block.pop("train")  # "merge use_gpu into the existing train: block"
+    data |= block
+    spec = parse_cluster_spec(data, "toy-gpu.yaml")
+    assert resources.problem({"CPU": 8.0, "GPU": 1.0}, spec) == shown
+    assert resources.problem({"CPU": 8.0, "GPU": 2.0}, spec) is None
 
 
 # --- a real Ray head ---------------------------------------------------------------------

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -107,10 +109,20 @@ def test_rows_round_trip_on_s3(s3):
     assert keys(s3) == ["rows/t1.parquet", "rows/t2.parquet"]  # no temporary objects
 
 
-def test_a_failed_or_damaged_rows_file_is_not_finished(s3):
-    with pytest.raises(Exception):
+def test_a_failed_or_damaged_rows_file_is_not_finished(s3, monkeypatch):
+    with pytest.raises(pa.ArrowInvalid, match="Could not convert 'not a number' with type str"):
         store.write_rows(s3, "t1", [{**row(), "rate": "not a number"}])
     assert keys(s3) == []
+
+    def half_then_disk_full(table, where, **kw):
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pq, "write_table", half_then_disk_full)
+        with pytest.raises(OSError, match="No space left on device"):
+            store.write_rows(s3, "t1", [row()])
+    assert keys(s3) == [] and not list(Path(tempfile.gettempdir()).iterdir())  # nothing uploaded or left
     store.write_rows(s3, "t2", [row(trial="t2")])
     whole = storage.read_bytes(f"{s3}/rows/t2.parquet")
     storage.write_atomically(f"{s3}/rows/t2.parquet", lambda tmp: Path(tmp).write_bytes(whole[:-20]))

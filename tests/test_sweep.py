@@ -4,8 +4,7 @@ import math
 import time
 
 import pytest
-from prometheus import Scraper
-from test_report import _assert_png, _decoded, _Page
+from conftest import Page, Scraper, assert_png, decoded
 
 from inocray import store
 from inocray.report import write_report
@@ -83,12 +82,12 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert any(line.startswith("spanish, neutral context after training: no-prompt control") for line in lines)
 
     # The HTML report of this run embeds every plot as a PNG that decodes.
-    page = _Page()
+    page = Page()
     page.feed(write_report(run_dir, n_boot=100).read_text())
     assert len(page.images) >= 3 + 2  # and the trait over training, one plot per trait
     assert any("over training" in alt for alt in page.alts)
     for src in page.images:
-        _assert_png(_decoded(src))
+        assert_png(decoded(src))
 
 
 @pytest.mark.usefixtures("ray_session")
