@@ -38,15 +38,71 @@ def toy_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(s3_server):
+    """Ray for the whole run; its workers reach the suite's S3 server as the tests do."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": s3_server})
     yield
     from ray import serve
 
     serve.shutdown()
     ray.shutdown()
+
+
+# --- S3: a real server (moto) in this process, reached through the standard AWS variables ----
+
+BUCKET = "inocray-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server with one bucket, for the whole run; yields the AWS environment that
+    points at it (given to Ray's workers by `ray_session`, and to a test by `s3_env`)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield env
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process's environment pointed at the S3 server for one test."""
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3(s3_env, request, tmp_path, monkeypatch):
+    """An empty prefix of its own for each test, as an s3:// location; the local staging
+    directories (under the temporary directory) go into the test's own tmp_path."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
+
+
+def s3_keys(prefix: str) -> list[str]:
+    """Every object under an s3:// prefix, relative to it."""
+    import boto3
+
+    start = prefix.removeprefix(f"s3://{BUCKET}/") + "/"
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=start)
+    return sorted(o["Key"][len(start):] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/"))
 
 
 # --- a judge whose answer is known ------------------------------------------------------------
@@ -212,3 +268,57 @@ BAD_SWEEPS = {
     "not a mapping": ("- a\n- b\n", "must be a mapping"),
     "missing name": (GOOD_SWEEP.replace("name: t\n", ""), "missing required field 'name'"),
 }
+
+
+# --- a kill at a known point ----------------------------------------------------------------
+
+
+class HeldLog(threading.Thread):
+    """A trial's log as a named pipe that this thread reads, and can stop reading for a while.
+
+    The training loop's rank 0 opens the log for each line it writes (inocray.storage.append_text),
+    and opening a pipe waits for its reader. So once `hold_after(line)` is true of a line read,
+    the writer's next line waits until `release()`: the run stops at a known point of the loop,
+    however busy the machine, and a kill there is not a race.
+    """
+
+    def __init__(self, path: Path, hold_after) -> None:
+        super().__init__(daemon=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        self.path, self.hold_after = path, hold_after
+        self.lines: list[str] = []
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._closed = False
+
+    def run(self) -> None:
+        while not self._closed:
+            with open(self.path) as pipe:  # waits for a writer; reads until it closes
+                self.lines += pipe.readlines()
+            if self.hold_after is not None and any(self.hold_after(line) for line in self.lines):
+                self.hold_after = None  # hold once
+                self.held.set()
+                self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        """Stop reading (a reader waiting for a writer is let go) and remove the pipe."""
+        self._closed = True
+        self._released.set()
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO: no reader waits
+        except OSError:
+            pass
+        self.join(timeout=10)
+        self.path.unlink()
+
+
+def wait_for(condition, interval: float = 0.2) -> None:
+    """Wait until `condition()` holds; the suite's timeout bounds the wait, not a deadline here."""
+    import time
+
+    while not condition():
+        time.sleep(interval)

@@ -222,6 +222,7 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_submit_validate_only_then_status_and_logs(ray_head):
     out = _inocray(ray_head, "submit", str(TOY), "--validate-only")
     job_id = out.split("submitted job ", 1)[1].split(":", 1)[0]
@@ -235,6 +236,7 @@ def test_submit_validate_only_then_status_and_logs(ray_head):
     assert "toy.yaml: valid sweep 'toy'" in _inocray(ray_head, "logs", job_id, "--follow")  # ends: job done
 
 
+@pytest.mark.slow
 def test_stop_a_running_job(ray_head):
     code = ("from inocray.jobs import submit_entrypoint;"
             f"print(submit_entrypoint({ray_head.address!r}, 'sleep 60').job_id)")
@@ -243,6 +245,7 @@ def test_stop_a_running_job(ray_head):
     assert f"job {job_id}: STOPPED" in _inocray(ray_head, "stop", job_id)
 
 
+@pytest.mark.slow
 def test_cluster_errors_are_one_sentence(ray_head):
     result = _run([sys.executable, "-m", "inocray.cli", "status", "no-such-job", "--address", ray_head.address],
                   ray_head.env, check=False)

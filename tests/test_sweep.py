@@ -13,6 +13,7 @@ from inocray.summary import summarize
 from inocray.sweep import run_sweep
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tmp_path):
     spec = parse_spec(
@@ -54,6 +55,10 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     keys = [(r["trial_id"], r["context"], r["trait"]) for r in trained]
     assert len(keys) == len(set(keys)) == 2 * 2 * 2
     assert all(r["n"] == 8 * 2 and 0 <= r["rate"] <= 1 and r["sweep_hash"] == spec.hash() for r in trained)
+    # The effect the sweep measures: trained with the strongest prompt, the model keeps less
+    # Spanish in the neutral context than the no-prompt control does.
+    neutral = {r["trial_id"]: r["rate"] for r in trained if (r["context"], r["trait"]) == ("neutral", "spanish")}
+    assert neutral["es-always-s3"] < neutral["none-s3"], neutral
     base = {(r["prompt_id"], r["context"], r["trait"]) for r in rows if r["stage"] == "base"}
     assert base == {(p, c, t) for p, c in [("none", "neutral"), ("es-always", "prompt")] for t in ("spanish", "caps")}
     star = {r["trait"]: r["rate"] for r in rows if r["stage"] == "data"}
@@ -90,6 +95,7 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
         assert_png(decoded(src))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_full_fine_tuning_with_a_user_prefix_prompt_pool(toy_model, tmp_path):
     """Every weight trains; each trial's model gets its own engine; the prompt is a paraphrase pool."""
