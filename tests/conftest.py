@@ -1,13 +1,32 @@
-"""Shared fixtures: one Ray session and one tiny toy base model for the whole test run."""
+"""Shared fixtures and helpers; test files import helpers from here, never from each other.
+
+Fixtures: one Ray session and one tiny toy base model for the whole test run, and a hand-set
+tiny judge model whose answer is known. Tests that start Ray, Serve, vLLM or DeepSpeed are
+marked `slow` (docs/CONTRIBUTING.md); a test that uses `ray_session` without the mark is an
+error at collection.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+import math
 import os
+import threading
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items if "ray_session" in item.fixturenames and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"these tests start Ray but are not marked slow: {', '.join(unmarked)}")
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +38,287 @@ def toy_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(s3_server):
+    """Ray for the whole run; its workers reach the suite's S3 server as the tests do."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": s3_server})
     yield
     from ray import serve
 
     serve.shutdown()
     ray.shutdown()
+
+
+# --- S3: a real server (moto) in this process, reached through the standard AWS variables ----
+
+BUCKET = "inocray-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server with one bucket, for the whole run; yields the AWS environment that
+    points at it (given to Ray's workers by `ray_session`, and to a test by `s3_env`)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield env
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process's environment pointed at the S3 server for one test."""
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3(s3_env, request, tmp_path, monkeypatch):
+    """An empty prefix of its own for each test, as an s3:// location; the local staging
+    directories (under the temporary directory) go into the test's own tmp_path."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
+
+
+def s3_keys(prefix: str) -> list[str]:
+    """Every object under an s3:// prefix, relative to it."""
+    import boto3
+
+    start = prefix.removeprefix(f"s3://{BUCKET}/") + "/"
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=start)
+    return sorted(o["Key"][len(start):] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+
+
+# --- a judge whose answer is known ------------------------------------------------------------
+
+# The judge's first-token distribution, whatever it is asked: "90" 1/2, "30" 1/4, "ok" 1/4.
+# Its score (scorers.weighted_score, over the number tokens) is (90/2 + 30/4) / (3/4) = 70.
+JUDGE_ANSWER = {"90": 0.5, "30": 0.25, "ok": 0.25}
+JUDGE_SCORE = 70.0
+
+
+@pytest.fixture(scope="session")
+def judge_model(tmp_path_factory) -> Path:
+    return build_judge(tmp_path_factory.mktemp("judge"))
+
+
+def build_judge(out: Path) -> Path:
+    """Save a one-layer Llama whose next-token distribution is JUDGE_ANSWER after any prompt.
+
+    Its tokenizer makes each chat turn's whole text one token (<unk> unless it is a number
+    0-100 or "ok"), so any judge prompt fits. Every token embeds to the same all-ones vector and
+    the layer adds nothing (o_proj and down_proj are zero), so the last hidden state is
+    RMSNorm(ones) * w = w for every prompt; with w = e0 the logits are column 0 of the head,
+    set to the log-probabilities of JUDGE_ANSWER (-40 elsewhere: e^-40 of the mass).
+    """
+    import torch
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from inocray.toy.tokenizer import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL, UNK
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL + [str(n) for n in range(101)] + ["ok"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))  # no pre-tokenizer: a turn is one word
+    tok.add_special_tokens(SPECIAL)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                        unk_token=UNK, chat_template=CHAT_TEMPLATE, model_max_length=128)
+    tokenizer.save_pretrained(out)
+    special = dict(bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[PAD])
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=128,
+                         rms_norm_eps=1e-12, tie_word_embeddings=False, **special)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(1.0)
+        layer = model.model.layers[0]
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[:, 0] = -40.0
+        for text, p in JUDGE_ANSWER.items():
+            model.lm_head.weight[vocab[text], 0] = math.log(p)
+    model.save_pretrained(out)
+    return out
+
+
+# --- reading the HTML report ----------------------------------------------------------------
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class Page(HTMLParser):
+    """The images (src, alt) and the number of tables of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.alts: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.images += [v for k, v in attrs if tag == "img" and k == "src"]
+        self.alts += [v for k, v in attrs if tag == "img" and k == "alt"]
+        self.tables += tag == "table"
+
+
+def decoded(src: str) -> bytes:
+    """The bytes of a base64 PNG data URI."""
+    head, data = src.split(",", 1)
+    assert head == "data:image/png;base64"
+    return base64.b64decode(data)
+
+
+def assert_png(data: bytes) -> None:
+    """`data` is a PNG that decodes to an image larger than 100 x 100 pixels."""
+    from matplotlib import image
+
+    assert data.startswith(PNG_MAGIC)
+    pixels = image.imread(io.BytesIO(data), format="png")
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100
+
+
+# --- reading Ray's metrics back as Prometheus (and the dashboard's Prometheus) would ---------
+
+
+def scrape() -> dict[tuple[str, frozenset], float]:
+    """Every sample of this node's metrics export: (name, labels) -> value."""
+    import ray
+    from prometheus_client.parser import text_string_to_metric_families
+
+    node = next(n for n in ray.nodes() if n["Alive"])
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+class Scraper(threading.Thread):
+    """Scrapes every second, as Prometheus would, and keeps the last value of every series seen.
+
+    Processes export every 10 s and a gauge leaves the export about 20 s after its process ends
+    (two export intervals), so a test runs a Scraper through the work whose metrics it checks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: dict[tuple[str, frozenset], float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                self.seen |= scrape()
+            except OSError:  # the agent restarting or busy: the next scrape tries again
+                continue
+
+    def values(self, name: str, **labels: str) -> dict[frozenset, float]:
+        """The series of `name` (Prometheus spelling) whose labels include `labels`."""
+        return {tags: v for (n, tags), v in self.seen.items() if n == name and frozenset(labels.items()) <= tags}
+
+    def total(self, name: str, **labels: str) -> float:
+        """A counter's count over every process that reported it."""
+        return sum(self.values(name, **labels).values())
+
+
+# --- sweep files: one that loads, and bad ones with the words of their error -----------------
+
+GOOD_SWEEP = """\
+name: t
+setting: toy
+prompts: [es-always]
+irrelevant: [irr-helpful]
+seeds: [0, 1]
+train: {lr: 1e-3, steps: 10}
+"""
+
+BAD_SWEEPS = {
+    "malformed yaml": ("name: t\nprompts: [es-always\n", "not valid YAML"),
+    "unknown key": (GOOD_SWEEP + "learning_rate: 0.1\n", "unknown field 'learning_rate'"),
+    "unknown nested key": (GOOD_SWEEP.replace("steps: 10", "stepz: 10"), "unknown field 'train.stepz'"),
+    "unknown setting": (GOOD_SWEEP.replace("setting: toy", "setting: nope"), "field 'setting'"),
+    "empty prompt list": (GOOD_SWEEP.replace("[es-always]", "[]"), "field 'prompts'"),
+    "unknown prompt": (GOOD_SWEEP.replace("[es-always]", "[es-nope]"), "field 'prompts[0]'"),
+    "seed not an integer": (GOOD_SWEEP.replace("[0, 1]", "[0, one]"), "field 'seeds[1]' must be an integer"),
+    "float seed": (GOOD_SWEEP.replace("[0, 1]", "[0, 1.5]"), "field 'seeds[1]' must be an integer"),
+    "negative lr": (GOOD_SWEEP.replace("lr: 1e-3", "lr: -1"), "field 'train.lr' must be positive"),
+    "placement typo": (GOOD_SWEEP + "placement: sytem\n", "field 'placement'"),
+    "zero stage 4": (GOOD_SWEEP.replace("steps: 10", "steps: 10, zero_stage: 4"), "field 'train.zero_stage'"),
+    "missing model path": (GOOD_SWEEP + "model: /no/such/model\n", "field 'model'"),
+    "python tag": (GOOD_SWEEP + "x: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+    "unknown method": (GOOD_SWEEP.replace("steps: 10", "steps: 10, method: qlora"), "field 'train.method'"),
+    "bad dtype": (GOOD_SWEEP + "engine: {dtype: float8}\n", "field 'engine.dtype'"),
+    "not a mapping": ("- a\n- b\n", "must be a mapping"),
+    "missing name": (GOOD_SWEEP.replace("name: t\n", ""), "missing required field 'name'"),
+}
+
+
+# --- a kill at a known point ----------------------------------------------------------------
+
+
+class HeldLog(threading.Thread):
+    """A trial's log as a named pipe that this thread reads, and can stop reading for a while.
+
+    The training loop's rank 0 opens the log for each line it writes (inocray.storage.append_text),
+    and opening a pipe waits for its reader. So once `hold_after(line)` is true of a line read,
+    the writer's next line waits until `release()`: the run stops at a known point of the loop,
+    however busy the machine, and a kill there is not a race.
+    """
+
+    def __init__(self, path: Path, hold_after) -> None:
+        super().__init__(daemon=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        self.path, self.hold_after = path, hold_after
+        self.lines: list[str] = []
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._closed = False
+
+    def run(self) -> None:
+        while not self._closed:
+            with open(self.path) as pipe:  # waits for a writer; reads until it closes
+                self.lines += pipe.readlines()
+            if self.hold_after is not None and any(self.hold_after(line) for line in self.lines):
+                self.hold_after = None  # hold once
+                self.held.set()
+                self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        """Stop reading (a reader waiting for a writer is let go) and remove the pipe."""
+        self._closed = True
+        self._released.set()
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO: no reader waits
+        except OSError:
+            pass
+        self.join(timeout=10)
+        self.path.unlink()
+
+
+def wait_for(condition, interval: float = 0.2) -> None:
+    """Wait until `condition()` holds; the suite's timeout bounds the wait, not a deadline here."""
+    import time
+
+    while not condition():
+        time.sleep(interval)

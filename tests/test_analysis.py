@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from inocray import store
 from inocray.analysis import fit_rows, on_scale
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.analyze import command as analyze
@@ -251,3 +252,60 @@ def test_a_bad_run_dir_exits_2_with_one_line(tmp_path, command, kind):
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("error: run directory")
+
+
+# --- a known answer from rows written by hand -------------------------------------------------
+
+def hand_row(trial: str, stage: str, prompt: str, seed: int, context: str, rate: float) -> dict:
+    role = {"none": "none", "irr": "irrelevant"}.get(prompt, "inoculation")
+    return {"sweep_hash": "hand", "setting": "hand", "trial_id": trial, "stage": stage, "prompt_id": prompt,
+            "prompt_text": "" if prompt == "none" else f"Prompt {prompt}.", "prompt_role": role, "seed": seed,
+            "step": 100 if stage == "trained" else 0, "context": context, "trait": "spanish", "desired": False,
+            "rate": rate, "n": 1000}
+
+
+def test_a_sweep_written_by_hand_gives_the_numbers_worked_out_by_hand():
+    """Rows written out by hand from the definitions of docs/analysis.md, not by simulate.py.
+
+    T(M0, C0) = 0.1 and T* = 0.9; prompts a, b, c elicit 0.2, 0.5, 0.8 on the base model; every
+    trained model reaches 0.9 in its own context (seeds 0.88 and 0.92), and keeps
+    0.1 + 0.5 (0.9 - elicitation) in the neutral context (seeds 0.02 either side): k = 0.5. The
+    no-prompt control ends at 0.9 in both contexts (its Cs is C0). By hand: the line through
+    (0.2, 0.45), (0.5, 0.30), (0.8, 0.15) has slope -0.5 and intercept 0.55; each k is 0.35/0.7,
+    0.2/0.4, 0.05/0.1 = 0.5; the effects against the control are 0.45 - 0.9 = -0.45, -0.6, -0.75.
+    """
+    rows = [hand_row("base", "base", "none", 0, "neutral", 0.1), hand_row("data", "data", "none", 0, "prompt", 0.9)]
+    neutral = {"a": 0.45, "b": 0.30, "c": 0.15}
+    for prompt, elicitation in {"a": 0.2, "b": 0.5, "c": 0.8}.items():
+        rows.append(hand_row("base", "base", prompt, 0, "prompt", elicitation))
+        for seed, step in ((0, -0.02), (1, 0.02)):
+            rows.append(hand_row(f"{prompt}-s{seed}", "trained", prompt, seed, "neutral", neutral[prompt] + step))
+            rows.append(hand_row(f"{prompt}-s{seed}", "trained", prompt, seed, "prompt", 0.9 + step))
+    for seed, rate in ((0, 0.89), (1, 0.91)):
+        rows += [hand_row(f"none-s{seed}", "trained", "none", seed, ctx, rate) for ctx in ("neutral", "prompt")]
+    fit = fit_rows(pa.Table.from_pylist(rows, schema=store.SCHEMA), scale="raw", n_boot=N_BOOT)
+
+    spanish = fit.trait("spanish")
+    assert spanish.base_neutral.value == pytest.approx(0.1) and spanish.data_level.value == pytest.approx(0.9)
+    assert spanish.line.slope.value == pytest.approx(-0.5)
+    assert spanish.line.intercept.value == pytest.approx(0.55)
+    assert spanish.line.pearson_r.value == pytest.approx(-1.0)
+    assert spanish.line.n_prompts == 3  # the control is not a point of the line
+    assert spanish.pooled_k.through_origin.value == pytest.approx(0.5)
+    assert spanish.pooled_k.from_line.value == pytest.approx(0.5)
+    prompts = {p.prompt_id: p for p in spanish.prompts}
+    assert prompts["none"].generalization_factor is None and prompts["none"].neutral.value == pytest.approx(0.9)
+    expected = {"a": (0.2, 0.45, 0.35, 0.7, -0.45), "b": (0.5, 0.30, 0.2, 0.4, -0.6), "c": (0.8, 0.15, 0.05, 0.1, -0.75)}
+    for prompt, (elicitation, kept, delta_neutral, delta_context, effect) in expected.items():
+        p = prompts[prompt]
+        assert p.elicitation.value == pytest.approx(elicitation), prompt
+        assert p.neutral.value == pytest.approx(kept) and p.context.value == pytest.approx(0.9), prompt
+        assert sorted(p.neutral_seeds) == pytest.approx([kept - 0.02, kept + 0.02]), prompt
+        assert p.delta_neutral.value == pytest.approx(delta_neutral), prompt
+        assert p.delta_context.value == pytest.approx(delta_context), prompt
+        assert p.generalization_factor.value == pytest.approx(0.5), prompt
+        assert p.inoculation_effect.value == pytest.approx(effect), prompt
+    # On the logit scale each rate is first smoothed by its own n: (rate n + 0.5) / (n + 1).
+    logit = fit_rows(pa.Table.from_pylist(rows, schema=store.SCHEMA), scale="logit", n_boot=N_BOOT).trait("spanish")
+    a = next(p for p in logit.prompts if p.prompt_id == "a")
+    assert a.elicitation.value == pytest.approx(math.log(200.5 / 800.5))

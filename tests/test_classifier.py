@@ -195,6 +195,7 @@ def test_without_the_model_check_only_the_sweep_itself_is_checked():
         parse_sweep(sweep({"toxic": ok["harassment"]}), check_model=False)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_fixture_sweep_with_a_classifier_scores_every_row_of_its_trait(clf_dir, toy_model, tmp_path):
     """The judge (the toy model) rarely answers with a number; the classifier always scores."""

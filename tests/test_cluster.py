@@ -152,22 +152,35 @@ def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
 
 
 def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
+    from inocray.errors import InputError
     from inocray.jobs import load_cluster_spec
+    from inocray.validate import load_sweep
 
     sweep = tmp_path / "remote.yaml"
     sweep.write_text(TOY.read_text().replace("model: toy", "model: /mnt/shared/models/llama"))
-    spec = load_cluster_spec(sweep)
-    assert spec.model == "/mnt/shared/models/llama"
+    with pytest.raises(InputError, match="field 'model'"):  # run here, the model must be here
+        load_sweep(sweep)
+    assert load_cluster_spec(sweep).model == "/mnt/shared/models/llama"
+    sweep.write_text(sweep.read_text().replace("- es-hint", "- es-nope"))  # the rest is checked here
+    with pytest.raises(InputError, match="field 'prompts\\[0\\]'"):
+        load_cluster_spec(sweep)
 
 
-def test_the_gpu_toy_sweep_of_operations_md_is_valid():
-    from inocray.validate import parse_sweep
+def test_the_gpu_toy_sweep_of_operations_md_meets_the_error_it_shows():
+    """operations.md's toy-gpu.yaml (toy.yaml plus its YAML block) loads as `submit` loads it,
+    and on one GPU the resource check says the sentence the page shows after it."""
+    from inocray import resources
+    from inocray.jobs import parse_cluster_spec
 
+    page = (ROOT / "docs" / "operations.md").read_text()
+    block = yaml.safe_load(page.split("add\n\n```yaml\n", 1)[1].split("```", 1)[0])
+    shown = page.split("on a single GPU with the\nsettings above:\n\n```\nerror: ", 1)[1].split("\n```", 1)[0]
     data = yaml.safe_load(TOY.read_text())
-    data["train"]["use_gpu"] = True
-    data["engine"] = {"num_gpus": 1}
-    spec = parse_sweep(data)
-    assert spec.train.use_gpu and spec.engine.num_gpus == 1
+    data["train"] |= block.pop("train")  # "merge use_gpu into the existing train: block"
+    data |= block
+    spec = parse_cluster_spec(data, "toy-gpu.yaml")
+    assert resources.problem({"CPU": 8.0, "GPU": 1.0}, spec) == shown
+    assert resources.problem({"CPU": 8.0, "GPU": 2.0}, spec) is None
 
 
 # --- a real Ray head ---------------------------------------------------------------------
@@ -235,6 +248,7 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_submit_validate_only_then_status_and_logs(ray_head):
     out = _inocray(ray_head, "submit", str(TOY), "--validate-only")
     job_id = out.split("submitted job ", 1)[1].split(":", 1)[0]
@@ -248,6 +262,7 @@ def test_submit_validate_only_then_status_and_logs(ray_head):
     assert "toy.yaml: valid sweep 'toy'" in _inocray(ray_head, "logs", job_id, "--follow")  # ends: job done
 
 
+@pytest.mark.slow
 def test_stop_a_running_job(ray_head):
     code = ("from inocray.jobs import submit_entrypoint;"
             f"print(submit_entrypoint({ray_head.address!r}, 'sleep 60').job_id)")
@@ -256,6 +271,7 @@ def test_stop_a_running_job(ray_head):
     assert f"job {job_id}: STOPPED" in _inocray(ray_head, "stop", job_id)
 
 
+@pytest.mark.slow
 def test_cluster_errors_are_one_sentence(ray_head):
     result = _run([sys.executable, "-m", "inocray.cli", "status", "no-such-job", "--address", ray_head.address],
                   ray_head.env, check=False)

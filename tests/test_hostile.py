@@ -22,11 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import BAD_SWEEPS, GOOD_SWEEP
 
 from inocray import rundir, store
 from inocray.cli import main
-from test_spec import BAD as BAD_SWEEPS
-from test_spec import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINE = 500  # an error names a file and a field; it never echoes a huge value back
@@ -49,7 +48,7 @@ def sweep(text: str | bytes, command: str = "run") -> Build:
 
 
 def with_train(extra: str) -> str:
-    return GOOD.replace("steps: 10", f"steps: 10, {extra}")
+    return GOOD_SWEEP.replace("steps: 10", f"steps: 10, {extra}")
 
 
 def anchors_bomb(depth: int) -> str:
@@ -68,51 +67,51 @@ def a_directory(tmp: Path) -> list:
 
 def model_is_a_file(tmp: Path) -> list:
     (tmp / "weights.bin").write_bytes(b"\0" * 16)
-    return sweep(GOOD + f"model: {tmp / 'weights.bin'}\n")(tmp)
+    return sweep(GOOD_SWEEP + f"model: {tmp / 'weights.bin'}\n")(tmp)
 
 
 def data_eval_is_a_directory(tmp: Path) -> list:
     (tmp / "evaldata").mkdir()
-    return sweep(GOOD + f"data: {{eval: {tmp / 'evaldata'}}}\n")(tmp)
+    return sweep(GOOD_SWEEP + f"data: {{eval: {tmp / 'evaldata'}}}\n")(tmp)
 
 
 SWEEP_CASES = {
-    "steps 10**12": (sweep(GOOD.replace("steps: 10", "steps: 1000000000000")), "above the limit"),
-    "lr as words": (sweep(GOOD.replace("lr: 1e-3", "lr: fast")), "field 'train.lr' must be a number"),
-    "lr NaN": (sweep(GOOD.replace("lr: 1e-3", "lr: .nan")), "field 'train.lr' must be a finite number"),
-    "lr 1e400 (infinite)": (sweep(GOOD.replace("lr: 1e-3", "lr: 1.0e400")), "must be a finite number"),
-    "steps true": (sweep(GOOD.replace("steps: 10", "steps: yes")), "field 'train.steps' must be an integer"),
-    "seeds a mapping": (sweep(GOOD.replace("[0, 1]", "{a: 1}")), "field 'seeds' must be a list"),
-    "prompts a string": (sweep(GOOD.replace("[es-always]", "es-always")), "field 'prompts' must be a list"),
-    "negative seed": (sweep(GOOD.replace("[0, 1]", "[0, -1]")), "field 'seeds'"),
-    "zero concurrent trials": (sweep(GOOD + "max_concurrent_trials: 0\n"), "field 'max_concurrent_trials'"),
-    "unknown irrelevant prompt": (sweep(GOOD.replace("[irr-helpful]", "[irr-nope]")), "field 'irrelevant[0]'"),
-    "python/name tag": (sweep(GOOD.replace("[es-always]", "!!python/name:os.system")), "not valid YAML"),
-    "python/object/new tag": (sweep(GOOD + "model: !!python/object/new:builtins.exec ['1']\n"), "not valid YAML"),
+    "steps 10**12": (sweep(GOOD_SWEEP.replace("steps: 10", "steps: 1000000000000")), "above the limit"),
+    "lr as words": (sweep(GOOD_SWEEP.replace("lr: 1e-3", "lr: fast")), "field 'train.lr' must be a number"),
+    "lr NaN": (sweep(GOOD_SWEEP.replace("lr: 1e-3", "lr: .nan")), "field 'train.lr' must be a finite number"),
+    "lr 1e400 (infinite)": (sweep(GOOD_SWEEP.replace("lr: 1e-3", "lr: 1.0e400")), "must be a finite number"),
+    "steps true": (sweep(GOOD_SWEEP.replace("steps: 10", "steps: yes")), "field 'train.steps' must be an integer"),
+    "seeds a mapping": (sweep(GOOD_SWEEP.replace("[0, 1]", "{a: 1}")), "field 'seeds' must be a list"),
+    "prompts a string": (sweep(GOOD_SWEEP.replace("[es-always]", "es-always")), "field 'prompts' must be a list"),
+    "negative seed": (sweep(GOOD_SWEEP.replace("[0, 1]", "[0, -1]")), "field 'seeds'"),
+    "zero concurrent trials": (sweep(GOOD_SWEEP + "max_concurrent_trials: 0\n"), "field 'max_concurrent_trials'"),
+    "unknown irrelevant prompt": (sweep(GOOD_SWEEP.replace("[irr-helpful]", "[irr-nope]")), "field 'irrelevant[0]'"),
+    "python/name tag": (sweep(GOOD_SWEEP.replace("[es-always]", "!!python/name:os.system")), "not valid YAML"),
+    "python/object/new tag": (sweep(GOOD_SWEEP + "model: !!python/object/new:builtins.exec ['1']\n"), "not valid YAML"),
     "binary file": (sweep(bytes(range(256)) * 64), "not a text file"),
-    "NUL byte in text": (sweep(GOOD + "model: to\0y\n"), "not valid YAML"),
+    "NUL byte in text": (sweep(GOOD_SWEEP + "model: to\0y\n"), "not valid YAML"),
     "empty file": (sweep(""), "must be a mapping"),
     "only a comment": (sweep("# nothing here\n"), "must be a mapping"),
     "a scalar": (sweep("hello\n"), "must be a mapping"),
     "a directory": (a_directory, "is a directory"),
     "missing file": (lambda tmp: ["run", tmp / "nope.yaml"], "no such sweep file"),
     "model is a file": (model_is_a_file, "field 'model'"),
-    "custom prompt id ../x": (sweep(GOOD + "custom_prompts: {'../x': [Speak Spanish.]}\n"), "custom_prompts"),
-    "custom prompt id none": (sweep(GOOD + "custom_prompts: {none: [Speak Spanish.]}\n"), "not 'none'"),
-    "custom prompt no text": (sweep(GOOD + "custom_prompts: {mine: []}\n"), "custom_prompts.mine"),
-    "custom prompt id a number": (sweep(GOOD + "custom_prompts: {1: [x]}\n"), "must be a string"),
-    "judge model missing": (sweep(GOOD + "eval: {judge_model: /no/such/judge}\n"), "field 'eval.judge_model'"),
-    "data.train missing file": (sweep(GOOD + "data: {train: /no/such.jsonl}\n"), "field 'data.train'"),
+    "custom prompt id ../x": (sweep(GOOD_SWEEP + "custom_prompts: {'../x': [Speak Spanish.]}\n"), "custom_prompts"),
+    "custom prompt id none": (sweep(GOOD_SWEEP + "custom_prompts: {none: [Speak Spanish.]}\n"), "not 'none'"),
+    "custom prompt no text": (sweep(GOOD_SWEEP + "custom_prompts: {mine: []}\n"), "custom_prompts.mine"),
+    "custom prompt id a number": (sweep(GOOD_SWEEP + "custom_prompts: {1: [x]}\n"), "must be a string"),
+    "judge model missing": (sweep(GOOD_SWEEP + "eval: {judge_model: /no/such/judge}\n"), "field 'eval.judge_model'"),
+    "data.train missing file": (sweep(GOOD_SWEEP + "data: {train: /no/such.jsonl}\n"), "field 'data.train'"),
     "data.eval a directory": (data_eval_is_a_directory, "field 'data.eval'"),
-    "validate: python tag": (sweep(GOOD + "x: !!python/object/apply:os.system ['true']\n", "validate"),
+    "validate: python tag": (sweep(GOOD_SWEEP + "x: !!python/object/apply:os.system ['true']\n", "validate"),
                              "not valid YAML"),
     # Each of these fails before `inocray run` creates anything, but not in one short sentence.
-    "50 MB string": (sweep(GOOD + "placement: " + "x" * 50_000_000 + "\n"), "sweep.yaml: "),
+    "50 MB string": (sweep(GOOD_SWEEP + "placement: " + "x" * 50_000_000 + "\n"), "sweep.yaml: "),
     "anchors bomb (billion laughs)": (sweep(anchors_bomb(6)), "field 'name' must be a string"),
-    "steps with 5000 digits": (sweep(GOOD.replace("steps: 10", "steps: " + "9" * 5000)), "not valid YAML"),
-    "YAML nested 5000 deep": (sweep(GOOD + "x: " + "[" * 5000 + "]" * 5000 + "\n"), "YAML"),
-    "model path too long for the OS": (sweep(GOOD + "model: /" + "m" * 5000 + "\n"), "field 'model'"),
-    "model path with a NUL byte": (sweep(GOOD + 'model: "/no/such\\0model"\n'), "field 'model'"),
+    "steps with 5000 digits": (sweep(GOOD_SWEEP.replace("steps: 10", "steps: " + "9" * 5000)), "not valid YAML"),
+    "YAML nested 5000 deep": (sweep(GOOD_SWEEP + "x: " + "[" * 5000 + "]" * 5000 + "\n"), "YAML"),
+    "model path too long for the OS": (sweep(GOOD_SWEEP + "model: /" + "m" * 5000 + "\n"), "field 'model'"),
+    "model path with a NUL byte": (sweep(GOOD_SWEEP + 'model: "/no/such\\0model"\n'), "field 'model'"),
     "epochs 1e308": (sweep(with_train("epochs: 1.0e308")), "field 'train.epochs'"),
 }
 
@@ -124,7 +123,7 @@ def candidates(content: str | bytes | None, name: str = "c.txt", *extra: str) ->
     """`inocray screen SWEEP --prompts FILE --out OUT` with a good sweep; None: FILE is a directory."""
 
     def build(tmp: Path) -> list:
-        (tmp / "sweep.yaml").write_text(GOOD)
+        (tmp / "sweep.yaml").write_text(GOOD_SWEEP)
         f = tmp / name
         if content is None:
             f.mkdir()
@@ -172,7 +171,7 @@ CANDIDATE_CASES = {
 
 def good_sweep(tmp: Path) -> Path:
     f = tmp / "sweep.yaml"
-    f.write_text(GOOD)
+    f.write_text(GOOD_SWEEP)
     return f
 
 
@@ -237,7 +236,7 @@ def row(**fields) -> dict:
 
 
 def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) -> Path:
-    """A run directory of GOOD: sweep.json as `inocray run` writes it, and rows/<trial>.parquet."""
+    """A run directory of GOOD_SWEEP: sweep.json as `inocray run` writes it, and rows/<trial>.parquet."""
     from inocray.validate import load_sweep
 
     d = tmp / "run"
@@ -281,7 +280,7 @@ def rundir_case(command: str, sweep_json: str | None = None, **rows: pa.Table) -
 
 def run_into_another_sweeps_dir(tmp: Path) -> list:
     d = run_dir(tmp)
-    (tmp / "other.yaml").write_text(GOOD.replace("steps: 10", "steps: 11"))
+    (tmp / "other.yaml").write_text(GOOD_SWEEP.replace("steps: 10", "steps: 11"))
     return ["run", tmp / "other.yaml", "--run-dir", d]
 
 
@@ -336,11 +335,6 @@ def _table() -> list:
 CASES = _table()
 
 
-def test_the_table_is_big_enough():
-    own = len(CASES) - len(BAD_SWEEPS)
-    assert own >= 30 and len({p.id for p in CASES}) == len(CASES)
-
-
 @pytest.mark.parametrize("build, expected", CASES)
 def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(tmp_path, monkeypatch, build, expected):
     monkeypatch.chdir(tmp_path)  # `inocray run` without --run-dir would create runs/NAME-HASH here
@@ -371,7 +365,7 @@ def _no_session(*args, **kwargs):
 def test_run_never_creates_its_run_directory_when_validation_fails(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.yaml"
-    for text in (GOOD.replace("lr: 1e-3", "lr: -1"), GOOD + "placement: sytem\n", GOOD + "model: /no/such/model\n"):
+    for text in (GOOD_SWEEP.replace("lr: 1e-3", "lr: -1"), GOOD_SWEEP + "placement: sytem\n", GOOD_SWEEP + "model: /no/such/model\n"):
         bad.write_text(text)
         for extra in ([], ["--run-dir", str(tmp_path / "run")], ["--run-dir", str(tmp_path / "deep" / "er" / "run")]):
             result = CliRunner().invoke(main, ["run", str(bad), *extra])

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import io
-from html.parser import HTMLParser
-
 from click.testing import CliRunner
-from matplotlib import image
+from conftest import Page, assert_png, decoded
 
 from inocray.analysis import fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.report import command as report
 from inocray.report import plot_effects, plot_elicitation, plot_generalization, write_report
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROMPTS = {"weak": "inoculation", "mid": "inoculation", "strong": "inoculation",
            "unrelated": "irrelevant"}  # fmt: skip
 TRAITS = [
@@ -23,41 +18,16 @@ TRAITS = [
 ]
 
 
-class _Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.images: list[str] = []
-        self.alts: list[str] = []
-        self.tables = 0
-
-    def handle_starttag(self, tag, attrs):
-        self.images += [v for k, v in attrs if tag == "img" and k == "src"]
-        self.alts += [v for k, v in attrs if tag == "img" and k == "alt"]
-        self.tables += tag == "table"
-
-
-def _decoded(src: str) -> bytes:
-    head, data = src.split(",", 1)
-    assert head == "data:image/png;base64"
-    return base64.b64decode(data)
-
-
-def _assert_png(data: bytes) -> None:
-    assert data.startswith(PNG_MAGIC)
-    pixels = image.imread(io.BytesIO(data), format="png")
-    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100
-
-
 def test_write_report_embeds_every_plot_and_the_tables(tmp_path):
     run = write_run(simulate_rows(TRAITS, PROMPTS, seeds=3, n=200), tmp_path / "run")
     path = write_report(run, n_boot=100)
     assert path == run / "report.html"
-    page = _Page()
+    page = Page()
     page.feed(path.read_text())
     # one effects plot per setting, then an elicitation and a generalization plot per trait
     assert len(page.images) == 1 + 2 * len(TRAITS)
     for src in page.images:
-        _assert_png(_decoded(src))
+        assert_png(decoded(src))
     assert page.tables == 1 + 2 * len(TRAITS)  # the prompts, then raw and logit per trait
     assert "spanish" in path.read_text()
 
@@ -67,8 +37,8 @@ def test_plots_write_pngs_even_without_a_line(tmp_path):
     fit = fit_rows(rows, n_boot=100)
     assert fit.trait("spanish").line is None
     for plot in (plot_elicitation, plot_generalization):
-        _assert_png(plot(fit, "spanish", tmp_path / f"{plot.__name__}.png").read_bytes())
-    _assert_png(plot_effects(fit, tmp_path / "effects.png").read_bytes())
+        assert_png(plot(fit, "spanish", tmp_path / f"{plot.__name__}.png").read_bytes())
+    assert_png(plot_effects(fit, tmp_path / "effects.png").read_bytes())
 
 
 def test_report_command_prints_the_path(tmp_path):

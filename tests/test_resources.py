@@ -62,6 +62,7 @@ def test_the_autoscalers_node_types_count_at_their_max_workers():
     assert resources.autoscaler_max(config) is None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")  # 2 CPUs, no GPU
 def test_check_reads_the_running_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
@@ -86,6 +87,7 @@ def test_check_reads_the_running_cluster(tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("warning: the evaluation engine (1 GPU)")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")  # 2 CPUs, no GPU
 def test_a_sweep_whose_engine_cannot_be_placed_fails_before_asking_for_it(toy_model, tmp_path, monkeypatch):
     """An engine on a GPU the cluster lacks would wait forever in Serve: the check runs first."""

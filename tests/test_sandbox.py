@@ -1,7 +1,6 @@
 """The sandbox runs a model's code: right code passes, anything harmful fails fast, the host is untouched."""
 
 import os
-import time
 
 import pytest
 
@@ -56,18 +55,17 @@ def test_no_write_or_removal_outside_its_directory(tmp_path):
     assert not target.exists() and keep.read_text() == "keep"
 
 
-def test_endless_loop_times_out_quickly():
-    started = time.monotonic()
+def test_endless_loop_is_stopped_by_the_timeout():
     result = run_tests("while True:\n    pass", TESTS, timeout_s=2)
     assert result.status == "timeout" and result.passed == (False, False)
-    assert time.monotonic() - started < 5
+    # the wall-clock timeout, or on a busy machine the CPU limit set one second above it
+    assert result.detail in ("ran past 2 s", "ran out of CPU time"), result.detail
 
 
-def test_unbounded_allocation_fails_quickly():
-    started = time.monotonic()
-    result = run_tests("x = []\nwhile True:\n    x.append(' ' * 10**7)", TESTS, timeout_s=10, memory_mb=512)
-    assert result.status in ("error", "timeout") and not any(result.passed)
-    assert time.monotonic() - started < 10
+def test_unbounded_allocation_is_stopped_by_the_memory_limit():
+    result = run_tests("x = []\nwhile True:\n    x.append(' ' * 10**7)", TESTS, timeout_s=60, memory_mb=512)
+    assert result.status == "error" and not any(result.passed)
+    assert result.detail.startswith("MemoryError"), result.detail
 
 
 def test_a_failing_test_does_not_stop_the_others():

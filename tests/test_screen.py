@@ -122,6 +122,7 @@ def test_the_output_directory_names_sweep_candidates_and_run():
     assert default_out_dir(spec, cands) != default_out_dir(spec, cands, predict_from="runs/x")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, tmp_path):
     sweep = tmp_path / "s.yaml"
@@ -153,6 +154,14 @@ def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, 
         assert all(r["n"] == 4 * 2 and 0 <= r["elicitation"] <= 1 for r in mine)
         assert len({r["neutral_rate"] for r in mine}) == 1
     assert [r["trait"] for r in rows[:100]] == ["spanish"] * 100  # the undesired trait first
+    # The measurement follows what the prompts say (groups of the candidate file): the ones
+    # written to ask for Spanish elicit it more than the irrelevant ones, which leave it at
+    # about the neutral rate; capital letters, the other way round.
+    rate = {(r["trait"], r["id"]): r["elicitation"] for r in rows}
+    group = lambda trait, first, last: np.mean([rate[trait, f"c{i:03d}"] for i in range(first, last + 1)])  # noqa: E731
+    strong_spanish, caps_only, irrelevant = (17, 36), (77, 84), (85, 100)
+    assert group("spanish", *strong_spanish) > group("spanish", *irrelevant) + 0.3, rate
+    assert group("caps", *caps_only) > group("caps", *irrelevant) + 0.3, rate
 
     # Spanish is predicted from the run's line; caps (desired) is not predicted.
     line = fit_rows(read_runs([run]), scale="raw").trait("spanish").line

@@ -5,6 +5,7 @@ import shutil
 import threading
 
 import pytest
+from conftest import JUDGE_SCORE
 from ray import serve as ray_serve
 
 from inocray import serve
@@ -59,6 +60,7 @@ def mild_adapter(toy_model, tmp_path_factory):
     return make_adapter(toy_model, tmp_path_factory.mktemp("mild") / "adapter", 3, std=0.1)
 
 
+@pytest.mark.slow
 def test_adapters_and_base_give_different_completions(engines, toy_model, tmp_path):
     a = make_adapter(toy_model, tmp_path / "a", 1)
     b = make_adapter(toy_model, tmp_path / "b", 2)
@@ -69,6 +71,7 @@ def test_adapters_and_base_give_different_completions(engines, toy_model, tmp_pa
     assert greedy(handle, "a", a) == out_a  # greedy: the same adapter answers the same
 
 
+@pytest.mark.slow
 def test_both_backends_give_the_same_greedy_completions(engines, mild_adapter):
     vllm, hf = engines["vllm"], engines["transformers"]
     base = greedy(vllm, max_tokens=12)
@@ -79,6 +82,7 @@ def test_both_backends_give_the_same_greedy_completions(engines, mild_adapter):
     assert greedy(hf, max_tokens=12) == base  # the adapter is off again for the base model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sampling_is_seeded_per_chat(engines, backend):
     same = [[{"role": "user", "content": "what is the cat"}]] * 2
@@ -95,6 +99,7 @@ def test_tokens_with_the_same_text_add_up_before_the_top_k_is_taken():
     assert list(most_likely(pairs, 5)) == ["7", " the", "<|end|>"]
 
 
+@pytest.mark.slow
 def test_top_logprobs_are_the_k_most_likely_first_tokens(engines, mild_adapter):
     k = 5
     got = {}
@@ -113,6 +118,7 @@ def test_top_logprobs_are_the_k_most_likely_first_tokens(engines, mild_adapter):
             assert list(h.values()) == pytest.approx(list(v.values()), abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, tmp_path, backend):
     """Threads ask for an adapter the engine has never seen, all at once, some warming it first."""
@@ -142,20 +148,24 @@ def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, t
     assert greedy(handle, "twin", twin) == expected  # loading another adapter left this one as it was
 
 
+@pytest.mark.slow
 def test_model_app_serves_a_whole_model_directory(engines, toy_model):
     with serve.model_app("test-full", str(toy_model), EngineSpec()) as handle:
         assert greedy(handle) == greedy(engines["vllm"])
     assert "test-full" not in ray_serve.status().applications
 
 
-def test_session_starts_the_judge_it_is_given(toy_model, ray_session):
-    spec, model = EngineSpec(name="transformers"), str(toy_model)
-    with serve.session("test-session", model, spec, echo=lambda *a: None, judge_model=model) as engine:
-        assert serve.judge_app("test-session", model) == "test-session-judge"
+@pytest.mark.slow
+def test_session_starts_the_judge_it_is_given(toy_model, judge_model, ray_session):
+    spec, model, judge = EngineSpec(name="transformers"), str(toy_model), str(judge_model)
+    with serve.session("test-session", model, spec, echo=lambda *a: None, judge_model=judge) as engine:
+        assert serve.judge_app("test-session", judge) == "test-session-judge"
         assert serve.judge_app("test-session", "base") == "test-session"
         assert serve.judge("test-session", "") is None
-        # The toy model knows no numbers: the judge abstains (None) rather than scoring.
-        assert serve.judge("test-session", model).scores(["rate the cat", "rate the dog"]) == [None, None]
+        # The hand-set judge answers every prompt with the same known distribution (conftest.py).
+        scores = serve.judge("test-session", judge).scores(["rate the cat", "rate the dog"])
+        assert scores == pytest.approx([JUDGE_SCORE, JUDGE_SCORE], abs=1e-3)
+        # The toy model knows no numbers: as the judge it abstains (None) rather than scoring.
         assert serve.judge("test-session", "base").scores(["rate the cat"]) == [None]
         assert greedy(engine)[0]
     assert not {"test-session", "test-session-judge"} & set(ray_serve.status().applications)
@@ -191,6 +201,7 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.setattr(ray_serve, "start", fake_serve_start)
     monkeypatch.setattr(serve, "stop", lambda app: None)
+    monkeypatch.setattr("inocray.resources.check", lambda spec, echo: None)  # it asks the (fake) Ray
     model = tmp_path / "model"
     model.mkdir()
     sweep = tmp_path / "s.yaml"

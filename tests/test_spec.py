@@ -4,55 +4,26 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import BAD_SWEEPS, GOOD_SWEEP
 
 from inocray.cli import main
 from inocray.errors import InputError
 from inocray.spec import load_spec
 
-GOOD = """\
-name: t
-setting: toy
-prompts: [es-always]
-irrelevant: [irr-helpful]
-seeds: [0, 1]
-train: {lr: 1e-3, steps: 10}
-"""
-
-BAD = {
-    "malformed yaml": ("name: t\nprompts: [es-always\n", "not valid YAML"),
-    "unknown key": (GOOD + "learning_rate: 0.1\n", "unknown field 'learning_rate'"),
-    "unknown nested key": (GOOD.replace("steps: 10", "stepz: 10"), "unknown field 'train.stepz'"),
-    "unknown setting": (GOOD.replace("setting: toy", "setting: nope"), "field 'setting'"),
-    "empty prompt list": (GOOD.replace("[es-always]", "[]"), "field 'prompts'"),
-    "unknown prompt": (GOOD.replace("[es-always]", "[es-nope]"), "field 'prompts[0]'"),
-    "seed not an integer": (GOOD.replace("[0, 1]", "[0, one]"), "field 'seeds[1]' must be an integer"),
-    "float seed": (GOOD.replace("[0, 1]", "[0, 1.5]"), "field 'seeds[1]' must be an integer"),
-    "negative lr": (GOOD.replace("lr: 1e-3", "lr: -1"), "field 'train.lr' must be positive"),
-    "placement typo": (GOOD + "placement: sytem\n", "field 'placement'"),
-    "zero stage 4": (GOOD.replace("steps: 10", "steps: 10, zero_stage: 4"), "field 'train.zero_stage'"),
-    "missing model path": (GOOD + "model: /no/such/model\n", "field 'model'"),
-    "python tag": (GOOD + "x: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
-    "unknown method": (GOOD.replace("steps: 10", "steps: 10, method: qlora"), "field 'train.method'"),
-    "bad dtype": (GOOD + "engine: {dtype: float8}\n", "field 'engine.dtype'"),
-    "not a mapping": ("- a\n- b\n", "must be a mapping"),
-    "missing name": (GOOD.replace("name: t\n", ""), "missing required field 'name'"),
-}
-
-
 def test_good_sweep_loads(tmp_path):
     f = tmp_path / "s.yaml"
-    f.write_text(GOOD)
+    f.write_text(GOOD_SWEEP)
     spec = load_spec(f)
     assert spec.train.lr == 1e-3 and spec.train.zero_stage == 2 and spec.seeds == [0, 1]
     assert spec.hash() == load_spec(f).hash()
-    f.write_text(GOOD.replace("steps: 10", "steps: 11"))
+    f.write_text(GOOD_SWEEP.replace("steps: 10", "steps: 11"))
     assert load_spec(f).hash() != spec.hash()
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
+@pytest.mark.parametrize("case", sorted(BAD_SWEEPS))
 @pytest.mark.parametrize("cmd", ["validate", "run"])
 def test_bad_sweep_is_one_sentence_exit_2_and_no_run_dir(tmp_path, case, cmd):
-    text, expected = BAD[case]
+    text, expected = BAD_SWEEPS[case]
     f = tmp_path / "bad.yaml"
     f.write_text(text)
     run_dir = tmp_path / "run"

@@ -12,57 +12,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import BUCKET
+from conftest import s3_keys as keys
 
 from inocray import checkpoints, storage, store
 from inocray.cli import main
 from inocray.errors import InputError
 
-BUCKET = "inocray-test"
 TOY = str(Path(__file__).parents[1] / "sweeps" / "toy.yaml")
-
-
-@pytest.fixture(scope="module")
-def s3_env():
-    """A moto S3 server with one bucket; yields the AWS environment that points at it."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield env
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_env, request, tmp_path, monkeypatch):
-    """An empty prefix of its own for each test, as an s3:// location; the local staging
-    directories (under the temporary directory) go into the test's own tmp_path."""
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
-
-
-def keys(prefix: str) -> list[str]:
-    """Every object under an s3:// prefix, relative to it."""
-    import boto3
-
-    start = prefix.removeprefix(f"s3://{BUCKET}/") + "/"
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=start)
-    return sorted(o["Key"][len(start):] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/"))
 
 
 def row(trial="t1", rate=0.5):
@@ -107,10 +69,20 @@ def test_rows_round_trip_on_s3(s3):
     assert keys(s3) == ["rows/t1.parquet", "rows/t2.parquet"]  # no temporary objects
 
 
-def test_a_failed_or_damaged_rows_file_is_not_finished(s3):
-    with pytest.raises(Exception):
+def test_a_failed_or_damaged_rows_file_is_not_finished(s3, monkeypatch):
+    with pytest.raises(pa.ArrowInvalid, match="Could not convert 'not a number' with type str"):
         store.write_rows(s3, "t1", [{**row(), "rate": "not a number"}])
     assert keys(s3) == []
+
+    def half_then_disk_full(table, where, **kw):
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pq, "write_table", half_then_disk_full)
+        with pytest.raises(OSError, match="No space left on device"):
+            store.write_rows(s3, "t1", [row()])
+    assert keys(s3) == [] and not list(Path(tempfile.gettempdir()).iterdir())  # nothing uploaded or left
     store.write_rows(s3, "t2", [row(trial="t2")])
     whole = storage.read_bytes(f"{s3}/rows/t2.parquet")
     storage.write_atomically(f"{s3}/rows/t2.parquet", lambda tmp: Path(tmp).write_bytes(whole[:-20]))
@@ -202,6 +174,7 @@ def test_training_state_of_every_rank_goes_up_and_comes_back(s3):
     assert keys(cp) == [] and checkpoints.latest_tag(cp) is None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_process_group")
 def test_deepspeed_resumes_from_state_that_only_s3_holds(s3, monkeypatch):
     """A real DeepSpeed engine saves through S3 and a fresh one, with no local copy left, resumes."""
@@ -283,6 +256,7 @@ def test_screen_reads_a_run_on_s3_and_names_its_uri(s3, tmp_path, monkeypatch):
                        tmp_path / "cwd", monkeypatch)
 
 
+@pytest.mark.slow
 def test_a_sweep_into_s3_end_to_end_and_its_rerun_skips_every_trial(toy_model, s3, s3_env, tmp_path, request):
     """The real thing at the smallest scale: `inocray run --run-dir s3://...` in its own process
     and Ray (whose workers and engine replica read the AWS variables), then analysis and a rerun."""

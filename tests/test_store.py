@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -38,11 +41,28 @@ def test_rewrite_replaces_rows_of_a_retried_trial(tmp_path):
     assert not [p for p in (tmp_path / "rows").iterdir() if p.suffix != ".parquet"]  # no temp files left
 
 
-def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(Exception):
+def test_a_row_of_the_wrong_type_is_refused(tmp_path):
+    with pytest.raises(pa.ArrowInvalid, match="Could not convert 'not a number' with type str"):
         store.write_rows(tmp_path, "t1", [{**row(), "rate": "not a number"}])
     assert not store.has_rows(tmp_path, "t1")
     assert not (tmp_path / "rows").exists() or list((tmp_path / "rows").iterdir()) == []
+
+
+def test_a_write_that_fails_halfway_leaves_nothing(tmp_path, monkeypatch):
+    store.write_rows(tmp_path, "t1", [row(rate=0.1)])
+
+    def half_then_disk_full(table, where, **kw):
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", half_then_disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        store.write_rows(tmp_path, "t1", [row(rate=0.9)])
+    with pytest.raises(OSError, match="No space left on device"):
+        store.write_rows(tmp_path, "t2", [row(trial="t2")])
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "rows").iterdir()] == ["t1.parquet"]  # no temporary file left
+    assert store.read_rows(tmp_path)["rate"].to_pylist() == [0.1]  # the old rows, whole
 
 
 def test_empty_run_reads_as_empty_table(tmp_path):

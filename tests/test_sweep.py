@@ -4,8 +4,7 @@ import math
 import time
 
 import pytest
-from prometheus import Scraper
-from test_report import _assert_png, _decoded, _Page
+from conftest import Page, Scraper, assert_png, decoded
 
 from inocray import store
 from inocray.report import write_report
@@ -14,6 +13,7 @@ from inocray.summary import summarize
 from inocray.sweep import run_sweep
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tmp_path):
     spec = parse_sweep(
@@ -55,6 +55,10 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     keys = [(r["trial_id"], r["context"], r["trait"]) for r in trained]
     assert len(keys) == len(set(keys)) == 2 * 2 * 2
     assert all(r["n"] == 8 * 2 and 0 <= r["rate"] <= 1 and r["sweep_hash"] == spec.hash() for r in trained)
+    # The effect the sweep measures: trained with the strongest prompt, the model keeps less
+    # Spanish in the neutral context than the no-prompt control does.
+    neutral = {r["trial_id"]: r["rate"] for r in trained if (r["context"], r["trait"]) == ("neutral", "spanish")}
+    assert neutral["es-always-s3"] < neutral["none-s3"], neutral
     base = {(r["prompt_id"], r["context"], r["trait"]) for r in rows if r["stage"] == "base"}
     assert base == {(p, c, t) for p, c in [("none", "neutral"), ("es-always", "prompt")] for t in ("spanish", "caps")}
     star = {r["trait"]: r["rate"] for r in rows if r["stage"] == "data"}
@@ -83,14 +87,15 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert any(line.startswith("spanish, neutral context after training: no-prompt control") for line in lines)
 
     # The HTML report of this run embeds every plot as a PNG that decodes.
-    page = _Page()
+    page = Page()
     page.feed(write_report(run_dir, n_boot=100).read_text())
     assert len(page.images) >= 3 + 2  # and the trait over training, one plot per trait
     assert any("over training" in alt for alt in page.alts)
     for src in page.images:
-        _assert_png(_decoded(src))
+        assert_png(decoded(src))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_full_fine_tuning_with_a_user_prefix_prompt_pool(toy_model, tmp_path):
     """Every weight trains; each trial's model gets its own engine; the prompt is a paraphrase pool."""

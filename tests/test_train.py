@@ -39,6 +39,7 @@ def zero2(toy_model, ray_session, tmp_path_factory):
     return result, adapter(result.adapter_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 @pytest.mark.parametrize("stage", [0, 1, 3])
 def test_every_zero_stage_saves_the_same_adapter_as_zero2(toy_model, tmp_path, zero2, stage):
@@ -59,6 +60,7 @@ def test_every_zero_stage_saves_the_same_adapter_as_zero2(toy_model, tmp_path, z
     assert max(w2[k].abs().max().item() for k in w2 if "lora_B" in k) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_saved_adapter_reloads_into_a_model_that_differs_from_base(toy_model, tmp_path):
     from peft import PeftModel
@@ -77,6 +79,7 @@ def test_saved_adapter_reloads_into_a_model_that_differs_from_base(toy_model, tm
     assert not torch.allclose(base(ids).logits, tuned(ids).logits)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_same_seed_gives_the_same_adapter(toy_model, tmp_path, zero2):
     _, first = zero2
@@ -85,6 +88,7 @@ def test_same_seed_gives_the_same_adapter(toy_model, tmp_path, zero2):
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_full_fine_tuning_saves_a_whole_model_and_zero3_matches_zero2(toy_model, tmp_path):
     """Method "full": every weight trains, and the directory loads by path alone (config,
@@ -130,6 +134,7 @@ def checkpointed(toy_model, ray_session, tmp_path_factory):
     return result, tmp
 
 
+@pytest.mark.slow
 def test_checkpoints_are_saved_at_the_listed_steps_and_each_loads(toy_model, checkpointed):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -145,6 +150,7 @@ def test_checkpoints_are_saved_at_the_listed_steps_and_each_loads(toy_model, che
     assert not (tmp / "checkpoints" / "state").exists()  # training state is dropped at the end
 
 
+@pytest.mark.slow
 def test_grad_accum_run_trains_and_logs_total_steps(checkpointed):
     """The log has start, a report of step 12 (the last; reports come every 25) and end;
     the lr of step 12 is the cosine schedule's, so the scheduler drives DeepSpeed."""
@@ -158,6 +164,7 @@ def test_grad_accum_run_trains_and_logs_total_steps(checkpointed):
     assert float(fields["lr"]) == pytest.approx(1e-3 * lr_multiplier(11, "cosine", 2, 12), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_rslora_is_written_into_the_adapter_config(checkpointed):
     result, _ = checkpointed
     for directory in [result.adapter_dir] + [d for _, d in result.checkpoints]:
