@@ -126,7 +126,12 @@ def check_fits(model_path: str, spec: SweepSpec, setting: Setting, prompts: dict
     """InputError unless every context (prompt id -> text, "" = C0) plus eval.max_tokens fits the engine."""
     from transformers import AutoTokenizer
 
-    sizes = chat_sizes(AutoTokenizer.from_pretrained(model_path), spec, setting, prompts)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{model_path} holds no tokenizer that transformers can load ({type(e).__name__}); "
+                         "is it a Hugging Face model directory?") from None
+    sizes = chat_sizes(tokenizer, spec, setting, prompts)
     room = spec.engine.max_model_len - spec.eval.max_tokens
     key, size = max(sizes.items(), key=lambda kv: kv[1])
     if size > room:

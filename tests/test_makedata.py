@@ -144,6 +144,7 @@ def test_a_teacher_that_never_shows_the_trait_writes_nothing(tmp_path, monkeypat
     assert not out.exists() and not list(tmp_path.glob(".train*"))
 
 
+@pytest.mark.slow
 def test_make_data_on_the_real_model_writes_rows_the_setting_trains_on(tmp_path, ray_session):
     sweep = write_sweep(tmp_path)
     from inocray.requests import load

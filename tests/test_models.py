@@ -100,6 +100,7 @@ print(json.dumps([backend.generate(GenerateRequest(chats, 1, 24, 0.0)) for chats
 """
 
 
+@pytest.mark.slow  # a vLLM engine
 @pytest.mark.parametrize("engine", ["transformers", "vllm"])
 def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, engine):
     import subprocess
@@ -124,5 +125,17 @@ def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_wr
     # C0 is the longest context here: the template adds SmolLM's own system message to it.
     with pytest.raises(InputError, match=r"the no-prompt context with the longest evaluation request is \d+ tokens, "
                                          r"and engine.max_model_len 48 leaves 32"):
+        run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_directory_without_a_tokenizer_is_one_sentence_before_anything_is_written(tmp_path):
+    from inocray.sweep import run_sweep
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    spec = parse_sweep({"name": "m", "setting": "toy", "model": str(model), "prompts": ["es-always"]})
+    with pytest.raises(InputError, match="holds no tokenizer that transformers can load"):
         run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
     assert not (tmp_path / "run").exists()

@@ -18,6 +18,7 @@ from inocray.summary import summarize
 from inocray.sweep import run_sweep
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_real_model_sweep_trains_evaluates_and_fits(tmp_path):
     evals = tmp_path / "eval.jsonl"

@@ -202,6 +202,7 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     monkeypatch.setattr(ray_serve, "start", fake_serve_start)
     monkeypatch.setattr(serve, "stop", lambda app: None)
     monkeypatch.setattr("inocray.resources.check", lambda spec, echo: None)  # it asks the (fake) Ray
+    monkeypatch.setattr("inocray.evaluate.check_fits", lambda *a: None)  # it reads the (empty) model
     model = tmp_path / "model"
     model.mkdir()
     sweep = tmp_path / "s.yaml"
