@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,6 +14,8 @@ from click.testing import CliRunner
 
 from inocray import store
 from inocray.analysis import fit_rows, on_scale
+from inocray.analysis._data import gather
+from inocray.analysis._linearity import lack_of_fit
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.analyze import command as analyze
 from inocray.cli.report import command as report
@@ -309,3 +312,67 @@ def test_a_sweep_written_by_hand_gives_the_numbers_worked_out_by_hand():
     logit = fit_rows(pa.Table.from_pylist(rows, schema=store.SCHEMA), scale="logit", n_boot=N_BOOT).trait("spanish")
     a = next(p for p in logit.prompts if p.prompt_id == "a")
     assert a.elicitation.value == pytest.approx(math.log(200.5 / 800.5))
+
+
+# --- is the relation linear? the lack-of-fit test
+
+
+def threshold(x: float) -> float:
+    """A threshold, as in the toy world: only the prompts above 0.45 suppress the trait."""
+    return 0.95 - 0.8 / (1 + math.exp(-(x - 0.45) / 0.05))
+
+
+LINEAR_SPANISH = PlantedTrait("spanish", k=K, base_neutral=0.05, data_level=0.95, elicitation=LADDER)
+
+
+def lack_of_fit_p(trait: PlantedTrait, rng: int, seeds: int = 3) -> float:
+    (data,), _ = gather(simulate_rows([trait], PROMPTS, seeds=seeds, n=300, rng=rng))
+    on_line = [j for j, p in enumerate(data.prompts) if p.on_line]
+    return lack_of_fit(data, "raw", on_line, []).p_value
+
+
+def test_lack_of_fit_flags_a_planted_threshold():
+    bent = dataclasses.replace(LINEAR_SPANISH, neutral_at=threshold)
+    assert max(lack_of_fit_p(bent, rng) for rng in range(5)) < 0.01
+
+
+def test_lack_of_fit_does_not_flag_a_line_beyond_the_nominal_rate():
+    # 200 linear sweeps: at a true 5% rate, 18 or more rejections have probability 0.012
+    p = np.array([lack_of_fit_p(LINEAR_SPANISH, rng, seeds=2 + rng % 3) for rng in range(200)])
+    assert np.sum(p < 0.05) < 18
+    assert np.median(p) > 0.2  # not a test that rejects nothing because it cannot tell
+
+
+def test_lack_of_fit_is_printed_and_tabled():
+    bent = dataclasses.replace(LINEAR_SPANISH, neutral_at=threshold)
+    fit = fit_rows(sweep(traits=[bent], seeds=3, rng=1), scale="both", n_boot=N_BOOT)
+    assert "lack-of-fit F(5, " in fit.to_text() and "not on one line" in fit.to_text()
+    table = fit.to_table()
+    rows = table.filter(pc.equal(table["quantity"], "lack_of_fit_p")).to_pylist()
+    assert {r["scale"] for r in rows} == {"raw", "logit"}
+    assert all(r["estimate"] < 0.05 and r["ci_low"] is None and "F(5, " in r["note"] for r in rows)
+
+
+def test_no_lack_of_fit_test_without_replicate_seeds():
+    spanish = fit_rows(sweep(seeds=1), n_boot=N_BOOT).trait("spanish")
+    assert spanish.line.lack_of_fit is None
+    assert any("lack-of-fit" in note for note in spanish.notes)
+
+
+# --- coverage at few seeds, sized to run in seconds (bench/coverage_study.py measures it fully)
+
+
+def test_intervals_cover_with_two_seeds_for_a_trait_near_zero():
+    # T(M0, C0) = 0.01 on n = 100 samples: redrawing Binomial(n, observed rate) has no spread
+    # at 0 hits, and covered the base level and pooled k 69% and 72% of the time (200 sweeps).
+    near_zero = PlantedTrait("spanish", k=0.4, base_neutral=0.01, data_level=0.97,
+                             elicitation={f"ip{i}": x for i, x in enumerate((0.03, 0.06, 0.12, 0.25, 0.5, 0.85))})  # fmt: skip
+    prompts = {s: "inoculation" for s in near_zero.elicitation}
+    base = near_zero.level("elicitation", "none", "logit")
+    hits = []
+    for i in range(80):
+        rows = simulate_rows([near_zero], prompts, seeds=2, n=100, seed_sd=0.15, scale="logit", rng=i)
+        spanish = fit_rows(rows, scale="logit", n_boot=N_BOOT, seed=i).trait("spanish")
+        hits.append((spanish.base_neutral.covers(base), spanish.pooled_k.through_origin.covers(0.4)))
+    # 80 intervals at a true 95%: fewer than 70 covering has probability 0.002
+    assert np.sum(hits, axis=0).min() >= 70, np.sum(hits, axis=0)

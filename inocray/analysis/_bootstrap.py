@@ -72,7 +72,7 @@ def observed(data: TraitData, scale: str) -> Levels:
 def resampled(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator) -> Levels:
     """n_boot bootstrap draws of every level (the scheme is in the module docstring)."""
     b0 = redraw(data.base_neutral, scale, n_boot, rng)
-    noise = _SeedNoise.of(data, scale)
+    noise = SeedNoise.of(data, scale)
     x, y, c = [], [], []
     for j, p in enumerate(data.prompts):
         x.append(b0 if p.prompt_id == NO_PROMPT else redraw(p.elicitation, scale, n_boot, rng))
@@ -89,12 +89,13 @@ def resampled(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
 
 
 @dataclass(frozen=True)
-class _SeedNoise:
+class SeedNoise:
     pool: np.ndarray  # (seeds, 2): standardized (neutral, context) deviations of every seed
     sd: np.ndarray  # (prompts, 2): seed spread sqrt(tau^2 + b_s) of each prompt
+    df: int  # degrees of freedom of tau^2: sum over prompts of (seeds - 1)
 
     @classmethod
-    def of(cls, data: TraitData, scale: str) -> _SeedNoise | None:
+    def of(cls, data: TraitData, scale: str) -> SeedNoise | None:
         """The pooled seed noise; None if no prompt has two seeds."""
         binomial = np.array(
             [[_binomial(p.neutral, scale), _binomial(p.context, scale)] for p in data.prompts]
@@ -112,12 +113,19 @@ class _SeedNoise:
         # percentile interval as a t interval would, for the spread having been estimated.
         widen = stats.t.ppf(0.975, df) / stats.norm.ppf(0.975)
         pool = [d * np.sqrt(len(d) / (len(d) - 1)) / sd[j] for j, d in deviations.items()]
-        return cls(pool=np.concatenate(pool) * widen, sd=sd)
+        return cls(pool=np.concatenate(pool) * widen, sd=sd, df=df)
 
 
 def redraw(m: Measurement, scale: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """n_boot parametric redraws Binomial(n, rate) / n of one measurement, on the scale."""
-    return on_scale(rng.binomial(m.n, m.rate, size=n_boot) / m.n, m.n, scale)
+    """n_boot draws of one measured rate from its Jeffreys distribution, on the scale.
+
+    p ~ Beta(hits + 1/2, n - hits + 1/2): its percentiles are the Jeffreys interval of a
+    binomial rate, which holds its level down to a handful of hits, where redrawing
+    Binomial(n, rate) / n does not (0 hits in n gives no spread at all).
+    """
+    hits = round(m.rate * m.n)
+    p = rng.beta(hits + 0.5, m.n - hits + 0.5, size=n_boot)
+    return p if scale == "raw" else special.logit(p)
 
 
 def seed_values(p: PromptData, scale: str) -> np.ndarray:

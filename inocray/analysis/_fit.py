@@ -23,6 +23,7 @@ from inocray.analysis._bootstrap import (
     seed_values,
 )
 from inocray.analysis._data import NO_PROMPT, PromptData, TraitData
+from inocray.analysis._linearity import lack_of_fit
 from inocray.analysis._result import ElicitationLine, Estimate, PooledK, PromptFit, TraitFit
 
 MIN_LINE_PROMPTS = 3  # a line through two points has no residual, and r is always +-1
@@ -75,7 +76,7 @@ def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
     # at T(M_none, C0) ~ T* rather than at T(M0, C0) + k (T* - T(M0, C0)). PTST controls are
     # off it too: their model was trained without the prompt they are measured under.
     trained = [j for j, p in enumerate(data.prompts) if p.on_line]
-    line = _line(point, boot, trained, notes) if fit else None
+    line = _line(data, scale, point, boot, trained, notes) if fit else None
     through_origin = None
     if fit and trained:
         k_point = _origin_slope(_delta_context(point)[:, trained], _delta_neutral(point)[:, trained])
@@ -129,8 +130,11 @@ def _k(p: PromptData, est) -> tuple[Estimate | None, str]:
     return k, ""
 
 
-def _line(point: Levels, boot: Levels, on: list[int], notes: list) -> ElicitationLine | None:
-    """OLS of T(Ms, C0) on T(M0, Cs) across the prompts `on`, with Pearson r and Spearman rho.
+def _line(
+    data: TraitData, scale: str, point: Levels, boot: Levels, on: list[int], notes: list
+) -> ElicitationLine | None:
+    """OLS of T(Ms, C0) on T(M0, Cs) across the prompts `on`, with Pearson r and Spearman rho
+    and the lack-of-fit test of the line.
 
     r and rho are None when T(Ms, C0) is the same for every prompt (a flat line, k = 0).
     """
@@ -161,24 +165,26 @@ def _line(point: Levels, boot: Levels, on: list[int], notes: list) -> Elicitatio
         n_prompts=len(x),
         slope_leave_one_out=loo,
         draws=draws,
+        lack_of_fit=lack_of_fit(data, scale, on, notes),
     )
 
 
 def _ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(slope, intercept) of y on x for each row of x, y (shape (draws, prompts))."""
-    out = np.full((len(x), 2), np.nan)
-    for i, (xi, yi) in enumerate(zip(x, y)):
-        if np.ptp(xi) > 0:
-            out[i] = np.linalg.lstsq(np.column_stack([xi, np.ones_like(xi)]), yi, rcond=None)[0]
-    return out
+    """(slope, intercept) of y on x for each row of x, y (shape (draws, prompts)); NaN for a
+    row whose x does not vary."""
+    dx, dy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    sxx = (dx**2).sum(axis=1)
+    varies = np.ptp(x, axis=1) > 0
+    slope = np.full(len(x), np.nan)
+    slope[varies] = (dx * dy).sum(axis=1)[varies] / sxx[varies]
+    return np.stack([slope, y.mean(axis=1) - slope * x.mean(axis=1)], axis=1)
 
 
 def _origin_slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Slope of y = k * x (no intercept) for each row of x, y."""
+    """Slope of y = k * x (no intercept) for each row of x, y; NaN for a row of x all 0."""
+    moved = np.any(np.abs(x) > ZERO, axis=1)
     out = np.full(len(x), np.nan)
-    for i, (xi, yi) in enumerate(zip(x, y)):
-        if np.any(np.abs(xi) > ZERO):
-            out[i] = np.linalg.lstsq(xi[:, None], yi, rcond=None)[0][0]
+    out[moved] = (x * y).sum(axis=1)[moved] / (x**2).sum(axis=1)[moved]
     return out
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from inocray.analysis._data import UNTRAINED_ROLES
+from inocray.analysis._linearity import LackOfFit
 from inocray.analysis._text import run_text
 from inocray.errors import InputError
 
@@ -90,6 +91,7 @@ class ElicitationLine:
     n_prompts: int
     slope_leave_one_out: tuple[float, float] | None  # slope range dropping any one prompt
     draws: np.ndarray = field(repr=False, compare=False)  # (n_boot, 2): slope, intercept
+    lack_of_fit: LackOfFit | None = None  # None: no prompt had two seeds
 
     def band(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise 95% bootstrap band of the line at x."""
@@ -216,6 +218,10 @@ def _quantities(t: TraitFit):
         for name in ("slope", "intercept", "pearson_r", "spearman_rho"):
             if getattr(t.line, name) is not None:
                 yield name, None, getattr(t.line, name), f"{t.line.n_prompts} prompts"
+        lof = t.line.lack_of_fit
+        if lof is not None:
+            note = f"lack-of-fit F({lof.df_model}, {lof.df_error}) = {lof.f:.3g}; small: not one line"
+            yield "lack_of_fit_p", None, Estimate(lof.p_value), note
     agree = {None: "", True: "the two pooled k agree", False: "the two pooled k disagree"}
     for name in ("through_origin", "from_line"):
         est = getattr(t.pooled_k, name)

@@ -25,7 +25,7 @@ COLUMNS = (
 def run_text(fit: RunFit) -> str:
     head = (
         f"inocray analysis: 95% percentile intervals from {fit.n_boot} bootstrap draws "
-        f"(seed {fit.seed}; seed spread pooled over prompts, base rates redrawn binomially)"
+        f"(seed {fit.seed}; seed spread pooled over prompts, base rates drawn from their Jeffreys distribution)"
     )
     head = "\n".join([_wrap(head, "")] + [_wrap(f"note: {n}", "  ") for n in fit.notes])
     blocks = [head] + ["\n".join(trait_lines(t) + _table(t)) for t in fit.traits]
@@ -52,6 +52,8 @@ def trait_lines(t: TraitFit) -> list[str]:
         if ln.slope_leave_one_out is not None:
             low, high = ln.slope_leave_one_out
             lines.append(f"           slope without any one prompt: {low:.2f} to {high:.2f}")
+        if ln.lack_of_fit is not None:
+            lines.append(_wrap(f"  linear?  {ln.lack_of_fit}", " " * 11))
     k = t.pooled_k
     pooled = []
     if k.through_origin is not None:

@@ -10,6 +10,9 @@ The model, on the chosen scale (raw rates or logits), for trait level T:
 with e1, e2 ~ Normal(0, seed_sd) per seed (training noise). The no-prompt control trains in
 C0 itself, so it has k = 1: T(M_none, C0) = T* + e1. Every observed rate is then
 Binomial(n, level) / n (evaluation noise), base-model and data rows included.
+
+`PlantedTrait.neutral_at` plants another relation instead of the line (e.g. a threshold, for
+testing the lack-of-fit test): T(Ms, C0) = neutral_at(T(M0, Cs)) + e2.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -39,12 +42,19 @@ class PlantedTrait:
     elicitation: Mapping[str, float] = field(default_factory=dict)  # T(M0, Cs) per prompt s;
     # a prompt not named here does not elicit the trait: T(M0, Cs) = T(M0, C0)
     desired: bool = False
+    # T(Ms, C0) as a function of T(M0, Cs), on the simulation scale, replacing the App. H line
+    neutral_at: Callable[[float], float] | None = None
 
     def level(self, quantity: str, prompt_id: str, scale: str) -> float:
         """The planted value of "elicitation", "neutral" (T(Ms,C0)) or "effect" on `scale`."""
         b0, t_star = _to(self.base_neutral, scale), _to(self.data_level, scale)
         x = _to(self.elicitation.get(prompt_id, self.base_neutral), scale)
-        neutral = t_star if prompt_id == NO_PROMPT else b0 + self.k * (t_star - x)
+        if prompt_id == NO_PROMPT:
+            neutral = t_star
+        elif self.neutral_at is not None:
+            neutral = self.neutral_at(x)
+        else:
+            neutral = b0 + self.k * (t_star - x)
         values = {"elicitation": x, "neutral": neutral, "effect": neutral - t_star}
         return values[quantity]
 
@@ -114,8 +124,9 @@ def simulate_rows(
                 if s == NO_PROMPT:  # both contexts are C0: one evaluation, reported twice
                     neutral = context = observe(reach)
                 else:
-                    b0, x = _to(t.base_neutral, scale), t.level("elicitation", s, scale)
-                    neutral = observe(b0 + t.k * (reach - x) + rng.normal(0, seed_sd))
+                    # training noise in Cs carries over to C0 through k
+                    carried = t.k * (reach - _to(t.data_level, scale))
+                    neutral = observe(t.level("neutral", s, scale) + carried + rng.normal(0, seed_sd))
                     context = observe(reach)
                 add(trial_id, "trained", s, seed, "neutral", t, neutral)
                 add(trial_id, "trained", s, seed, "prompt", t, context)
