@@ -34,9 +34,9 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     under a stated k and training noise, print the expected widths of the 95% intervals of the
     slope and of pooled k, and say how many seeds or samples reach --target-width."""
     from inocray.analysis.plan import Design, plan_sweep, read_elicitation
-    from inocray.spec import load_spec
+    from inocray.validate import load_sweep
 
-    spec = load_spec(sweep_file, check_model=False)  # planning needs no model on this machine
+    spec = load_sweep(sweep_file, check_model=False)  # planning needs no model on this machine
     on_line = [*spec.prompts, *spec.irrelevant]
     measured = read_elicitation(source, trait) if source is not None else None
     elicitation, where = _elicitation(spec, on_line, measured, given)
@@ -96,7 +96,7 @@ def _elicitation(spec, on_line: list[str], measured, given: tuple[str, ...]) -> 
 def _texts(spec) -> dict[str, str]:
     """The canonical text of each prompt of the sweep, to find it among a screen's candidates."""
     from inocray.settings import get_setting
-    from inocray.sweep import prompt_catalogue
+    from inocray.plan import prompt_catalogue
 
-    return {pid: p.text for pid, p in prompt_catalogue(spec, get_setting(spec.setting, None)).items()}
+    return {pid: p.text for pid, p in prompt_catalogue(spec, get_setting(spec.setting, None).prompts).items()}
 
