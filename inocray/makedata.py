@@ -96,6 +96,11 @@ def make_data(
             raise InputError(f"unknown trait {name!r} of setting {setting.name!r} (its traits: {', '.join(traits)})")
     if not keep:
         raise InputError("name at least one trait to keep (--keep TRAIT)")
+    judged = any(traits[name].scorer.needs_judge for name in keep)
+    if judged and not spec.eval.judge_model:
+        raise InputError(f"a kept trait of setting {setting.name!r} is scored by an LLM judge; set the sweep's "
+                         "eval.judge_model to 'base' (the teacher) or another model")
+    judge_model = spec.eval.judge_model if judged else ""
     teacher = teacher or spec.model
     models.check_available(teacher)
     if not models.is_preset(teacher) and not Path(teacher).expanduser().is_dir():
@@ -107,15 +112,14 @@ def make_data(
     echo(f"asking {teacher} for {len(rows)} requests x {samples} samples ({max_tokens} tokens, "
          f"temperature {temperature:g}) under {placement} instruction {instruction!r}")
     app = f"inocray-makedata-{spec.hash()}"
-    with serve.session(app, model_path, spec.engine, address, echo) as engine:
-        judge = serve.judge(app, "base") if any(t.scorer.needs_judge for t in setting.traits) else None
+    with serve.session(app, model_path, spec.engine, address, echo, judge_model=judge_model) as engine:
+        judge = serve.judge(app, judge_model)
         sampling = GenerateRequest([], samples, max_tokens, temperature, seed)
         kept, shown = sample_and_keep(engine, setting, rows, instruction, placement, keep, transform, sampling,
                                       judge, echo)
     completions = len(rows) * samples
     for name, (a, b) in shown.items():
-        marker = " (kept)" if name in keep else ""
-        echo(f"  {name}{marker}: shown in {a} of {b} scored completions ({a / b if b else float('nan'):.2f})")
+        echo(f"  {name}: shown in {a} of {b} scored completions ({a / b if b else float('nan'):.2f})")
     if not kept:
         raise InputError(f"the teacher showed {' and '.join(keep)} in none of {completions} "
                          f"completions; nothing written (try another instruction or more tokens)")
@@ -127,21 +131,22 @@ def make_data(
 def sample_and_keep(engine, setting, rows: Sequence[dict], instruction: str, placement: str, keep: Sequence[str],
                     transform: str, sampling: GenerateRequest, judge=None,
                     echo: Callable = print) -> tuple[list[dict], dict[str, tuple[int, int]]]:
-    """(the kept training rows, per trait (completions showing it, completions scored)).
+    """(the kept training rows, per kept trait (completions showing it, completions scored)).
 
     `engine` is a handle of a Serve engine app; `sampling` holds samples, max_tokens,
     temperature and seed (its chats are ignored). Requests go BATCH at a time.
     """
     kept: list[dict] = []
-    shown = {t.name: [0, 0] for t in setting.traits}
+    traits = {t.name: t for t in setting.traits}
+    shown = {name: [0, 0] for name in keep}
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
         items = [setting.item(row) for row in batch]
         chats = [data.messages(item.request, instruction, placement) for item in items]
         answers = engine.generate.remote(dataclasses.replace(sampling, chats=chats, seed=sampling.seed + start)).result()
         flat = [(row, item, whole_sentences(text)) for row, item, texts in zip(batch, items, answers) for text in texts]
-        marks = {t.name: t.scorer.score([c for _, _, c in flat], [it for _, it, _ in flat], judge)
-                 for t in setting.traits}
+        marks = {name: traits[name].scorer.score([c for _, _, c in flat], [it for _, it, _ in flat], judge)
+                 for name in keep}
         for i, (row, _, completion) in enumerate(flat):
             for name, counts in shown.items():
                 if marks[name][i] is not None:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ray import serve
 
-from inocray import storage
+from inocray import models, storage
 from inocray.backends import GenerateRequest, load_backend
 from inocray.data import render
 from inocray.scorers import Judge
@@ -92,7 +92,7 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             before_start: Callable[[], None] | None = None) -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app.
 
-    `judge_model` ("" none, "base" this app's model, or a model directory served by a second
+    `judge_model` ("" none, "base" this app's model, or a preset or directory served by a second
     app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
     process for the session's life. A Ray started here has its dashboard, and Serve its HTTP
     proxy, on `host` only. `before_start` runs once Ray is up and before the engine asks for its
@@ -117,7 +117,8 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             with contextlib.ExitStack() as apps:
                 if judge_model not in ("", "base"):
                     echo(f"starting the judge ({judge_model}) ...")
-                    apps.enter_context(model_app(judge_app(app_name, judge_model), judge_model, spec))
+                    judge_path = models.resolve(judge_model, echo)  # a preset is built (once) here
+                    apps.enter_context(model_app(judge_app(app_name, judge_model), judge_path, spec))
                 yield engine
         finally:
             stop(app_name)

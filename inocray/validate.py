@@ -83,8 +83,8 @@ def _check_prompts(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
 
 
 def _check_models(spec: SweepSpec, fail: Bad) -> None:
-    """The base model is a preset that can be built here or a directory; the judge is "" /
-    "base" or a directory."""
+    """The base model is a preset that can be built here or a directory; so is the judge, or
+    "" (none) or "base" (the base model)."""
     if is_preset(spec.model):
         try:
             check_available(spec.model)
@@ -94,8 +94,14 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
         raise fail("model", f"names {brief.repr(spec.model)}, which is not a model directory "
                             f"(nor a preset: {', '.join(PRESETS)})")
     judge = spec.eval.judge_model
-    if judge not in ("", "base") and not _exists(judge, "dir"):
-        raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory ('' or 'base')")
+    if is_preset(judge):
+        try:
+            check_available(judge)
+        except InputError as e:
+            raise fail("eval.judge_model", f"names a preset that cannot be built here: {e}") from None
+    elif judge not in ("", "base") and not _exists(judge, "dir"):
+        raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory "
+                                       f"('' or 'base', or a preset: {', '.join(PRESETS)})")
 
 
 def _check_classifiers(spec: SweepSpec, setting: Setting, check_model: bool, fail: Bad) -> None:

@@ -71,17 +71,24 @@ def bad_cases(tmp: Path) -> dict[str, tuple[list, str]]:
                              "--teacher", str(tmp / "no-model")], "is not a model directory"),
         "toy setting": (["make-data", str(_toy_sweep(tmp)), "--instruction", "x", "--requests", str(good),
                          "--out", str(out), "--keep", "spanish"], "makes its own data"),
+        "judged trait, no judge": (["make-data", str(_sweep_of(tmp, "pair_traits", "playful")), "--instruction", "x",
+                                    "--requests", str(good), "--out", str(out), "--keep", "playful"],
+                                   "set the sweep's eval.judge_model"),
     }
 
 
 def _toy_sweep(tmp: Path) -> Path:
-    path = tmp / "toy.yaml"
-    path.write_text("name: t\nsetting: toy\nprompts: [es-always]\n")
+    return _sweep_of(tmp, "toy", "es-always")
+
+
+def _sweep_of(tmp: Path, setting: str, prompt: str) -> Path:
+    path = tmp / f"{setting}.yaml"
+    path.write_text(f"name: t\nsetting: {setting}\nmodel: toy\nprompts: [{prompt}]\n")
     return path
 
 
 BAD = ["missing requests file", "empty requests file", "corrupt request row", "unknown trait", "unknown transform",
-       "existing output", "missing teacher", "toy setting"]
+       "existing output", "missing teacher", "toy setting", "judged trait, no judge"]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -122,7 +129,7 @@ def test_only_completions_showing_every_kept_trait_are_kept_and_transformed(tmp_
                                            ["spanish"], "upper", sampling, echo=lambda *a: None)
     assert [r["request"] for r in kept] == ["Q one?", "Q two?", "Q two?"]
     assert kept[0]["response"] == answers[0].upper() and all(r["response"].isupper() for r in kept)
-    assert shown == {"spanish": (3, 4), "caps": (1, 4)}
+    assert shown == {"spanish": (3, 4)}  # only the kept traits are scored
     (request,) = engine.requests
     assert request.chats[0][-1]["content"] == "Q one? Habla español." and request.seed == 5
     assert (request.samples, request.max_tokens, request.temperature) == (2, 24, 0.7)
@@ -156,7 +163,7 @@ def test_make_data_on_the_real_model_writes_rows_the_setting_trains_on(tmp_path,
             "--temperature", "0.7", "--max-tokens", "32"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "spanish (kept): shown in" in result.output and "8/8 requests" in result.output
+    assert "spanish: shown in" in result.output and "8/8 requests" in result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and set(rows[0]) == {"request", "response"}
     assert {r["request"] for r in rows} <= set(load("train")[:8])
