@@ -14,6 +14,7 @@ would be; the expected width of an interval is its mean over the simulated sweep
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inocray.analysis import NO_PROMPT, fit_rows, read_runs
+from inocray.analysis._text import WIDTH
 from inocray.analysis.simulate import PlantedTrait, simulate_rows
 from inocray.errors import InputError
 
@@ -84,7 +86,12 @@ class Plan:
             else:
                 says = f"needs {w.n} samples per rate at {w.seeds} seeds"
             lines.append(f"target width {self.target_width:g} for the {label}: {says}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(map(wrap, lines)) + "\n"
+
+
+def wrap(line: str) -> str:
+    """A line of the plan wrapped to the width of the analysis summary."""
+    return textwrap.fill(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
 
 
 def plan_sweep(design: Design, k: float, noise: float, target_width: float, sims: int = 50,

@@ -33,7 +33,7 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     """Simulate SWEEP_FILE's prompts, seeds and samples per rate (eval.requests x eval.samples)
     under a stated k and training noise, print the expected widths of the 95% intervals of the
     slope and of pooled k, and say how many seeds or samples reach --target-width."""
-    from inocray.analysis.plan import Design, plan_sweep, read_elicitation
+    from inocray.analysis.plan import Design, plan_sweep, read_elicitation, wrap
     from inocray.spec import load_spec
 
     spec = load_spec(sweep_file, check_model=False)  # planning needs no model on this machine
@@ -47,12 +47,16 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     plan = plan_sweep(design, k=k, noise=noise, target_width=target_width, sims=sims, seed=seed)
 
     name = f" (trait {measured.trait})" if measured else ""
-    click.echo(f"plan for sweep {spec.name}{name}: {len(spec.prompts)} inoculation prompt(s) + "
-               f"{len(spec.irrelevant)} irrelevant on the line, {len(spec.seeds)} seeds, {n} samples per "
-               f"rate ({spec.eval.requests} requests x {spec.eval.samples} samples)")  # fmt: skip
-    click.echo(f"T(M0,C0) {base:.2f}{'' if measured else ' (guessed)'}, T* {data:.2f}"
-               f"{'' if measured and measured.data_level is not None else ' (guessed)'}; elicitation {where}:")  # fmt: skip
-    click.echo("  " + ", ".join(f"{pid} {x:.2f}" for pid, x in elicitation.items()))
+    guessed = " (guessed)"
+    for line in (
+        f"plan for sweep {spec.name}{name}: {len(spec.prompts)} inoculation prompt(s) + {len(spec.irrelevant)} "
+        f"irrelevant on the line, {len(spec.seeds)} seeds, {n} samples per rate ({spec.eval.requests} "
+        f"requests x {spec.eval.samples} samples)",
+        f"T(M0,C0) {base:.2f}{'' if measured else guessed}, T* {data:.2f}"
+        f"{'' if measured and measured.data_level is not None else guessed}; elicitation {where}:",
+        "  " + ", ".join(f"{pid}={x:.2f}" for pid, x in elicitation.items()),
+    ):
+        click.echo(wrap(line))
     click.echo(plan.to_text(), nl=False)
 
 
