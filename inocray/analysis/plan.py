@@ -153,6 +153,7 @@ def _width(e) -> float:
 class Measured:
     """Elicitation per prompt id and per prompt text of one trait, and T(M0, C0)."""
 
+    source: str  # the file or directory read
     trait: str
     by_id: dict[str, float]
     by_text: dict[str, float]
@@ -190,7 +191,7 @@ def _from_screen(path: Path, trait: str | None) -> Measured:
     rows = table.to_pylist()
     name = _trait(trait, [(r["trait"], r["desired"]) for r in rows], path)
     mine = [r for r in rows if r["trait"] == name]
-    return Measured(name, {r["id"]: r["elicitation"] for r in mine}, {r["text"]: r["elicitation"] for r in mine},
+    return Measured(str(path), name, {r["id"]: r["elicitation"] for r in mine}, {r["text"]: r["elicitation"] for r in mine},
                     float(mine[0]["neutral_rate"]), None)  # fmt: skip
 
 
@@ -203,7 +204,7 @@ def _from_run(path: Path, trait: str | None) -> Measured:
     data = [r["rate"] for r in rows if r["trait"] == name and r["stage"] == "data"]
     prompts = {pid: r for (pid, context), r in base.items() if context == "prompt"}
     neutral = base.get((NO_PROMPT, "neutral"))
-    return Measured(name, {pid: r["rate"] for pid, r in prompts.items()},
+    return Measured(str(path), name, {pid: r["rate"] for pid, r in prompts.items()},
                     {r["prompt_text"]: r["rate"] for r in prompts.values() if r["prompt_text"]},
                     neutral["rate"] if neutral else 0.0, data[0] if data else None)  # fmt: skip
 
