@@ -38,7 +38,7 @@ from inocray.analysis import NO_PROMPT, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows
 from inocray.store import SCHEMA
 
-COLUMNS = ("slope", "intercept", "k origin", "k -slope", "k per prompt", "effects", "T(Ms,C0)")
+COLUMNS = ("slope", "intercept", "k origin", "k -slope", "k per prompt", "effects", "T(Ms,C0)", "untrained")
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,11 @@ def covered(fit, truth: Truth) -> dict[str, list[bool]]:
         hits["intercept"].append(t.line.intercept.covers(truth.base_neutral + k * truth.data_level))
         hits["k -slope"].append(t.pooled_k.from_line.covers(k))
     hits["k origin"].append(t.pooled_k.through_origin.covers(k))
+    hits["untrained"] += [t.base_neutral.covers(truth.base_neutral), t.data_level.covers(truth.data_level)]
     for p in t.prompts:
         hits["T(Ms,C0)"].append(p.neutral.covers(truth.neutral(p.prompt_id)))
+        if p.prompt_id != NO_PROMPT:
+            hits["untrained"].append(p.elicitation.covers(truth.elicitation.get(p.prompt_id, truth.base_neutral)))
         if p.generalization_factor is not None and not p.k_unstable:
             hits["k per prompt"].append(p.generalization_factor.covers(k))
         if p.inoculation_effect is not None:

@@ -20,6 +20,7 @@ from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.analyze import command as analyze
 from inocray.cli.report import command as report
 from inocray.errors import InputError
+from inocray.store import SCHEMA
 
 N_BOOT = 200
 K = 0.6
@@ -376,3 +377,45 @@ def test_intervals_cover_with_two_seeds_for_a_trait_near_zero():
         hits.append((spanish.base_neutral.covers(base), spanish.pooled_k.through_origin.covers(0.4)))
     # 80 intervals at a true 95%: fewer than 70 covering has probability 0.002
     assert np.sum(hits, axis=0).min() >= 70, np.sum(hits, axis=0)
+
+
+# The toy world's fine-tuning figures (docs/toy-world.md, pretraining seed 0): per prompt, the
+# base model's Spanish rate under it for each fine-tune seed (200 samples each), and Spanish in
+# C0 after training with fine-tune seeds 0 and 1 (200 samples each). Cs reached 0.99-1.00.
+TOY_FIGURES = {
+    "none": (None, (1.00, 0.99)),
+    "irr-helpful": ((0.02, 0.04), (0.99, 0.98)),
+    "es-hint": ((0.04, 0.08), (0.98, 0.98)),
+    "es-bilingual": ((0.22, 0.24), (0.92, 0.90)),
+    "es-sometimes": ((0.30, 0.33), (0.88, 0.86)),
+    "es-often": ((0.54, 0.56), (0.51, 0.52)),
+    "es-respond": ((0.73, 0.73), (0.43, 0.30)),
+    "es-always": ((0.93, 0.94), (0.14, 0.11)),
+}
+
+
+def toy_rows() -> pa.Table:
+    rows = []
+
+    def add(trial, stage, prompt_id, seed, context, rate, n):
+        role = {"none": "none", "irr-helpful": "irrelevant"}.get(prompt_id, "inoculation")
+        rows.append({"sweep_hash": "toy", "setting": "toy", "trial_id": trial, "stage": stage,
+                     "prompt_id": prompt_id, "prompt_text": prompt_id, "prompt_role": role, "seed": seed,
+                     "step": 0, "context": context, "trait": "spanish", "desired": False, "rate": rate,
+                     "n": n})  # fmt: skip
+
+    add("base", "base", "none", 0, "neutral", 0.01, 400)
+    for prompt_id, (elicitation, neutral) in TOY_FIGURES.items():
+        if elicitation:  # the two measurements, 200 samples each, as one of 400
+            add("base", "base", prompt_id, 0, "prompt", sum(elicitation) / 2, 400)
+        for seed, rate in enumerate(neutral):
+            add(f"{prompt_id}-{seed}", "trained", prompt_id, seed, "neutral", rate, 200)
+            add(f"{prompt_id}-{seed}", "trained", prompt_id, seed, "prompt", rate if prompt_id == "none" else 0.995, 200)
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def test_the_toy_worlds_threshold_is_not_a_line_on_rates():
+    fit = fit_rows(toy_rows(), scale="both", n_boot=N_BOOT)
+    raw, logit = fit.trait("spanish", "raw").line.lack_of_fit, fit.trait("spanish", "logit").line.lack_of_fit
+    assert (raw.df_model, raw.df_error) == (5, 8)
+    assert raw.p_value < 0.05 < logit.p_value  # on logits the same points are close to a line

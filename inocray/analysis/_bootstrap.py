@@ -2,7 +2,8 @@
 
 One bootstrap draw:
   * untrained measurements (T(M0, C0), T(M0, Cs), T*): one measurement of n samples each,
-    whose only noise is sampling noise, so each is redrawn Binomial(n, rate) / n;
+    whose only noise is sampling noise, so each is redrawn Binomial(n, p) / n with p the
+    smoothed rate (hits + 1/2) / (n + 1) (see `redraw`);
   * trained models: each prompt's seed means of (T(Ms, C0), T(Ms, Cs)) are redrawn as
     mean + sd_s * (mean of m standardized seed deviations drawn with replacement from the pool
     of all prompts of the trait), m being the prompt's number of seeds. A seed's two
@@ -13,7 +14,7 @@ One bootstrap draw:
     the spread is learnt from sum(m - 1) degrees of freedom (24 for 8 prompts x 4 seeds)
     instead of 3 per prompt, while prompts at rates near 0 or 1 keep their smaller binomial
     noise (near 1/(n p (1 - p)) on the logit scale: larger). With one seed everywhere there is
-    no spread to learn: each rate is redrawn Binomial(n, rate) / n (evaluation noise only).
+    no spread to learn: each rate is drawn as the untrained ones are (evaluation noise only).
 The prompts themselves are not resampled: they are a designed set chosen by the researcher,
 not a random sample, and inference is conditional on them. docs/analysis.md compares this
 with resampling seeds within each prompt (which covers 84-91% with 4 seeds, not 95%).
@@ -117,15 +118,14 @@ class SeedNoise:
 
 
 def redraw(m: Measurement, scale: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """n_boot draws of one measured rate from its Jeffreys distribution, on the scale.
+    """n_boot parametric redraws of one measured rate, on the scale.
 
-    p ~ Beta(hits + 1/2, n - hits + 1/2): its percentiles are the Jeffreys interval of a
-    binomial rate, which holds its level down to a handful of hits, where redrawing
-    Binomial(n, rate) / n does not (0 hits in n gives no spread at all).
+    Binomial(n, p) / n with p the smoothed rate (hits + 1/2) / (n + 1), the smoothing of the
+    logit scale: a rate of 0 or 1 still has spread (Binomial(n, 0) has none), and on the logit
+    scale the redraw is smoothed again, as the estimate was, so its spread is the estimate's.
     """
-    hits = round(m.rate * m.n)
-    p = rng.beta(hits + 0.5, m.n - hits + 0.5, size=n_boot)
-    return p if scale == "raw" else special.logit(p)
+    p = _smoothed(np.asarray(m.rate, dtype=float), np.asarray(m.n, dtype=float))
+    return on_scale(rng.binomial(m.n, p, size=n_boot) / m.n, m.n, scale)
 
 
 def seed_values(p: PromptData, scale: str) -> np.ndarray:

@@ -48,9 +48,9 @@ class LackOfFit:
 
 def lack_of_fit(data: TraitData, scale: str, on: list[int], notes: list[str]) -> LackOfFit | None:
     """The test over the prompts `on` (those of the line); None, with a note, if it cannot run."""
-    noise = SeedNoise.of(data, scale)
     if len(on) < 3:
         return None  # no line: its own note says so
+    noise = SeedNoise.of(data, scale)
     if noise is None:
         notes.append("no lack-of-fit test: it needs prompts with two or more seeds")
         return None

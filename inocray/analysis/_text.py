@@ -25,7 +25,7 @@ COLUMNS = (
 def run_text(fit: RunFit) -> str:
     head = (
         f"inocray analysis: 95% percentile intervals from {fit.n_boot} bootstrap draws "
-        f"(seed {fit.seed}; seed spread pooled over prompts, base rates drawn from their Jeffreys distribution)"
+        f"(seed {fit.seed}; seed spread pooled over prompts, base rates redrawn binomially)"
     )
     head = "\n".join([_wrap(head, "")] + [_wrap(f"note: {n}", "  ") for n in fit.notes])
     blocks = [head] + ["\n".join(trait_lines(t) + _table(t)) for t in fit.traits]

@@ -14,6 +14,7 @@ would be; the expected width of an interval is its mean over the simulated sweep
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inocray.analysis import NO_PROMPT, fit_rows, read_runs
+from inocray.analysis._text import WIDTH
 from inocray.analysis.simulate import PlantedTrait, simulate_rows
 from inocray.errors import InputError
 
@@ -60,7 +62,9 @@ class Plan:
     target_width: float
     sims: int
     rows: tuple[Widths, ...]  # the table: the sweep's n over SEEDS, the sweep's seeds over SAMPLES
-    reach: dict[str, Widths | None]  # "slope", "k": the cheapest row at or under the target
+    # "slope", "k": the fewest seeds (at the sweep's samples per rate) and the fewest samples
+    # per rate (at its seeds) whose expected width is at or under the target; None: none tried
+    reach: dict[str, tuple[Widths | None, Widths | None]]
 
     def to_text(self) -> str:
         d = self.design
@@ -73,18 +77,21 @@ class Plan:
             mark = "  <- the sweep as written" if (w.seeds, w.n) == (d.seeds, d.n) else ""
             lines.append(f"  {w.seeds:5d}  {w.n:7d}  {w.slope:6.3f}  {w.k:8.3f}{mark}")
         for name, label in (("slope", "slope"), ("k", "pooled k")):
-            w = self.reach[name]
-            if w is None:
-                says = (f"not reached with up to {SEEDS[-1]} seeds (at {d.n} samples per rate) or "
-                        f"{SAMPLES[-1] * d.n} samples per rate (at {d.seeds} seeds)")  # fmt: skip
-            elif (w.seeds, w.n) == (d.seeds, d.n):
+            by_seeds, by_samples = self.reach[name]
+            if by_seeds is not None and by_seeds.seeds == d.seeds:
                 says = "reached by the sweep as written"
-            elif w.n == d.n:
-                says = f"needs {w.seeds} seeds at {w.n} samples per rate"
             else:
-                says = f"needs {w.n} samples per rate at {w.seeds} seeds"
+                seeds = f"{by_seeds.seeds}" if by_seeds else f"more than {SEEDS[-1]}"
+                samples = f"{by_samples.n}" if by_samples else f"more than {SAMPLES[-1] * d.n}"
+                says = (f"needs {seeds} seeds (at {d.n} samples per rate) or {samples} samples per rate "
+                        f"(at {d.seeds} seeds)")  # fmt: skip
             lines.append(f"target width {self.target_width:g} for the {label}: {says}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(map(wrap, lines)) + "\n"
+
+
+def wrap(line: str) -> str:
+    """A line of the plan wrapped to the width of the analysis summary."""
+    return textwrap.fill(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
 
 
 def plan_sweep(design: Design, k: float, noise: float, target_width: float, sims: int = 50,
@@ -100,13 +107,13 @@ def plan_sweep(design: Design, k: float, noise: float, target_width: float, sims
 
     over_seeds = [widths(s, design.n) for s in sorted({design.seeds, *SEEDS[: SHOWN[0]]})]
     over_n = [widths(design.seeds, design.n * m) for m in SAMPLES[1 : SHOWN[1]]]
-    reach = {}
-    for name in ("slope", "k"):
-        # the cheaper way first: more seeds of the sweep's size, then more samples per rate
-        tries = [(s, design.n) for s in SEEDS if s >= design.seeds]
-        tries += [(design.seeds, design.n * m) for m in SAMPLES]
-        reach[name] = next((w for w in map(lambda sn: widths(*sn), tries) if getattr(w, name) <= target_width),
-                           None)  # fmt: skip
+    def first(name: str, designs: list[tuple[int, int]]) -> Widths | None:
+        """The first of `designs` (simulated in turn, lazily) whose width of `name` reaches the target."""
+        return next((w for w in (widths(*sn) for sn in designs) if getattr(w, name) <= target_width), None)
+
+    more_seeds = [(s, design.n) for s in sorted({design.seeds, *(s for s in SEEDS if s > design.seeds)})]
+    more_samples = [(design.seeds, design.n * m) for m in SAMPLES]
+    reach = {name: (first(name, more_seeds), first(name, more_samples)) for name in ("slope", "k")}
     return Plan(design, k, noise, target_width, sims, tuple(over_seeds + over_n), reach)
 
 
@@ -146,6 +153,7 @@ def _width(e) -> float:
 class Measured:
     """Elicitation per prompt id and per prompt text of one trait, and T(M0, C0)."""
 
+    source: str  # the file or directory read
     trait: str
     by_id: dict[str, float]
     by_text: dict[str, float]
@@ -183,7 +191,7 @@ def _from_screen(path: Path, trait: str | None) -> Measured:
     rows = table.to_pylist()
     name = _trait(trait, [(r["trait"], r["desired"]) for r in rows], path)
     mine = [r for r in rows if r["trait"] == name]
-    return Measured(name, {r["id"]: r["elicitation"] for r in mine}, {r["text"]: r["elicitation"] for r in mine},
+    return Measured(str(path), name, {r["id"]: r["elicitation"] for r in mine}, {r["text"]: r["elicitation"] for r in mine},
                     float(mine[0]["neutral_rate"]), None)  # fmt: skip
 
 
@@ -196,7 +204,7 @@ def _from_run(path: Path, trait: str | None) -> Measured:
     data = [r["rate"] for r in rows if r["trait"] == name and r["stage"] == "data"]
     prompts = {pid: r for (pid, context), r in base.items() if context == "prompt"}
     neutral = base.get((NO_PROMPT, "neutral"))
-    return Measured(name, {pid: r["rate"] for pid, r in prompts.items()},
+    return Measured(str(path), name, {pid: r["rate"] for pid, r in prompts.items()},
                     {r["prompt_text"]: r["rate"] for r in prompts.values() if r["prompt_text"]},
                     neutral["rate"] if neutral else 0.0, data[0] if data else None)  # fmt: skip
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from inocray.errors import reports_input_errors
+
+if TYPE_CHECKING:
+    from inocray.analysis.plan import Measured
+    from inocray.spec import SweepSpec
 
 GUESSED_BASE, GUESSED_DATA = 0.05, 0.95  # T(M0, C0) and T* when nothing measured them
 GUESSED_RANGE = 0.1, 0.8  # elicitation spread evenly over the prompts when nothing measured it
@@ -30,10 +36,13 @@ GUESSED_RANGE = 0.1, 0.8  # elicitation spread evenly over the prompts when noth
 @reports_input_errors
 def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: str | None, k: float,
             noise: float, target_width: float, sims: int, seed: int) -> None:  # fmt: skip
-    """Simulate SWEEP_FILE's prompts, seeds and samples per rate (eval.requests x eval.samples)
-    under a stated k and training noise, print the expected widths of the 95% intervals of the
-    slope and of pooled k, and say how many seeds or samples reach --target-width."""
-    from inocray.analysis.plan import Design, plan_sweep, read_elicitation
+    """How wide the intervals of the slope and k of SWEEP_FILE will be, before running it.
+
+    Simulates the sweep's prompts, seeds and samples per rate (eval.requests x eval.samples)
+    under a stated k and training noise, prints the expected widths of the 95% intervals of
+    the slope and of pooled k, and says how many seeds or samples reach --target-width.
+    """
+    from inocray.analysis.plan import Design, plan_sweep, read_elicitation, wrap
     from inocray.validate import load_sweep
 
     spec = load_sweep(sweep_file, check_model=False)  # planning needs no model on this machine
@@ -47,16 +56,21 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     plan = plan_sweep(design, k=k, noise=noise, target_width=target_width, sims=sims, seed=seed)
 
     name = f" (trait {measured.trait})" if measured else ""
-    click.echo(f"plan for sweep {spec.name}{name}: {len(spec.prompts)} inoculation prompt(s) + "
-               f"{len(spec.irrelevant)} irrelevant on the line, {len(spec.seeds)} seeds, {n} samples per "
-               f"rate ({spec.eval.requests} requests x {spec.eval.samples} samples)")  # fmt: skip
-    click.echo(f"T(M0,C0) {base:.2f}{'' if measured else ' (guessed)'}, T* {data:.2f}"
-               f"{'' if measured and measured.data_level is not None else ' (guessed)'}; elicitation {where}:")  # fmt: skip
-    click.echo("  " + ", ".join(f"{pid} {x:.2f}" for pid, x in elicitation.items()))
+    guessed = " (guessed)"
+    for line in (
+        f"plan for sweep {spec.name}{name}: {len(spec.prompts)} inoculation prompt(s) + {len(spec.irrelevant)} "
+        f"irrelevant on the line, {len(spec.seeds)} seeds, {n} samples per rate ({spec.eval.requests} "
+        f"requests x {spec.eval.samples} samples)",
+        f"T(M0,C0) {base:.2f}{'' if measured else guessed}, T* {data:.2f}"
+        f"{'' if measured and measured.data_level is not None else guessed}; elicitation {where}:",
+        "  " + ", ".join(f"{pid}={x:.2f}" for pid, x in elicitation.items()),
+    ):
+        click.echo(wrap(line))
     click.echo(plan.to_text(), nl=False)
 
 
-def _elicitation(spec, on_line: list[str], measured, given: tuple[str, ...]) -> tuple[dict[str, float], str]:
+def _elicitation(spec: SweepSpec, on_line: list[str], measured: Measured | None,
+                 given: tuple[str, ...]) -> tuple[dict[str, float], str]:  # fmt: skip
     """T(M0, Cs) of each prompt on the line, and a phrase saying where it came from."""
     import numpy as np
 
@@ -87,13 +101,13 @@ def _elicitation(spec, on_line: list[str], measured, given: tuple[str, ...]) -> 
     for pid in on_line:
         found = stated.get(pid, measured.by_id.get(pid, measured.by_text.get(texts.get(pid, ""))))
         if found is None:
-            raise InputError(f"the measurement has no elicitation of prompt {pid!r} (by id or text); "
+            raise InputError(f"{measured.source} has no elicitation of prompt {pid!r} (by id or text); "
                              f"give it with --elicitation {pid}=RATE")  # fmt: skip
         out[pid] = found
-    return out, "measured" + (", some given" if stated else "")
+    return out, f"measured in {measured.source}" + (", some given" if stated else "")
 
 
-def _texts(spec) -> dict[str, str]:
+def _texts(spec: SweepSpec) -> dict[str, str]:
     """The canonical text of each prompt of the sweep, to find it among a screen's candidates."""
     from inocray.settings import get_setting
     from inocray.plan import prompt_catalogue
