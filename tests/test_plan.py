@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inocray.analysis.plan import Design, plan_sweep
+from inocray.analysis.power import Design, plan_sweep
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli import main
 

@@ -9,7 +9,7 @@ import click
 from inocray.errors import reports_input_errors
 
 if TYPE_CHECKING:
-    from inocray.analysis.plan import Measured
+    from inocray.analysis.power import Measured
     from inocray.spec import SweepSpec
 
 GUESSED_BASE, GUESSED_DATA = 0.05, 0.95  # T(M0, C0) and T* when nothing measured them
@@ -42,7 +42,7 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     under a stated k and training noise, prints the expected widths of the 95% intervals of
     the slope and of pooled k, and says how many seeds or samples reach --target-width.
     """
-    from inocray.analysis.plan import Design, plan_sweep, read_elicitation, wrap
+    from inocray.analysis.power import Design, plan_sweep, read_elicitation, wrap
     from inocray.validate import load_sweep
 
     spec = load_sweep(sweep_file, check_model=False)  # planning needs no model on this machine
