@@ -59,13 +59,14 @@ def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, 
     # This run's own Ray, apart from the suite's; a short path (Ray's socket paths are limited).
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    output = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
     def trial_rows() -> set[str]:
         return {p.stem for p in (run_dir / "rows").glob("*.parquet")} - {"base", "data"}
 
     def ready() -> bool:
-        assert driver.poll() is None, "the sweep ended before it could be killed"
+        assert driver.poll() is None, "the sweep ended before it could be killed:\n" + (tmp_path / "driver.log").read_text()[-3000:]
         return held.held.is_set() and trial_rows() == TRIALS - {HELD}
 
     wait_for(ready)
