@@ -30,7 +30,8 @@ from inocray.errors import reports_input_errors
               help="Tokens per completion [default: the sweep's eval.max_tokens].")
 @click.option("--temperature", type=click.FloatRange(min=0), default=None,
               help="Sampling temperature [default: the sweep's eval.temperature].")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Sampling seed (each batch of requests and each request get their own from it).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
