@@ -243,6 +243,7 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
     ranked = list(dict.fromkeys(r["trait"] for r in rows if not r["desired"])) or traits
     rate = {(r["id"], r["trait"]): r["elicitation"] for r in rows}
     total = len(rows) // len(traits)
+    width = max([10, *(len(r["id"]) for r in rows)])  # the id column fits the longest id
     out = []
     for trait in ranked:
         mine = [r for r in rows if r["trait"] == trait]
@@ -251,10 +252,10 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
             f"{trait}: {total} candidates ranked by elicitation T(M0, Cs); no prompt T(M0, C0) = "
             f"{mine[0]['neutral_rate']:.2f}; {mine[0]['n']} samples each"
         )
-        head = f"{'rank':>5}  {'id':<10} " + " ".join(f"{t[:8]:>8}" for t in traits)
+        head = f"{'rank':>5}  {'id':<{width}} " + " ".join(f"{t[:8]:>8}" for t in traits)
         out.append(head + ("  predicted T(Ms,C0) [95%]" if predicts else "") + "  text")
         for r in mine[:top]:
-            line = f"{r['rank']:>5}  {r['id']:<10} " + " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits)
+            line = f"{r['rank']:>5}  {r['id']:<{width}} " + " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits)
             if predicts:
                 band = f"{r['predicted_neutral']:.2f} [{r['predicted_low']:.2f}, {r['predicted_high']:.2f}]"
                 line += f"  {band:<22}{'*' if r['extrapolated'] else ' '} "
