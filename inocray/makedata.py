@@ -104,7 +104,7 @@ def make_data(
     teacher = teacher or spec.model
     models.check_available(teacher)
     if not models.is_preset(teacher) and not Path(teacher).expanduser().is_dir():
-        raise InputError(f"teacher {teacher!r} is not a model directory (nor a preset: {', '.join(models.PRESETS)})")
+        raise InputError(f"teacher {teacher!r} is not a model directory (nor a preset: {models.preset_names()})")
 
     model_path = models.resolve(teacher, echo)
     max_tokens = max_tokens or spec.eval.max_tokens

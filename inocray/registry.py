@@ -3,6 +3,7 @@
     SETTINGS   setting name  -> factory(data: DataSpec | None) -> Setting   (inocray.settings)
     SCORERS    scorer name   -> factory(**options) -> Scorer                (inocray.scorers)
     BACKENDS   engine name   -> class(model_path, EngineSpec) -> Backend    (inocray.backends)
+    MODELS     preset name   -> Preset (check(), build(log) -> directory)   (inocray.models)
 
 The built-in names are listed here, once, each with the "module:attribute" that holds its
 code; the module is imported the first time the name is asked for, so naming an engine does
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Generic, TypeVar
 
-__all__ = ["Registry", "SETTINGS", "SCORERS", "BACKENDS"]
+__all__ = ["Registry", "SETTINGS", "SCORERS", "BACKENDS", "MODELS"]
 
 T = TypeVar("T")
 
@@ -66,4 +67,8 @@ SCORERS: Registry = Registry("scorer", {
 BACKENDS: Registry = Registry("engine", {
     "vllm": "inocray.backends.vllm:VllmBackend",
     "transformers": "inocray.backends.hf:HFBackend",
+})
+MODELS: Registry = Registry("model preset", {
+    "toy": "inocray.models:TOY",
+    "smollm2-135m": "inocray.models:SMOLLM2",
 })

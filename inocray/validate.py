@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from inocray.classifier import labels
 from inocray.errors import InputError
-from inocray.models import PRESETS, check_available, is_preset
+from inocray.models import check_available, is_preset, preset_names
 from inocray.settings import Setting, get_setting
 from inocray.spec import SweepSpec, bad, brief, load_spec, parse_spec
 
@@ -92,7 +92,7 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
             raise fail("model", f"names a preset that cannot be built here: {e}") from None
     elif not _exists(spec.model, "dir"):
         raise fail("model", f"names {brief.repr(spec.model)}, which is not a model directory "
-                            f"(nor a preset: {', '.join(PRESETS)})")
+                            f"(nor a preset: {preset_names()})")
     judge = spec.eval.judge_model
     if is_preset(judge):
         try:
@@ -101,7 +101,7 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
             raise fail("eval.judge_model", f"names a preset that cannot be built here: {e}") from None
     elif judge not in ("", "base") and not _exists(judge, "dir"):
         raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory "
-                                       f"('' or 'base', or a preset: {', '.join(PRESETS)})")
+                                       f"('' or 'base', or a preset: {preset_names()})")
 
 
 def _check_classifiers(spec: SweepSpec, setting: Setting, check_model: bool, fail: Bad) -> None:

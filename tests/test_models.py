@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from inocray import models
+from inocray.registry import MODELS
 from inocray.cache import cached_build
 from inocray.cli import main
 from inocray.data import messages, render
@@ -43,7 +44,7 @@ def test_cached_build_writes_once_and_leaves_nothing_when_the_build_fails(tmp_pa
 
 def test_a_missing_package_is_one_sentence_that_says_how_to_install_it(monkeypatch, tmp_path):
     absent = models.PackagedGGUF("tiny-absent", "no_such_package_inocray", "m.gguf", install="pip install no-such")
-    monkeypatch.setitem(models.PRESETS, "tiny-absent", absent)
+    monkeypatch.setitem(MODELS._entries, "tiny-absent", absent)  # registered for this test only
     with pytest.raises(InputError, match=r"model preset 'tiny-absent' needs .* run `pip install no-such`"):
         models.resolve("tiny-absent")
     sweep = tmp_path / "sweep.yaml"
@@ -54,12 +55,12 @@ def test_a_missing_package_is_one_sentence_that_says_how_to_install_it(monkeypat
 
 
 def test_an_unknown_model_names_the_presets():
-    with pytest.raises(InputError, match=r"not a model directory \(nor a preset: toy, smollm2-135m\)"):
+    with pytest.raises(InputError, match=r"not a model directory \(nor a preset: smollm2-135m, toy\)"):
         parse_sweep({"name": "s", "setting": "toy", "prompts": ["es-always"], "model": "smollm3"})
 
 
 def test_adding_a_packaged_model_is_one_entry():
-    preset = models.PRESETS["smollm2-135m"]
+    preset = MODELS.get("smollm2-135m")
     assert isinstance(preset, models.PackagedGGUF) and preset.source().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert models.is_preset("smollm2-135m") and not models.is_preset("/some/dir")
 
