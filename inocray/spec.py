@@ -123,7 +123,7 @@ class EvalSpec:
 @dataclass(frozen=True)
 class EngineSpec:
     name: str = rule("vllm", choices=BACKENDS.names())  # vllm | transformers (for models vLLM cannot load)
-    max_lora_rank: int = 8
+    max_lora_rank: int = rule(8, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512))  # the ranks vLLM's LoRA takes
     max_loras: int = rule(4, above=0)
     kv_cache_gib: float = rule(1.0, above=0)
     dtype: str = rule("float32", choices=("auto", "float32", "bfloat16", "float16"))

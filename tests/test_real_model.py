@@ -32,7 +32,7 @@ def test_a_real_model_sweep_trains_evaluates_and_fits(tmp_path):
         "seeds": [0],
         "train": {"steps": 2, "batch_size": 2, "examples": 4, "lora": {"r": 4, "alpha": 8}},
         "eval": {"requests": 4, "samples": 2, "max_tokens": 12},
-        "engine": {"max_lora_rank": 4, "max_model_len": 256},
+        "engine": {"max_lora_rank": 8, "max_model_len": 256},  # vLLM takes ranks 1, 8, 16, ...; r 4 fits in 8
     })
     lines: list[str] = []
     run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)
