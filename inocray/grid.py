@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inocray.spec import ENTRY_KEYS, SettingEntry, SweepSpec, bad, broken_rule, brief, check_fields, convert
+from inocray.spec import (ENTRY_KEYS, SettingEntry, SweepSpec, bad, broken_rule, brief, check_fields, check_rules,
+                          convert)
 
 # The fields a grid may vary, with their short names in cell ids. Every row carries each of
 # them as a column of the same dotted name (store.SCHEMA), so `inocray analyze --by` can
@@ -179,6 +180,7 @@ def check_grid(spec: SweepSpec, source: str) -> SweepSpec:
     if not is_grid(spec):
         check_fields(spec, source)
         return spec
+    check_rules(spec, source, "")  # the fields as written, the entries of `settings` among them
     typed = {}
     for axis, values in spec.grid.items():
         where = f"grid.{axis}"
@@ -197,7 +199,7 @@ def check_grid(spec: SweepSpec, source: str) -> SweepSpec:
     spec = dataclasses.replace(spec, grid=typed)
     _check_names(spec, source)
     for c in cells(spec):
-        check_fields(c.spec, f"{source} (cell {c.id or 'of the sweep'})")
+        check_fields(c.spec, f"{source} (cell {c.id})" if c.id else source)
     return spec
 
 
@@ -217,9 +219,9 @@ def _check_names(spec: SweepSpec, source: str) -> None:
 
 def describe(spec: SweepSpec) -> str:
     """The grid's size by axis, as `inocray validate` prints it."""
-    sizes = [("settings", len(entries(spec))), ("models", len(models(spec)))]
+    sizes = [("setting", len(entries(spec))), ("model", len(models(spec)))]
     sizes += [(axis, len(values)) for axis, values in spec.grid.items()]
-    return " x ".join(f"{n} {name}" for name, n in sizes) + f" = {len(cells(spec))} cells"
+    return " x ".join(f"{name} {n}" for name, n in sizes) + f" = {len(cells(spec))} cells"
 
 
 __all__ = ["AXES", "ENTRY_KEYS", "BASE_AXES", "BY", "Cell", "axis_type", "base_cells", "cell", "cells", "check_grid",

@@ -351,7 +351,7 @@ def bad(source: str, name: str, why: str) -> InputError:
 
 def check_fields(spec: SweepSpec, source: str) -> None:
     """Each field's rule, then the constraints within and between fields."""
-    _check_rules(spec, source, "")
+    check_rules(spec, source, "")
     if not ID_PATTERN.match(spec.name):
         raise bad(source, "name", "must be letters, digits, '.', '_' or '-' (at most 64)")
     if not spec.prompts:
@@ -391,20 +391,20 @@ def check_fields(spec: SweepSpec, source: str) -> None:
         raise bad(source, "train.steps", f"is {t.total_steps()}, above the limit of {MAX_STEPS}")
 
 
-def _check_rules(value: Any, source: str, prefix: str) -> None:
+def check_rules(value: Any, source: str, prefix: str) -> None:
     """The `rule` of every field of dataclass `value` and of the dataclasses inside it."""
     for f in dataclasses.fields(value):
         name, got = f"{prefix}{f.name}", getattr(value, f.name)
         if dataclasses.is_dataclass(got):
-            _check_rules(got, source, f"{name}.")
+            check_rules(got, source, f"{name}.")
         elif isinstance(got, dict):
             for key, item in got.items():
                 if dataclasses.is_dataclass(item):
-                    _check_rules(item, source, f"{name}.{key}.")
+                    check_rules(item, source, f"{name}.{key}.")
         elif isinstance(got, list):
             for i, item in enumerate(got):
                 if dataclasses.is_dataclass(item):
-                    _check_rules(item, source, f"{name}[{i}].")
+                    check_rules(item, source, f"{name}[{i}].")
         elif f.metadata:
             why = broken_rule(f.metadata, got)
             if why:

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from inocray.analysis._data import NO_PROMPT, gather
 from inocray.analysis._bootstrap import SCALES, on_scale
+from inocray.analysis._compare import Comparison, compare, comparisons_text, varying
 from inocray.analysis._fit import fit_trait
 from inocray.analysis._io import read_runs, save_fit
 from inocray.analysis._result import (
@@ -30,6 +31,10 @@ MIN_BOOT = 100  # fewer draws cannot place a 2.5% percentile
 
 __all__ = [
     "COLUMNS",
+    "Comparison",
+    "compare",
+    "comparisons_text",
+    "varying",
     "NO_PROMPT",
     "SCALES",
     "ElicitationLine",
