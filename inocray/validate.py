@@ -25,7 +25,7 @@ from inocray.models import check_available, is_preset, preset_names
 from inocray.settings import Setting, get_setting
 from inocray.spec import SweepSpec, bad, brief, load_spec, parse_spec
 
-__all__ = ["load_sweep", "parse_sweep", "check_spec"]
+__all__ = ["load_sweep", "parse_sweep", "check_spec", "one_setting"]
 
 Bad = Callable[[str, str], InputError]  # (field, why) -> the error naming the sweep file
 
@@ -58,6 +58,17 @@ def check_spec(spec: SweepSpec, source: str, check_model: bool = True) -> SweepS
     located = {t: dataclasses.replace(c, model=os.path.abspath(os.path.expanduser(c.model)))
                for t, c in spec.eval.classifiers.items()}
     return dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, classifiers=located))
+
+
+def one_setting(spec: SweepSpec, source: str, command: str) -> SweepSpec:
+    """The one-setting sweep that a command working on one setting and one model (screen,
+    make-data, plan) takes: `spec` itself, or the first cell of a grid over hyperparameters
+    alone; InputError for a grid of several settings or models."""
+    settings, models = len(grid.entries(spec)), len(grid.models(spec))
+    if settings > 1 or models > 1:
+        raise InputError(f"{source}: `inocray {command}` takes a sweep of one setting and one model, "
+                         f"and this grid has {settings} settings and {models} models")
+    return grid.cells(spec)[0].spec
 
 
 def _in_file(spec: SweepSpec, c: grid.Cell, source: str) -> Bad:

@@ -253,3 +253,14 @@ def test_the_report_has_a_section_per_cell_and_a_comparison_per_axis(tmp_path):
     parsed = Page()
     parsed.feed(page)
     assert sum("by train.lr" in alt for alt in parsed.alts) == 2  # one plot per value of the other axis
+
+
+@pytest.mark.parametrize("cmd", [["plan"], ["make-data", "--requests", "r.jsonl", "--out", "o.jsonl", "--instruction", "x", "--keep", "spanish"]])
+def test_commands_of_one_setting_refuse_a_grid_of_several(tmp_path, monkeypatch, cmd):
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "g.yaml"
+    f.write_text(GRID + "models: [toy, smollm2-135m]\n")
+    result = CliRunner().invoke(main, [cmd[0], str(f), *cmd[1:]])
+    assert result.exit_code == 2, result.output
+    assert "takes a sweep of one setting and one model, and this grid has 1 settings and 2 models" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]
