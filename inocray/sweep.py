@@ -54,7 +54,8 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     `host`: the interface a local Ray's dashboard and Serve listen on.
     """
     cells = grid.cells(spec)
-    settings = {c.setting: get_setting(*locate(c.spec)) for c in cells}
+    located = {c.setting: locate(c.spec) for c in cells}  # setting name -> (name, data files), absolute
+    settings = {name: get_setting(*where) for name, where in located.items()}
     run_dir = storage.resolve(run_dir)
     rundir.claim(spec, run_dir, create=False)  # another sweep's directory: refused before any work
     trials = plan_grid(spec, {name: s.prompts for name, s in settings.items()})
@@ -77,7 +78,7 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
         for trial, c in grid.base_cells(spec):
             _measure_base(spec, c, settings[c.setting], run_dir, echo, trial)
         if todo:
-            _tune(spec, todo, len(trials), run_dir, model_paths, echo)
+            _tune(spec, located, todo, len(trials), run_dir, model_paths, echo)
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
     return run_dir
 
@@ -169,8 +170,8 @@ def _measure_base(spec: SweepSpec, c: grid.Cell, setting: Setting, run_dir: Path
     store.write_rows(run_dir, trial, rows)
 
 
-def _tune(spec: SweepSpec, todo: list[Trial], total: int, run_dir: Path, model_paths: dict[str, str],
-          echo: Callable) -> None:
+def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[Trial], total: int, run_dir: Path,
+          model_paths: dict[str, str], echo: Callable) -> None:
     from ray import tune
 
     from inocray.progress import Progress
@@ -181,6 +182,7 @@ def _tune(spec: SweepSpec, todo: list[Trial], total: int, run_dir: Path, model_p
         run_trial,
         trials={t.id: t for t in todo},
         spec=spec,
+        located=located,
         run_dir=str(run_dir),
         model_paths=model_paths,
     )
@@ -203,7 +205,8 @@ def _tune(spec: SweepSpec, todo: list[Trial], total: int, run_dir: Path, model_p
         echo(str(failed[0].error).strip().splitlines()[-1])
 
 
-def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_paths: dict[str, str]) -> None:
+def run_trial(config: dict, trials: dict, spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], run_dir: str,
+              model_paths: dict[str, str]) -> None:
     """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
     from ray import tune
 
@@ -213,7 +216,7 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, run_dir: str, model_p
     sweep_hash, cell = spec.hash(), grid.cell(spec, trial.cell)
     app, judge = app_name(spec, cell.model), judge_of(spec, cell.model)
     spec, model_path = cell.spec, model_paths[cell.model]  # from here on, the cell is the sweep
-    setting = get_setting(*locate(spec))
+    setting = get_setting(*located[spec.setting])
     run = storage.location(run_dir)
     log_path = rundir.log_path(run, trial.id)
     job = TrainJob(
