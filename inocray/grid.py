@@ -116,23 +116,23 @@ def base_cells(spec: SweepSpec) -> list[tuple[str, Cell]]:
     """(trial id, a cell measured) of each base-model measurement: one per (setting, model,
     value of the base axes); "base" in a sweep without a grid."""
     return _untrained("base", spec, lambda c: (c.setting, c.model, *[value_of(c.spec, a) for a in BASE_AXES]),
-                      [len(entries(spec)) > 1, len(models(spec)) > 1])
+                      with_model=True)
 
 
 def data_cells(spec: SweepSpec) -> list[tuple[str, Cell]]:
     """(trial id, a cell) of each measurement of the training data: one per setting."""
-    return _untrained("data", spec, lambda c: c.setting, [len(entries(spec)) > 1])
+    return _untrained("data", spec, lambda c: c.setting, with_model=False)
 
 
-def _untrained(kind: str, spec: SweepSpec, key, varies: list[bool]) -> list[tuple[str, Cell]]:
+def _untrained(kind: str, spec: SweepSpec, key, with_model: bool) -> list[tuple[str, Cell]]:
+    """One (trial id, cell) per value of `key(cell)`; the id names what varies of the key."""
     out: dict[Any, tuple[str, Cell]] = {}
     for c in cells(spec):
-        if key(c) in out:
-            continue
-        parts = [label(c.setting)] * varies[0] + [label(c.model)] * (len(varies) > 1 and varies[1])
-        if kind == "base":
-            parts += [f"{AXES[a]}={shown(v)}" for a, v in c.axes if a in BASE_AXES]
-        out[key(c)] = (",".join([kind, *parts]), c)
+        if key(c) not in out:
+            parts = [label(c.setting)] * (len(entries(spec)) > 1)
+            parts += [label(c.model)] * (with_model and len(models(spec)) > 1)
+            parts += [f"{AXES[a]}={shown(v)}" for a, v in c.axes if with_model and a in BASE_AXES]
+            out[key(c)] = (",".join([kind, *parts]), c)
     return list(out.values())
 
 
