@@ -37,6 +37,7 @@ from inocray.analysis import (
     varying,
 )
 from inocray.errors import InputError
+from inocray.grid import shown
 from inocray.store import write_atomically
 
 REPORT_NAME = "report.html"
@@ -113,10 +114,11 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
                     parts.append(_trait_html(tf))
     for by in varying(fit):
         parts.append(f"<h2>Across the grid: by {_e(by)}</h2>")
-        for c in compare(fit, by):
-            if c.scale == "raw":
-                parts.append(f"<h4>{_e(c.title())}</h4>" + _comparison_html(c))
-                parts.append(_img(_comparison_figure(c), f"{c.trait}: by {by}"))
+        raw = [c for c in compare(fit, by) if c.scale == "raw"]
+        for trait in dict.fromkeys(c.trait for c in raw):
+            mine = [c for c in raw if c.trait == trait]
+            parts += [f"<h4>{_e(c.title())}</h4>" + _comparison_html(c) for c in mine]
+            parts.append(_img(_comparison_figure(mine), f"{trait}: by {by}"))
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'>"
         f"<title>inocray report: {_e(run_dir.name)}</title><style>{_CSS}</style></head>\n"
@@ -157,18 +159,19 @@ def _trait_html(t: TraitFit) -> str:
 
 
 def plot_comparison(fit: RunFit, by: str, path: PathLike, *, trait: str, scale: str = "raw") -> Path:
-    """The first comparison of `trait` along `by` (analysis.compare) as one figure of three panels."""
+    """The cells of `trait` along `by` (analysis.compare): slope, pooled k and the strongest
+    prompt's effect against the axis's values, one series per combination of the other axes."""
     found = [c for c in compare(fit, by) if (c.trait, c.scale) == (trait, scale)]
     if not found:
         raise InputError(f"the fit has no {scale} comparison of trait {trait!r} by {by}")
-    return _save(_comparison_figure(found[0]), path)
+    return _save(_comparison_figure(found), path)
 
 
 def _comparison_html(c: Comparison) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in (c.by, "cell", "slope", "pooled k", "strongest prompt", "its effect"))
     body = "".join(
         "<tr>" + "".join(f"<td>{_e(x)}</td>" for x in (
-            f"{p.value:g}" if isinstance(p.value, float) else str(p.value), p.cell,
+            shown(p.value), p.cell,
             *[("-" if e is None else f"{e:.2f}") for e in (p.slope, p.pooled_k)],
             p.strongest or "-", "-" if p.effect is None else f"{p.effect:.2f}")) + "</tr>"
         for p in c.points
@@ -176,29 +179,36 @@ def _comparison_html(c: Comparison) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _comparison_figure(c: Comparison) -> Figure:
-    """Slope, pooled k and the strongest prompt's effect (95% CI) against the axis's values."""
+def _comparison_figure(comparisons: list[Comparison]) -> Figure:
+    """Slope, pooled k and the strongest prompt's effect (95% CI) against the axis's values,
+    one series (colour) per comparison: per combination of the other axes' values."""
     fig = Figure(figsize=(12, 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    labels = [f"{p.value:g}" if isinstance(p.value, float) else str(p.value) for p in c.points]
+    first = comparisons[0]
+    labels = list(dict.fromkeys(shown(p.value) for c in comparisons for p in c.points))
     names = ("slope of the elicitation line", "pooled k (through the origin)", "strongest prompt's effect")
-    for i, (ax, name) in enumerate(zip(axes, names)):
-        for x, p in enumerate(c.points):
-            e = p.quantities()[i]
-            if e is not None:
-                ax.errorbar(x, e.value, yerr=_err(e), fmt="o", color=f"C{i}", capsize=3)
+    spread = 0.25 / max(1, len(comparisons) - 1) if len(comparisons) > 1 else 0.0
+    for s, c in enumerate(comparisons):
+        shift = (s - (len(comparisons) - 1) / 2) * spread
+        series = ", ".join(f"{a} {shown(v)}" for a, v in c.fixed) or None
+        for i, ax in enumerate(axes):
+            for p in c.points:
+                e = p.quantities()[i]
+                if e is not None:
+                    ax.errorbar(labels.index(shown(p.value)) + shift, e.value, yerr=_err(e), fmt="o",
+                                color=f"C{s % 10}", capsize=3, label=series if p is c.points[0] else None)
+    for ax, name in zip(axes, names):
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlim(-0.5, len(labels) - 0.5)
-        ax.set_xlabel(c.by)
+        ax.set_xlabel(first.by)
         ax.set_title(name, fontsize="medium")
         ax.axhline(0, color="grey", lw=0.8)
-    fig.suptitle(_fit_title(c.title()) + " (95% CI)")
+    if any(c.fixed for c in comparisons):
+        axes[0].legend(fontsize="small")
+    kind = "desired" if first.desired else "undesired"
+    fig.suptitle(f"{first.setting} / {first.trait} ({kind}), {first.scale} scale, by {first.by} (95% CI)")
     return fig
-
-
-def _fit_title(text: str, width: int = 110) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _elicitation_figure(t: TraitFit) -> Figure:

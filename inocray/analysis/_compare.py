@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inocray.errors import InputError
+from inocray.grid import shown
 
 if TYPE_CHECKING:
     from inocray.analysis._result import Estimate, RunFit, TraitFit
@@ -47,7 +48,7 @@ class Comparison:
     points: tuple[Point, ...]  # in order of the axis's value
 
     def title(self) -> str:
-        shared = ", ".join(f"{a} {_shown(v)}" for a, v in self.fixed)
+        shared = ", ".join(f"{a} {shown(v)}" for a, v in self.fixed)
         kind = "desired" if self.desired else "undesired"
         return f"{self.setting} / {self.trait} ({kind}), {self.scale} scale, by {self.by}" + (
             f" ({shared})" if shared else "")
@@ -58,7 +59,7 @@ class Comparison:
         for p in self.points:
             cells = [_cell(q) for q in (p.slope, p.pooled_k)]
             effect = f"{p.strongest} {_cell(p.effect)}" if p.strongest else "-"
-            lines.append(f"  {_shown(p.value):<12} " + " ".join(f"{c:<24}" for c in cells) + " " + effect)
+            lines.append(f"  {shown(p.value):<12} " + " ".join(f"{c:<24}" for c in cells) + " " + effect)
         return "\n".join(lines)
 
 
@@ -113,10 +114,6 @@ def _point(t: TraitFit, by: str) -> Point:
 
 def _order(value: object) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
-
-
-def _shown(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _cell(e: Estimate | None) -> str:
