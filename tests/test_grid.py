@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from inocray import grid, resources
@@ -18,6 +19,7 @@ from inocray.plan import plan_grid, trial_ids
 from inocray.settings import get_setting
 from inocray.spec import parse_spec
 from inocray.status import run_progress
+from inocray.store import read_rows
 
 GRID = """\
 name: g
@@ -57,7 +59,7 @@ def test_a_grid_has_a_cell_per_combination_each_a_one_setting_sweep():
 def test_grid_trials_are_named_by_their_cell_and_interleaved(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text(GRID)
-    spec = parse_spec(__import__("yaml").safe_load(GRID))
+    spec = parse_spec(yaml.safe_load(GRID))
     trials = plan_grid(spec, {"toy": get_setting("toy").prompts})
     ids = [t.id for t in trials]
     assert ids == trial_ids(spec) and len(ids) == len(set(ids)) == 4 * 3 * 2
@@ -172,12 +174,14 @@ def test_every_engine_is_counted_by_the_resource_check():
     assert resources.trial_needs(full)["GPU"] == 1
 
 
-def planted_grid(tmp_path: Path, ks: dict[float, float]) -> Path:
-    """A simulated run of a grid over train.lr with planted k per learning rate (and r)."""
+def planted_grid(tmp_path: Path, ks: dict[float, float], desired: bool = False) -> Path:
+    """A simulated run of a grid over train.lr with planted k per learning rate (and r); with
+    `desired`, a desired trait "caps" that only prompt "a" elicits."""
     spec = parse_spec({"name": "sim", "setting": "toy", "prompts": ["es-hint"], "seeds": [0],
                        "grid": {"train.lr": list(ks), "train.lora.r": [4, 8]}})
     elicitation = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8}
-    tables = [simulate_rows([PlantedTrait("spanish", k=ks[dict(c.axes)["train.lr"]], elicitation=elicitation)],
+    caps = [PlantedTrait("caps", desired=True, elicitation={"a": 0.5})] * desired
+    tables = [simulate_rows([PlantedTrait("spanish", k=ks[dict(c.axes)["train.lr"]], elicitation=elicitation), *caps],
                             {p: "inoculation" for p in elicitation}, seeds=3, rng=i,
                             grid=c.columns() | {"model": "toy"}, sweep_hash=spec.hash(), setting="toy")
               for i, c in enumerate(grid.cells(spec))]
@@ -188,8 +192,6 @@ def planted_grid(tmp_path: Path, ks: dict[float, float]) -> Path:
 
 def test_by_recovers_a_planted_difference_between_cells(tmp_path):
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
-    from inocray.store import read_rows
-
     fit = fit_rows(read_rows(run), n_boot=300)
     assert len({t.cell for t in fit.traits}) == 4  # one fit per cell
     comparisons = compare(fit, "train.lr")
@@ -201,6 +203,9 @@ def test_by_recovers_a_planted_difference_between_cells(tmp_path):
         assert not low.pooled_k.overlaps(high.pooled_k)
         assert low.slope.covers(-0.7) and high.slope.covers(-0.2)  # slope = -k
         assert low.strongest == high.strongest == "d"
+    # a desired trait shows the cost of the prompt strongest on the undesired one
+    fit = fit_rows(read_rows(planted_grid(tmp_path / "two", {3e-4: 0.7, 1e-3: 0.2}, desired=True)), n_boot=100)
+    assert {p.strongest for c in compare(fit, "train.lr") for p in c.points} == {"d"}
     # the rank changes nothing here: its comparisons' intervals overlap
     for c in compare(fit, "train.lora.r"):
         assert c.points[0].pooled_k.overlaps(c.points[1].pooled_k)
@@ -216,8 +221,7 @@ def test_by_recovers_a_planted_difference_between_cells(tmp_path):
 
 def test_without_a_planted_difference_the_cells_agree(tmp_path):
     """The same k in both cells: --by shows no difference (the test above is not a given)."""
-    fit = fit_rows(__import__("inocray.store", fromlist=["read_rows"]).read_rows(
-        planted_grid(tmp_path, {3e-4: 0.5, 1e-3: 0.5})), n_boot=300)
+    fit = fit_rows(read_rows(planted_grid(tmp_path, {3e-4: 0.5, 1e-3: 0.5})), n_boot=300)
     for c in compare(fit, "train.lr"):
         assert c.points[0].pooled_k.overlaps(c.points[1].pooled_k), c.to_text()
 

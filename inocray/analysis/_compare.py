@@ -3,8 +3,9 @@
 For each trait, scale and combination of the other axes' values, the cells that differ only
 in AXIS are put in order of its value, each with three quantities and their 95% intervals:
 the slope of the elicitation line, the pooled k (through the origin), and the inoculation
-effect of the strongest prompt (the inoculation prompt that elicits the trait most in the base
-model; effect against the no-prompt control).
+effect of the strongest prompt (against the no-prompt control). The strongest prompt is the
+inoculation prompt that elicits the cell's first undesired trait most in the base model (the
+trait inoculation targets), so a desired trait shows what that prompt costs it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Point:
     cell: str
     slope: Estimate | None
     pooled_k: Estimate | None
-    strongest: str | None  # the strongest inoculation prompt's id
+    strongest: str | None  # the strongest inoculation prompt's id (see the module's docstring)
     effect: Estimate | None  # its inoculation effect
 
     def quantities(self) -> tuple[Estimate | None, ...]:
@@ -84,6 +85,7 @@ def compare(fit: RunFit, by: str) -> list[Comparison]:
         raise InputError(f"--by {by}: the cells of these rows do not differ in {by} "
                          f"(they differ in: {', '.join(axes) or 'nothing; there is one cell'})")
     others = [a for a in axes if a != by]
+    strongest = _strongest(fit)
     groups: dict[tuple, list[TraitFit]] = defaultdict(list)
     for t in fit.traits:
         setting = "" if by == "setting" else t.setting
@@ -94,14 +96,28 @@ def compare(fit: RunFit, by: str) -> list[Comparison]:
         out.append(Comparison(
             setting=fits[0].setting if by != "setting" else "settings",
             trait=trait, desired=fits[0].desired, scale=scale, by=by, fixed=fixed,
-            points=tuple(_point(t, by) for t in fits),
+            points=tuple(_point(t, by, strongest.get(_where(t))) for t in fits),
         ))
     return out
 
 
-def _point(t: TraitFit, by: str) -> Point:
-    inoculation = [p for p in t.prompts if p.role == "inoculation"]
-    strongest = max(inoculation, key=lambda p: p.elicitation.value) if inoculation else None
+def _where(t: TraitFit) -> tuple:
+    return t.setting, t.model, t.cell, t.scale
+
+
+def _strongest(fit: RunFit) -> dict[tuple, str]:
+    """Per cell and scale: the inoculation prompt with the highest elicitation of the first
+    undesired trait (of any trait, when every one is desired)."""
+    out: dict[tuple, str] = {}
+    for t in sorted(fit.traits, key=lambda t: t.desired):  # undesired traits first
+        inoculation = [p for p in t.prompts if p.role == "inoculation"]
+        if inoculation:
+            out.setdefault(_where(t), max(inoculation, key=lambda p: p.elicitation.value).prompt_id)
+    return out
+
+
+def _point(t: TraitFit, by: str, prompt_id: str | None) -> Point:
+    strongest = next((p for p in t.prompts if p.prompt_id == prompt_id), None)
     return Point(
         value=value_of(t, by),
         cell=t.cell,
