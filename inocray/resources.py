@@ -69,7 +69,8 @@ def problem(resources: Mapping[str, float], spec: SweepSpec, at_most: bool = Fal
         if need <= have + _SLACK:
             continue
         has = f"{'can have at most' if at_most else 'has'} {_amount(have, kind)}"
-        engines = "the evaluation engine" if len(grid.models(spec)) == 1 else f"the {len(grid.models(spec))} evaluation engines"
+        n = len(grid.models(spec))
+        engines = "the evaluation engine" if n == 1 else f"the {n} evaluation engines"
         return (f"{engines} ({_amount(engine[kind], kind)}) and one trial ({_amount(trial[kind], kind)}) "
                 f"need {_amount(need, kind)} at once but the Ray cluster {has}: {_advice(kind, have, spec)}")
     return None

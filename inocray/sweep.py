@@ -153,7 +153,8 @@ def _measure_base(spec: SweepSpec, c: grid.Cell, setting: Setting, run_dir: Path
     trial `trial`."""
     if store.has_rows(run_dir, trial):
         return
-    echo(f"measuring elicitation of every prompt on the base model{'' if trial == rundir.BASE_TRIAL else f' ({trial})'} ...")
+    which = "" if trial == rundir.BASE_TRIAL else f" ({trial})"
+    echo(f"measuring elicitation of every prompt on the base model{which} ...")
     one = c.spec
     catalogue = prompt_catalogue(one, setting.prompts)
     # The no-prompt control first: the order of the elicitation lines printed.

@@ -161,8 +161,8 @@ def _check_placement(spec: SweepSpec, fail: Bad) -> None:
     try:
         render(tokenizer, messages("hello", "a prompt", "system"))
     except Exception as e:  # a chat template raises what it likes (jinja2's TemplateError, mostly)
-        raise fail("placement", f"is 'system', but the chat template of model {brief.repr(spec.model)} "
-                                f"takes no system message ({type(e).__name__}); use user_prefix or user_suffix") from None
+        raise fail("placement", f"is 'system', but the chat template of model {brief.repr(spec.model)} takes "
+                                f"no system message ({type(e).__name__}); use user_prefix or user_suffix") from None
 
 
 def _check_classifiers(spec: SweepSpec, setting: Setting, check_model: bool, fail: Bad) -> None:

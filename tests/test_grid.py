@@ -259,7 +259,10 @@ def test_the_report_has_a_section_per_cell_and_a_comparison_per_axis(tmp_path):
     assert sum("by train.lr" in alt for alt in parsed.alts) == 1  # one plot per trait and axis
 
 
-@pytest.mark.parametrize("cmd", [["plan"], ["make-data", "--requests", "r.jsonl", "--out", "o.jsonl", "--instruction", "x", "--keep", "spanish"]])
+MAKE_DATA = ["make-data", "--requests", "r.jsonl", "--out", "o.jsonl", "--instruction", "x", "--keep", "spanish"]
+
+
+@pytest.mark.parametrize("cmd", [["plan"], MAKE_DATA])
 def test_commands_of_one_setting_refuse_a_grid_of_several(tmp_path, monkeypatch, cmd):
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "g.yaml"

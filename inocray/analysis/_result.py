@@ -162,7 +162,8 @@ class RunFit:
               cell: str | None = None) -> TraitFit:
         """The fit of `trait` (first scale fitted, setting and cell, unless given)."""
         for t in self.traits:
-            if t.trait == trait and scale in (None, t.scale) and setting in (None, t.setting) and cell in (None, t.cell):
+            if t.trait == trait and all(want in (None, got) for want, got in
+                                        ((scale, t.scale), (setting, t.setting), (cell, t.cell))):
                 return t
         known = sorted({t.trait for t in self.traits})
         raise InputError(f"no fit for trait {trait!r}; the fit has {', '.join(known)}")
