@@ -166,8 +166,8 @@ def run(sweep_file: str, prompt: str, alone: bool, tmp: Path) -> tuple[float, Pa
     spec = parse_sweep(doc, source=sweep_file)
     sweep.run_trial = timed_run_trial  # _tune hands this to Tune (the trial's actor runs the original)
     if alone:
-        plan = sweep.plan_trials
-        sweep.plan_trials = lambda *a: [t for t in plan(*a) if t.prompt_id == prompt]
+        plan = sweep.plan_grid
+        sweep.plan_grid = lambda *a: [t for t in plan(*a) if t.prompt_id == prompt]
     wrap(ray, "init", "driver: ray.init")
     wrap(serve, "start", "driver: Serve app start (vLLM engine)")
     wrap(sweep, "_measure_base", "driver: base model elicitation")

@@ -6,8 +6,8 @@ base model M0, and the trained model M_s in the neutral context C0 and in its ow
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Hashable
+from dataclasses import dataclass, field, fields
+from typing import Any, Hashable, Mapping
 
 from inocray import data
 from inocray.backends import GenerateRequest
@@ -32,13 +32,15 @@ class Condition:
     prompt_role: str
     seed: int
     step: int = 0  # training steps behind the measurement (0 untrained)
+    grid: Mapping[str, Any] = field(default_factory=dict)  # where in the grid: grid.Cell.columns()
 
 
 def trait_rows(condition: Condition, context: str, rates: dict[str, tuple[float, int]], setting: Setting) -> list[dict]:
     """One store row per trait for `condition` measured in `context`."""
+    who = {f.name: getattr(condition, f.name) for f in fields(condition) if f.name != "grid"} | dict(condition.grid)
     return [
-        {**asdict(condition), "context": context, "trait": t.name, "desired": t.desired,
-         "rate": rates[t.name][0], "n": rates[t.name][1]}
+        {**who, "context": context, "trait": t.name, "desired": t.desired, "rate": rates[t.name][0],
+         "n": rates[t.name][1]}
         for t in setting.traits
     ]
 

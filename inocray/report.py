@@ -22,18 +22,22 @@ from matplotlib.ticker import MaxNLocator
 from inocray.analysis import (
     COLUMNS,
     NO_PROMPT,
+    Comparison,
     Estimate,
     PromptFit,
     RunFit,
     TraitFit,
+    compare,
     fit_rows,
     prompt_cells,
     read_runs,
     trait_lines,
     trait_notes,
     trait_title,
+    varying,
 )
 from inocray.errors import InputError
+from inocray.grid import shown
 from inocray.store import write_atomically
 
 REPORT_NAME = "report.html"
@@ -41,17 +45,19 @@ PathLike = str | os.PathLike
 
 
 def plot_elicitation(
-    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None
+    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None,
+    cell: str | None = None,
 ) -> Path:
     """Scatter of T(Ms, C0) against T(M0, Cs), one point per prompt, with the fitted line."""
-    return _save(_elicitation_figure(fit.trait(trait, scale, setting)), path)
+    return _save(_elicitation_figure(fit.trait(trait, scale, setting, cell)), path)
 
 
 def plot_generalization(
-    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None
+    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None,
+    cell: str | None = None,
 ) -> Path:
     """Delta T in the neutral context against delta T in the prompt's context, with pooled k."""
-    return _save(_generalization_figure(fit.trait(trait, scale, setting)), path)
+    return _save(_generalization_figure(fit.trait(trait, scale, setting, cell)), path)
 
 
 def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Path:
@@ -63,11 +69,12 @@ def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Pa
     return _save(_effects_figure(traits), path)
 
 
-def over_steps(rows, setting: str, trait: str) -> dict[str, dict[int, float]]:
-    """prompt id -> {step: mean neutral-context rate over seeds}, for prompts with checkpoints."""
+def over_steps(rows, setting: str, trait: str, cell: str = "") -> dict[str, dict[int, float]]:
+    """prompt id -> {step: mean neutral-context rate over seeds}, for prompts with checkpoints,
+    in grid cell `cell`."""
     sums: dict[str, dict[int, list[float]]] = {}
     for r in rows.to_pylist():
-        if (r["setting"], r["trait"], r["context"]) == (setting, trait, "neutral") and r["n"] \
+        if (r["setting"], r["trait"], r["context"], r["cell"] or "") == (setting, trait, "neutral", cell) and r["n"] \
                 and r["stage"] in ("checkpoint", "trained"):
             sums.setdefault(r["prompt_id"], {}).setdefault(r["step"], []).append(r["rate"])
     return {pid: {step: float(np.mean(v)) for step, v in sorted(by.items())}
@@ -89,21 +96,29 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
         "Plots on the raw scale; tables on the raw and logit (Jeffreys-smoothed) scales.</p>",
     ]
     parts += [f"<p>Note: {_e(n)}</p>" for n in fit.notes]
-    for setting in sorted({t.setting for t in fit.traits}):
-        raw = [t for t in fit.traits if t.setting == setting and t.scale == "raw"]
-        parts.append(f"<h2>Setting {_e(setting)}</h2>")
+    # One section per setting and grid cell (a sweep without a grid: per setting).
+    for setting, model, cell in sorted(dict.fromkeys((t.setting, t.model, t.cell) for t in fit.traits)):
+        raw = [t for t in fit.traits if (t.setting, t.model, t.cell, t.scale) == (setting, model, cell, "raw")]
+        parts.append(f"<h2>Setting {_e(setting)}" + (f", cell {_e(cell)}" if cell else "") + "</h2>")
         parts.append(_prompts_html(raw[0]))
         parts.append(_img(_effects_figure(raw), "inoculation effect of each prompt"))
         for t in raw:
             parts.append(f"<h3>{_e(t.trait)} ({'desired' if t.desired else 'undesired'})</h3>")
             parts.append(_img(_elicitation_figure(t), f"{t.trait}: elicitation line"))
             parts.append(_img(_generalization_figure(t), f"{t.trait}: generalization factor"))
-            steps = over_steps(rows, setting, t.trait)
+            steps = over_steps(rows, setting, t.trait, cell)
             if steps:
                 parts.append(_img(_steps_figure(steps, setting, t.trait), f"{t.trait}: over training"))
             for tf in fit.traits:
-                if (tf.setting, tf.trait) == (setting, t.trait):
+                if (tf.setting, tf.cell, tf.trait) == (setting, cell, t.trait):
                     parts.append(_trait_html(tf))
+    for by in varying(fit):
+        parts.append(f"<h2>Across the grid: by {_e(by)}</h2>")
+        raw = [c for c in compare(fit, by) if c.scale == "raw"]
+        for trait in dict.fromkeys(c.trait for c in raw):
+            mine = [c for c in raw if c.trait == trait]
+            parts += [f"<h4>{_e(c.title())}</h4>" + _comparison_html(c) for c in mine]
+            parts.append(_img(_comparison_figure(mine), f"{trait}: by {by}"))
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'>"
         f"<title>inocray report: {_e(run_dir.name)}</title><style>{_CSS}</style></head>\n"
@@ -141,6 +156,59 @@ def _trait_html(t: TraitFit) -> str:
         f"<h4>{_e(trait_title(t))}</h4><pre>{_e(chr(10).join(lines))}</pre>"
         f"<table><tr>{head}</tr>{body}</table>" + (f"<ul>{notes}</ul>" if notes else "")
     )
+
+
+def plot_comparison(fit: RunFit, by: str, path: PathLike, *, trait: str, scale: str = "raw") -> Path:
+    """The cells of `trait` along `by` (analysis.compare): slope, pooled k and the strongest
+    prompt's effect against the axis's values, one series per combination of the other axes."""
+    found = [c for c in compare(fit, by) if (c.trait, c.scale) == (trait, scale)]
+    if not found:
+        raise InputError(f"the fit has no {scale} comparison of trait {trait!r} by {by}")
+    return _save(_comparison_figure(found), path)
+
+
+def _comparison_html(c: Comparison) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in (c.by, "cell", "slope", "pooled k", "strongest prompt", "its effect"))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(x)}</td>" for x in (
+            shown(p.value), p.cell,
+            *[("-" if e is None else f"{e:.2f}") for e in (p.slope, p.pooled_k)],
+            p.strongest or "-", "-" if p.effect is None else f"{p.effect:.2f}")) + "</tr>"
+        for p in c.points
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _comparison_figure(comparisons: list[Comparison]) -> Figure:
+    """Slope, pooled k and the strongest prompt's effect (95% CI) against the axis's values,
+    one series (colour) per comparison: per combination of the other axes' values."""
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    first = comparisons[0]
+    labels = list(dict.fromkeys(shown(p.value) for c in comparisons for p in c.points))
+    names = ("slope of the elicitation line", "pooled k (through the origin)", "strongest prompt's effect")
+    spread = 0.25 / max(1, len(comparisons) - 1) if len(comparisons) > 1 else 0.0
+    for s, c in enumerate(comparisons):
+        shift = (s - (len(comparisons) - 1) / 2) * spread
+        series = ", ".join(f"{a} {shown(v)}" for a, v in c.fixed) or None
+        for i, ax in enumerate(axes):
+            for p in c.points:
+                e = p.quantities()[i]
+                if e is not None:
+                    ax.errorbar(labels.index(shown(p.value)) + shift, e.value, yerr=_err(e), fmt="o",
+                                color=f"C{s % 10}", capsize=3, label=series if p is c.points[0] else None)
+    for ax, name in zip(axes, names):
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_xlabel(first.by)
+        ax.set_title(name, fontsize="medium")
+        ax.axhline(0, color="grey", lw=0.8)
+    if any(c.fixed for c in comparisons):
+        axes[0].legend(fontsize="small")
+    kind = "desired" if first.desired else "undesired"
+    fig.suptitle(f"{first.setting} / {first.trait} ({kind}), {first.scale} scale, by {first.by} (95% CI)")
+    return fig
 
 
 def _elicitation_figure(t: TraitFit) -> Figure:
@@ -254,7 +322,7 @@ def _label(ax: Axes, t: TraitFit, title: str, x: str, y: str) -> None:
     unit = "" if t.scale == "raw" else " (logit)"
     ax.set_xlabel(x + unit)
     ax.set_ylabel(y + unit)
-    ax.set_title(f"{t.setting} / {t.trait}: {title}")
+    ax.set_title(f"{t.setting}{f' [{t.cell}]' if t.cell else ''} / {t.trait}: {title}", fontsize="medium")
     ax.legend(fontsize="small")
 
 

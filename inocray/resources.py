@@ -1,7 +1,7 @@
-"""Does the sweep fit its Ray cluster? The engine and one trial against the cluster's resources.
+"""Does the sweep fit its Ray cluster? The engines and one trial against the cluster's resources.
 
-A sweep reserves its evaluation engine for its whole life (engine.num_cpus and num_gpus, and
-the GPUs again for a judge model of its own), and every trial then needs its Tune trainable
+A sweep reserves its evaluation engines for its whole life, one per base model (engine.num_cpus
+and num_gpus each, and the GPUs again for a judge model of its own), and every trial then needs its Tune trainable
 (TRIAL_CPU) and its Ray Train workers (train.num_workers x (cpus_per_worker CPU, plus one
 GPU each with train.use_gpu)); a fully fine-tuned trial later evaluates on an engine of its
 own (engine.num_gpus, no CPU). A cluster that cannot hold the engine and one trial leaves Tune
@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 import yaml
 
+from inocray import grid
 from inocray.errors import InputError
 from inocray.spec import SweepSpec
 
@@ -31,18 +32,25 @@ _SLACK = 1e-6  # Ray counts resources in units of 1e-4; sums of floats like 0.49
 
 
 def _gpu_apps(spec: SweepSpec) -> int:
-    """Engine apps holding engine.num_gpus for the whole sweep: the engine, and a judge of its own
-    (which, like serve.model_app, reserves no CPU)."""
-    return 2 if spec.eval.judge_model not in ("", "base") else 1
+    """Engine apps holding engine.num_gpus for the whole sweep: one engine per base model, and a
+    judge of its own (which, like serve.model_app, reserves no CPU)."""
+    return len(grid.models(spec)) + (spec.eval.judge_model not in ("", "base"))
 
 
 def engine_needs(spec: SweepSpec) -> dict[str, float]:
-    """What the sweep holds while it runs: the engine app, and a judge app of its own."""
-    return {"CPU": spec.engine.num_cpus, "GPU": spec.engine.num_gpus * _gpu_apps(spec)}
+    """What the sweep holds while it runs: an engine app per base model, and a judge app of its own."""
+    return {"CPU": spec.engine.num_cpus * len(grid.models(spec)), "GPU": spec.engine.num_gpus * _gpu_apps(spec)}
 
 
 def trial_needs(spec: SweepSpec) -> dict[str, float]:
-    """What one running trial holds at most: its trainable and workers, or its own engine."""
+    """What one running trial holds at most, in the grid's most demanding cell."""
+    needs = [_cell_trial_needs(c.spec) for c in grid.cells(spec)]
+    return {kind: max(n[kind] for n in needs) for kind in ("CPU", "GPU")}
+
+
+def _cell_trial_needs(spec: SweepSpec) -> dict[str, float]:
+    """What one running trial of a one-setting sweep holds at most: its trainable and workers,
+    or its own engine."""
     t = spec.train
     gpus = t.num_workers if t.use_gpu else 0
     if t.method == "full":  # evaluated after its workers are gone, on an engine of its own
@@ -61,7 +69,9 @@ def problem(resources: Mapping[str, float], spec: SweepSpec, at_most: bool = Fal
         if need <= have + _SLACK:
             continue
         has = f"{'can have at most' if at_most else 'has'} {_amount(have, kind)}"
-        return (f"the evaluation engine ({_amount(engine[kind], kind)}) and one trial ({_amount(trial[kind], kind)}) "
+        n = len(grid.models(spec))
+        engines = "the evaluation engine" if n == 1 else f"the {n} evaluation engines"
+        return (f"{engines} ({_amount(engine[kind], kind)}) and one trial ({_amount(trial[kind], kind)}) "
                 f"need {_amount(need, kind)} at once but the Ray cluster {has}: {_advice(kind, have, spec)}")
     return None
 

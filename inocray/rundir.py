@@ -80,7 +80,7 @@ def claim(spec: SweepSpec, run_dir: Location, create: bool = True) -> None:
     belongs to this sweep."""
     storage.check_reachable(run_dir)
     marker = record_path(run_dir)
-    record = {"hash": spec.hash(), "spec": dataclasses.asdict(spec)}
+    record = {"hash": spec.hash(), "spec": spec.record()}
     if storage.exists(marker):
         old = sweep_record(run_dir)["hash"]
         if old != spec.hash():

@@ -139,10 +139,30 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class SettingEntry:
+    """One setting of a grid sweep (`settings:`): what a single-setting sweep writes at its top.
+
+    An entry leaves out what it shares with the others: a missing key takes the sweep's
+    top-level value (`parse_spec`)."""
+
+    setting: str
+    prompts: list[str]
+    irrelevant: list[str] = field(default_factory=list)
+    ptst: list[str] = field(default_factory=list)
+    custom_prompts: dict[str, list[str]] = field(default_factory=dict)
+    data: DataSpec = field(default_factory=DataSpec)
+    placement: str = rule("system", choices=PLACEMENTS)
+
+
+ENTRY_KEYS = tuple(f.name for f in dataclasses.fields(SettingEntry))
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
-    setting: str
-    prompts: list[str]  # ids of the inoculation prompts to try (from the setting's catalogue)
+    # One setting (`setting` and `prompts` here), or several (`settings`); see SettingEntry.
+    setting: str = ""
+    prompts: list[str] = field(default_factory=list)  # ids of the inoculation prompts to try
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     irrelevant: list[str] = field(default_factory=list)  # ids of irrelevant-prompt controls
     # ids of PTST controls (Pure Tuning, Safe Testing): the no-prompt control's trained model
@@ -160,6 +180,20 @@ class SweepSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
+    # The grid (inocray/grid.py): several settings, several models, and hyperparameter axes
+    # (a field's dotted name -> its values). Each cell is a single-setting sweep.
+    settings: list[SettingEntry] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # instead of `model`: every model is a cell
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """The spec as a document that `parse_spec` reads back into it (a run's sweep.json): a
+        grid's record leaves out the `model` or `setting` its `models` or `settings` replace."""
+        content = dataclasses.asdict(self)
+        for one, several in (("model", "models"), ("setting", "settings")):
+            if content[several]:
+                del content[one]
+        return content
 
     def hash(self) -> str:
         """Short content hash of the validated spec: names the default run directory.
@@ -180,7 +214,8 @@ class SweepSpec:
 
 
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
-HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}))
+HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
+                 (("grid",), {}))
 
 
 
@@ -212,10 +247,37 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def parse_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
-    """The SweepSpec of a parsed YAML document, its fields checked; InputError naming the field."""
-    spec = _build(SweepSpec, data, source, "")
-    check_fields(spec, source)
-    return spec
+    """The SweepSpec of a parsed YAML document, its fields checked; InputError naming the field.
+
+    A grid's entries under `settings:` take the top-level value of each key they leave out,
+    and every cell of the grid is checked as the single-setting sweep it is (grid.check_grid).
+    """
+    from inocray.grid import check_grid  # grid.py builds its cells from this module's SweepSpec
+
+    return check_grid(_build(SweepSpec, _filled(data, source), source, ""), source)
+
+
+def _filled(data: Any, source: str) -> Any:
+    """The document with its one-setting or several-settings form checked, and each entry of
+    `settings:` completed with the top-level keys it leaves out."""
+    if not isinstance(data, dict):
+        return data  # _build says what is wrong
+    data = {k: v for k, v in data.items() if k not in ("models", "settings") or v != []}  # [] as if absent
+    if "model" in data and "models" in data:
+        raise bad(source, "models", "cannot be given beside 'model' (list every model under 'models')")
+    if "settings" not in data:
+        for name in ("setting", "prompts"):
+            if name not in data:
+                raise InputError(f"{source}: missing required field '{name}'")
+        return data
+    if "setting" in data:
+        raise bad(source, "setting", "cannot be given beside 'settings' (name each setting in its entry)")
+    entries = data["settings"]
+    if not isinstance(entries, list) or not entries:
+        raise bad(source, "settings", "must be a non-empty list of settings, each a mapping")
+    shared = {k: data[k] for k in ENTRY_KEYS if k in data}
+    filled = [shared | e if isinstance(e, dict) else e for e in entries]
+    return data | {"settings": filled}
 
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -235,24 +297,26 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise InputError(f"{source}: missing required field '{prefix}{name}'")
             continue
-        values[name] = _convert(hints[name], data[name], source, f"{prefix}{name}")
+        values[name] = convert(hints[name], data[name], source, f"{prefix}{name}")
     return cls(**values)
 
 
-def _convert(tp: Any, value: Any, source: str, name: str) -> Any:
+def convert(tp: Any, value: Any, source: str, name: str) -> Any:
+    if tp is Any:  # a grid axis value: converted by grid.check_grid, which knows its field
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, source, f"{name}.")
     if typing.get_origin(tp) is dict:
         key_tp, item = typing.get_args(tp)
         if not isinstance(value, dict):
             raise InputError(f"{source}: field '{name}' must be a mapping")
-        return {_convert(key_tp, k, source, f"{name} key"): _convert(item, v, source, f"{name}.{k}")
+        return {convert(key_tp, k, source, f"{name} key"): convert(item, v, source, f"{name}.{k}")
                 for k, v in value.items()}
     if typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise InputError(f"{source}: field '{name}' must be a list")
-        return [_convert(item, v, source, f"{name}[{i}]") for i, v in enumerate(value)]
+        return [convert(item, v, source, f"{name}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
             raise InputError(f"{source}: field '{name}' must be true or false, not {brief.repr(value)}")
@@ -287,7 +351,7 @@ def bad(source: str, name: str, why: str) -> InputError:
 
 def check_fields(spec: SweepSpec, source: str) -> None:
     """Each field's rule, then the constraints within and between fields."""
-    _check_rules(spec, source, "")
+    check_rules(spec, source, "")
     if not ID_PATTERN.match(spec.name):
         raise bad(source, "name", "must be letters, digits, '.', '_' or '-' (at most 64)")
     if not spec.prompts:
@@ -327,23 +391,27 @@ def check_fields(spec: SweepSpec, source: str) -> None:
         raise bad(source, "train.steps", f"is {t.total_steps()}, above the limit of {MAX_STEPS}")
 
 
-def _check_rules(value: Any, source: str, prefix: str) -> None:
+def check_rules(value: Any, source: str, prefix: str) -> None:
     """The `rule` of every field of dataclass `value` and of the dataclasses inside it."""
     for f in dataclasses.fields(value):
         name, got = f"{prefix}{f.name}", getattr(value, f.name)
         if dataclasses.is_dataclass(got):
-            _check_rules(got, source, f"{name}.")
+            check_rules(got, source, f"{name}.")
         elif isinstance(got, dict):
             for key, item in got.items():
                 if dataclasses.is_dataclass(item):
-                    _check_rules(item, source, f"{name}.{key}.")
+                    check_rules(item, source, f"{name}.{key}.")
+        elif isinstance(got, list):
+            for i, item in enumerate(got):
+                if dataclasses.is_dataclass(item):
+                    check_rules(item, source, f"{name}[{i}].")
         elif f.metadata:
-            why = _broken_rule(f.metadata, got)
+            why = broken_rule(f.metadata, got)
             if why:
                 raise bad(source, name, why)
 
 
-def _broken_rule(rule: typing.Mapping, value: Any) -> str:
+def broken_rule(rule: typing.Mapping, value: Any) -> str:
     """What `value` breaks of `rule` (see `rule`), in words; "" when nothing."""
     if "choices" in rule:
         allowed = rule["choices"]

@@ -7,11 +7,12 @@ Ray, and without the setting's data files or models, which may exist only on the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inocray import rundir, storage, store
 from inocray.errors import InputError
-from inocray.plan import trial_ids
+from inocray import grid
+from inocray.plan import cell_trial_ids
 from inocray.spec import parse_spec
 from inocray.storage import Location
 
@@ -23,9 +24,10 @@ class RunProgress:
     sweep_hash: str
     trials: list[str]  # every planned trial id, in plan order
     done: list[str]  # the trials whose rows are written (the sweep's own test of "finished")
-    base_measured: bool  # rows of the untrained model (elicitation) exist
+    base_measured: bool  # rows of the untrained model (elicitation) exist, for every base model
     rows: int  # rows stored, all stages
     analyzed: bool  # analysis.parquet exists
+    cells: dict[str, list[str]] = field(default_factory=dict)  # grid cell -> its trial ids; {} without a grid
 
     @property
     def left(self) -> list[str]:
@@ -36,8 +38,10 @@ class RunProgress:
         lines = [
             f"run {self.run_dir}: sweep {self.sweep} ({self.sweep_hash})",
             f"trials done: {len(self.done)} of {len(self.trials)}",
-            f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}",
         ]
+        done = set(self.done)
+        lines += [f"  cell {cell}: {sum(t in done for t in ids)} of {len(ids)}" for cell, ids in self.cells.items()]
+        lines.append(f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}")
         if self.left:
             shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
             lines.append(f"left: {shown}")
@@ -54,14 +58,17 @@ def run_progress(run_dir: str | Location) -> RunProgress:
         raise InputError(f"{run_dir} is not a run directory (it has no {rundir.SWEEP_RECORD})")
     record = rundir.sweep_record(run_dir)
     spec = parse_spec(record["spec"], source=str(marker))  # its fields only: the plan needs no more
-    trials = trial_ids(spec)
+    planned = cell_trial_ids(spec)
+    trials = [t for t, _ in planned]
+    cells = {c.id: [t for t, cid in planned if cid == c.id] for c in grid.cells(spec)} if grid.is_grid(spec) else {}
     return RunProgress(
         run_dir=run_dir,
         sweep=spec.name,
         sweep_hash=record["hash"],
         trials=trials,
         done=[t for t in trials if store.has_rows(run_dir, t)],
-        base_measured=store.has_rows(run_dir, rundir.BASE_TRIAL),
+        base_measured=all(store.has_rows(run_dir, b) for b, _ in grid.base_cells(spec)),
         rows=store.read_rows(run_dir).num_rows,
         analyzed=storage.is_file(storage.join(run_dir, "analysis.parquet")),
+        cells=cells,
     )

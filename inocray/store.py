@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from inocray import storage
 from inocray.errors import InputError
+from inocray.grid import AXES, axis_type
 from inocray.rundir import ROWS_DIR, rows_path
 from inocray.storage import Location, write_atomically
 
@@ -42,12 +43,19 @@ SCHEMA = pa.schema(
         ("desired", pa.bool_()),  # the trait training should keep (not inoculate)
         ("rate", pa.float64()),  # fraction of the n samples that show the trait
         ("n", pa.int64()),  # completions scored (0: none could be, rate is NaN)
+        # Where in the sweep's grid (grid.py) the row belongs: added after the first release,
+        # so rows written before lack them; read back as model "" and cell "", axes null.
+        ("model", pa.string()),  # the base model as the sweep names it
+        ("cell", pa.string()),  # the grid cell (grid.Cell.id); "" untrained, or without a grid
+        # the value of each axis a grid can vary, in the cell (untrained rows: eval axes only)
+        *[(axis, {float: pa.float64(), int: pa.int64(), str: pa.string()}[axis_type(axis)]) for axis in AXES],
     ]
 )
+GRID_COLUMNS = ("model", "cell", *AXES)  # null when a row does not give them
 
 def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
     """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
-    rows = list(rows)
+    rows = [{c: None for c in GRID_COLUMNS} | dict(r) for r in rows]
     for r in rows:
         missing = [name for name in SCHEMA.names if name not in r]
         if missing:  # from_pylist would store nulls silently
@@ -83,7 +91,8 @@ def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
         return SCHEMA.empty_table()
     fs, path = storage.filesystem(root)
     try:
-        return ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+        return with_defaults(ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet",
+                                        filesystem=fs).to_table())
     except (pa.ArrowException, OSError):
         pass
     for name in names:
@@ -93,3 +102,15 @@ def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
             raise InputError(f"{storage.join(root, name)} is not a readable Parquet file of inocray's result rows "
                              "(truncated, or a column of the wrong type); move it away") from None
     raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")
+
+
+def with_defaults(table: pa.Table) -> pa.Table:
+    """`table` in SCHEMA, with the grid's columns that rows of an older release lack (null, or
+    absent from the table) read as model "" and cell "" (the one cell of a sweep)."""
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    for name in ("model", "cell"):
+        filled = table.column(name).fill_null("")
+        table = table.set_column(table.column_names.index(name), name, filled)
+    return table.select(SCHEMA.names)

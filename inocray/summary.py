@@ -26,12 +26,12 @@ def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit 
     save_fit(fit, run_dir)
     plots = []
     for t in fit.traits:
-        path = run_dir / f"elicitation-{t.trait}.png"
-        plot_elicitation(fit, t.trait, path)
+        path = run_dir / f"elicitation-{t.trait}{f'-{t.cell}' if t.cell else ''}.png"  # a grid: one per cell
+        plot_elicitation(fit, t.trait, path, setting=t.setting, cell=t.cell)
         plots.append(path.name)
     echo("")
     for t in fit.traits:
-        echo(headline(t))
+        echo((f"[{t.cell}] " if t.cell else "") + headline(t))
     echo("")
     echo(f"results in {run_dir}:")
     echo(f"  rows/*.parquet   one row per (trial, context, trait)")

@@ -1,11 +1,15 @@
-"""Run a sweep: Ray Tune schedules one trial per (prompt, seed); each trains and evaluates.
+"""Run a sweep: Ray Tune schedules one trial per (cell, prompt, seed); each trains and evaluates.
 
     run_sweep(spec, run_dir)
-      base model   -> toy world build (cached) or the user's model directory
-      Serve app    -> one vLLM engine for the whole sweep (serve.py)
-      elicitation  -> base model under every prompt and none: rows of trial "base"
+      base models  -> toy world build (cached) or the user's model directory, each once
+      Serve apps   -> one engine per base model, all started at once, for the whole sweep
+      elicitation  -> each base model under every prompt and none, once per (setting, model,
+                      eval axes): rows of trial "base" (in a grid "base,...": grid.base_cells)
       Tune grid    -> trial: fine_tune (train.py) -> evaluate -> rows/<trial>.parquet
       fit          -> analysis of all rows, printed and plotted
+
+A sweep of several settings, models or hyperparameter values is a grid of cells (grid.py),
+each run as the one-setting sweep it is, in one Tune run with its trials interleaved.
 
 A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
 model (stage "trained"); only the final rows enter the fit.
@@ -16,13 +20,14 @@ every trial whose rows exist, so a crash or kill loses no finished trial.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from inocray import evaluate, models, resources, rundir, serve, storage, store
-from inocray.plan import NONE, Trial, measured_prompts, plan_trials, prompt_catalogue, trial_id
+from inocray import evaluate, grid, models, resources, rundir, serve, storage, store
+from inocray.plan import NONE, Trial, measured_prompts, plan_grid, prompt_catalogue, trial_id
 from inocray.settings import Setting, get_setting
 from inocray.spec import DataSpec, SweepSpec
 
@@ -48,30 +53,32 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
 
     `host`: the interface a local Ray's dashboard and Serve listen on.
     """
-    located = locate(spec)
-    setting = get_setting(*located)
+    cells = grid.cells(spec)
+    located = {c.setting: locate(c.spec) for c in cells}  # setting name -> (name, data files), absolute
+    settings = {name: get_setting(*where) for name, where in located.items()}
     run_dir = storage.resolve(run_dir)
     rundir.claim(spec, run_dir, create=False)  # another sweep's directory: refused before any work
-    trials = plan_trials(spec, setting.prompts)
+    trials = plan_grid(spec, {name: s.prompts for name, s in settings.items()})
     if not spec.train.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skip DeepSpeed's GPU probe and its warning
-    model_path = base_model(spec, echo)
+    model_paths = {m: models.resolve(m, echo) for m in grid.models(spec)}
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
-    contexts = {NONE: ""} | {t.prompt_id: t.prompt_text for t in trials}
-    evaluate.check_fits(model_path, spec, setting, contexts | {pid: text for t in trials for pid, text in t.ptst})
+    _check_fits(cells, settings, trials, model_paths)
     rundir.claim(spec, run_dir)
     todo = [t for t in trials if not store.has_rows(run_dir, t.id)]
-    echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done")
+    echo(f"sweep {spec.name} ({spec.hash()}): {len(trials)} trials, {len(trials) - len(todo)} already done"
+         + (f"; grid of {grid.describe(spec)}" if grid.is_grid(spec) else ""))
     echo(f"run directory: {run_dir}")
     started = time.monotonic()
-    app = f"inocray-{spec.hash()}"
-    # Before the engine reserves anything: a sweep that cannot fit fails in seconds, not never.
+    # Before the engines reserve anything: a sweep that cannot fit fails in seconds, not never.
     check = (lambda: resources.check(spec, echo)) if todo else None
-    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model,
-                       host=host, before_start=check) as engine:
-        _measure_base(engine, spec, setting, run_dir, echo, serve.judge(app, spec.eval.judge_model))
+    with engines(spec, model_paths, address, echo, host, check):
+        for trial, c in grid.data_cells(spec):
+            _measure_data(spec, c, settings[c.setting], run_dir, trial)
+        for trial, c in grid.base_cells(spec):
+            _measure_base(spec, c, settings[c.setting], run_dir, echo, trial)
         if todo:
-            _tune(spec, located, todo, len(trials), run_dir, model_path, app, echo)
+            _tune(spec, located, todo, len(trials), run_dir, model_paths, echo)
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
     return run_dir
 
@@ -81,33 +88,91 @@ def base_model(spec: SweepSpec, echo: Callable) -> str:
     return models.resolve(spec.model, echo)
 
 
-def _measure_base(engine, spec: SweepSpec, setting: Setting, run_dir: Path, echo: Callable, judge) -> None:
-    """Rows of the untrained model (elicitation, T(M0,C0)) and of the training data (T*)."""
-    data, base = rundir.DATA_TRIAL, rundir.BASE_TRIAL
-    untrained = dict(sweep_hash=spec.hash(), setting=setting.name, seed=0)
-    if not store.has_rows(run_dir, data):
-        cond = evaluate.Condition(**untrained, trial_id=data, stage="data", prompt_id=NONE, prompt_text="",
-                                  prompt_role="none")
-        store.write_rows(run_dir, data, evaluate.trait_rows(cond, "prompt", evaluate.data_rates(setting, spec, judge), setting))
-    if store.has_rows(run_dir, base):
+def _check_fits(cells: list[grid.Cell], settings: dict[str, Setting], trials: list[Trial],
+                model_paths: dict[str, str]) -> None:
+    """Every context of every cell fits its model's engine (evaluate.check_fits)."""
+    checked = set()
+    for c in cells:
+        key = (c.setting, c.model, c.spec.eval.max_tokens)
+        if key in checked:
+            continue
+        checked.add(key)
+        mine = [t for t in trials if t.cell == c.id]
+        contexts = {NONE: ""} | {t.prompt_id: t.prompt_text for t in mine}
+        contexts |= {pid: text for t in mine for pid, text in t.ptst}
+        evaluate.check_fits(model_paths[c.model], c.spec, settings[c.setting], contexts)
+
+
+def app_name(spec: SweepSpec, model: str) -> str:
+    """The Serve app of `model`'s engine: "inocray-HASH", or "inocray-HASH-I" for the I-th
+    model of a sweep of several."""
+    names = grid.models(spec)
+    return f"inocray-{spec.hash()}" + (f"-{names.index(model)}" if len(names) > 1 else "")
+
+
+def judge_of(spec: SweepSpec, model: str):
+    """The judge of a cell of `model` (scorers.Judge), or None: "base" is that model's own
+    engine; a judge model of its own is served once, beside the first model's engine."""
+    where = model if spec.eval.judge_model in ("", "base") else grid.models(spec)[0]
+    return serve.judge(app_name(spec, where), spec.eval.judge_model)
+
+
+@contextlib.contextmanager
+def engines(spec: SweepSpec, model_paths: dict[str, str], address: str | None, echo: Callable, host: str,
+            before_start: Callable | None) -> Iterator[None]:
+    """One evaluation engine per base model, all started at once (resources.check counts them
+    all) and kept for the whole sweep; the first model's comes with Ray and the judge."""
+    first, *others = grid.models(spec)
+    with serve.session(app_name(spec, first), model_paths[first], spec.engine, address, echo,
+                       judge_model=spec.eval.judge_model, host=host, before_start=before_start):
+        started = []
+        try:
+            for model in others:
+                echo(f"starting the evaluation engine of {model} ...")
+                serve.start(app_name(spec, model), model_paths[model], spec.engine, host=host)
+                started.append(model)
+            yield
+        finally:
+            for model in started:
+                serve.stop(app_name(spec, model))
+
+
+def _measure_data(spec: SweepSpec, c: grid.Cell, setting: Setting, run_dir: Path, trial: str) -> None:
+    """Rows of the training data (T*) of the cell's setting, as trial `trial`."""
+    if store.has_rows(run_dir, trial):
         return
-    echo("measuring elicitation of every prompt on the base model ...")
-    catalogue = prompt_catalogue(spec, setting.prompts)
+    cond = evaluate.Condition(sweep_hash=spec.hash(), setting=setting.name, seed=0, trial_id=trial, stage="data",
+                              prompt_id=NONE, prompt_text="", prompt_role="none", grid=c.columns(trained=False))
+    rates = evaluate.data_rates(setting, c.spec, judge_of(spec, c.model))
+    store.write_rows(run_dir, trial, evaluate.trait_rows(cond, "prompt", rates, setting))
+
+
+def _measure_base(spec: SweepSpec, c: grid.Cell, setting: Setting, run_dir: Path, echo: Callable,
+                  trial: str) -> None:
+    """Rows of the untrained model (elicitation, T(M0,C0)) of cell `c`'s setting and model, as
+    trial `trial`."""
+    if store.has_rows(run_dir, trial):
+        return
+    which = "" if trial == rundir.BASE_TRIAL else f" ({trial})"
+    echo(f"measuring elicitation of every prompt on the base model{which} ...")
+    one = c.spec
+    catalogue = prompt_catalogue(one, setting.prompts)
     # The no-prompt control first: the order of the elicitation lines printed.
     prompts = {(NONE, "none"): ""}
-    prompts |= {(pid, role): catalogue[pid].text for pid, role in measured_prompts(spec) if pid != NONE}
-    rates = evaluate.sample_contexts(engine, setting, spec, prompts, judge=judge)
+    prompts |= {(pid, role): catalogue[pid].text for pid, role in measured_prompts(one) if pid != NONE}
+    engine = serve.handle(app_name(spec, c.model))
+    rates = evaluate.sample_contexts(engine, setting, one, prompts, judge=judge_of(spec, c.model))
     rows = []
     for (pid, role), text in prompts.items():
-        cond = evaluate.Condition(**untrained, trial_id=base, stage="base", prompt_id=pid, prompt_text=text,
-                                  prompt_role=role)
+        cond = evaluate.Condition(sweep_hash=spec.hash(), setting=setting.name, seed=0, trial_id=trial, stage="base",
+                                  prompt_id=pid, prompt_text=text, prompt_role=role, grid=c.columns(trained=False))
         rows += evaluate.trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)
         echo(f"  {pid:<20} " + "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items()))
-    store.write_rows(run_dir, base, rows)
+    store.write_rows(run_dir, trial, rows)
 
 
-def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], total: int, run_dir: Path,
-          model_path: str, app: str, echo: Callable) -> None:
+def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[Trial], total: int, run_dir: Path,
+          model_paths: dict[str, str], echo: Callable) -> None:
     from ray import tune
 
     from inocray.progress import Progress
@@ -120,8 +185,7 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
         spec=spec,
         located=located,
         run_dir=str(run_dir),
-        model_path=model_path,
-        app=app,
+        model_paths=model_paths,
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the trial's workers hold the CPUs
@@ -142,15 +206,18 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
         echo(str(failed[0].error).strip().splitlines()[-1])
 
 
-def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, DataSpec], run_dir: str,
-              model_path: str, app: str) -> None:
+def run_trial(config: dict, trials: dict, spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], run_dir: str,
+              model_paths: dict[str, str]) -> None:
     """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
     from ray import tune
 
     from inocray.train import TrainJob, fine_tune
 
     trial: Trial = trials[config["trial_id"]]
-    setting = get_setting(*located)
+    sweep_hash, cell = spec.hash(), grid.cell(spec, trial.cell)
+    app, judge = app_name(spec, cell.model), judge_of(spec, cell.model)
+    spec, model_path = cell.spec, model_paths[cell.model]  # from here on, the cell is the sweep
+    setting = get_setting(*located[spec.setting])
     run = storage.location(run_dir)
     log_path = rundir.log_path(run, trial.id)
     job = TrainJob(
@@ -173,37 +240,40 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
     rows, rates = [], {}
     for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
         started = time.monotonic()
-        rates = _evaluate_snapshot(spec, setting, app, trial, step, path, contexts)
+        rates = _evaluate_snapshot(spec, setting, app, judge, trial, step, path, contexts)
         rates.setdefault("prompt", rates["neutral"])
-        rows += snapshot_rows(spec, setting, trial, "trained" if step == result.steps else "checkpoint", step, rates)
+        stage = "trained" if step == result.steps else "checkpoint"
+        rows += snapshot_rows(sweep_hash, cell, setting, trial, stage, step, rates)
         shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
         storage.append_text(log_path, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
     store.write_rows(run_dir, trial.id, rows)
     # "sweep" tags the finished-trials metric, which the driver counts (progress.py)
-    metrics = {"final_loss": result.loss, "done": 1, "sweep": spec.hash()}
+    metrics = {"final_loss": result.loss, "done": 1, "sweep": sweep_hash}
     metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
     tune.report(metrics)
 
 
-def snapshot_rows(spec: SweepSpec, setting: Setting, trial: Trial, stage: str, step: int, rates: dict) -> list[dict]:
+def snapshot_rows(sweep_hash: str, cell: grid.Cell, setting: Setting, trial: Trial, stage: str, step: int,
+                  rates: dict) -> list[dict]:
     """The rows of one evaluated snapshot: the trial in C0 and Cs, and each PTST control (the
     no-prompt model under its instruction) as its own virtual trial in context "prompt"."""
 
     def rows(tid: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
-        cond = evaluate.Condition(sweep_hash=spec.hash(), setting=setting.name, trial_id=tid, stage=stage,
-                                  prompt_id=pid, prompt_text=text, prompt_role=role, seed=trial.seed, step=step)
+        cond = evaluate.Condition(sweep_hash=sweep_hash, setting=setting.name, trial_id=tid, stage=stage,
+                                  prompt_id=pid, prompt_text=text, prompt_role=role, seed=trial.seed, step=step,
+                                  grid=cell.columns())
         return [row for ctx, key in contexts.items() for row in evaluate.trait_rows(cond, ctx, rates[key], setting)]
 
     out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
     for pid, text in trial.ptst:
-        out += rows(trial_id(pid, trial.seed), pid, text, "ptst", {"prompt": f"ptst:{pid}"})
+        out += rows(trial_id(pid, trial.seed, trial.cell), pid, text, "ptst", {"prompt": f"ptst:{pid}"})
     return out
 
 
-def _evaluate_snapshot(spec: SweepSpec, setting: Setting, app: str, trial: Trial, step: int, path: str,
+def _evaluate_snapshot(spec: SweepSpec, setting: Setting, app: str, judge, trial: Trial, step: int, path: str,
                        contexts: dict[str, str]) -> dict:
-    """Trait rates of one snapshot: a LoRA on the shared engine, or a full model on its own app."""
-    judge = serve.judge(app, spec.eval.judge_model)
+    """Trait rates of one snapshot: a LoRA on its model's engine (app), or a full model on its
+    own app."""
     if spec.train.method == "lora":
         name = trial.id if step == spec.train.total_steps() else f"{trial.id}.step{step}"
         return evaluate.sample_contexts(

@@ -11,7 +11,6 @@ by mistake (runs/NAME-HASH) shows up in the before/after listing.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import re
 import sys
@@ -243,7 +242,7 @@ def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) 
     (d / rundir.ROWS_DIR).mkdir(parents=True)
     if sweep_json is None:
         spec = load_sweep(good_sweep(tmp))
-        sweep_json = json.dumps({"hash": spec.hash(), "spec": dataclasses.asdict(spec)})
+        sweep_json = json.dumps({"hash": spec.hash(), "spec": spec.record()})
     (d / "sweep.json").write_text(sweep_json)
     for trial, table in (rows or {}).items():
         pq.write_table(table, d / rundir.ROWS_DIR / f"{trial}.parquet")

@@ -110,3 +110,39 @@ def test_the_fit_scales_a_sweep_may_name_are_the_analysis_scales():
 
     (scale,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "scale"]
     assert scale.metadata["choices"] == SCALES
+
+
+SHIPPED_HASHES = {  # every shipped sweep file's hash, as the release before grids computed it
+    "backdoor-fixture.yaml": "f24e198d32",
+    "backdoor.yaml": "9dd3c6be05",
+    "emergent_misalignment-fixture.yaml": "4d57a0ef09",
+    "emergent_misalignment.yaml": "7fb96381ef",
+    "gcd_sycophancy-fixture.yaml": "f5cd511165",
+    "gcd_sycophancy.yaml": "78ec9449e7",
+    "pair_traits-fixture.yaml": "0806c9511d",
+    "pair_traits.yaml": "acfdb692dc",
+    "pair_traits_empathetic-fixture.yaml": "f3815fdb73",
+    "pair_traits_empathetic.yaml": "7fc8e1c150",
+    "reward_hacking_code-fixture.yaml": "ca97e811ae",
+    "reward_hacking_code.yaml": "0ca4c77a7f",
+    "smollm2-spanish.yaml": "f8d8c79730",
+    "spanish_caps-fixture.yaml": "495799b11b",
+    "spanish_caps.yaml": "96193040d7",
+    "spurious_sentiment-fixture.yaml": "084e55c87e",
+    "spurious_sentiment.yaml": "17abcbf440",
+    "toxicity_cmv-fixture.yaml": "25685fce62",
+    "toxicity_cmv.yaml": "803a4339b7",
+    "toy.yaml": "93b0403633",
+}
+
+
+def test_shipped_sweep_files_keep_their_hash_and_run_directory():
+    """Grids added fields to the sweep file; a file that sets none keeps its run directory."""
+    from inocray.sweep import default_run_dir
+
+    shipped = {f.name: f for f in (Path(__file__).parent.parent / "sweeps").glob("*.yaml") if f.name in SHIPPED_HASHES}
+    assert sorted(shipped) == sorted(SHIPPED_HASHES)
+    for name, f in shipped.items():
+        spec = load_spec(f)
+        assert spec.hash() == SHIPPED_HASHES[name], name
+        assert default_run_dir(spec).name == f"{spec.name}-{SHIPPED_HASHES[name]}"

@@ -21,7 +21,18 @@ def test_rows_round_trip(tmp_path):
     store.write_rows(tmp_path, "t1", rows)
     table = store.read_rows(tmp_path)
     assert table.schema == store.SCHEMA
-    assert table.to_pylist() == rows
+    assert [{k: r[k] for k in rows[0]} for r in table.to_pylist()] == rows
+
+
+def test_rows_of_a_release_before_grids_read_with_the_grid_columns_defaulted(tmp_path):
+    """A run directory written before rows had model, cell and axis columns stays readable."""
+    old = pa.schema([f for f in store.SCHEMA if f.name not in store.GRID_COLUMNS])
+    (tmp_path / "rows").mkdir()
+    pq.write_table(pa.Table.from_pylist([row()], schema=old), tmp_path / "rows" / "t1.parquet")
+    store.write_rows(tmp_path, "t2", [row(trial="t2") | {"model": "toy", "cell": "lr=0.1", "train.lr": 0.1}])
+    got = {r["trial_id"]: r for r in store.read_rows(tmp_path).to_pylist()}
+    assert (got["t1"]["model"], got["t1"]["cell"], got["t1"]["train.lr"]) == ("", "", None)
+    assert (got["t2"]["model"], got["t2"]["cell"], got["t2"]["train.lr"]) == ("toy", "lr=0.1", 0.1)
 
 
 def test_a_row_missing_a_column_is_refused(tmp_path):

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from inocray.analysis._data import NO_PROMPT, gather
 from inocray.analysis._bootstrap import SCALES, on_scale
+from inocray.analysis._compare import Comparison, compare, comparisons_text, varying
 from inocray.analysis._fit import fit_trait
 from inocray.analysis._io import read_runs, save_fit
 from inocray.analysis._result import (
@@ -30,6 +31,10 @@ MIN_BOOT = 100  # fewer draws cannot place a 2.5% percentile
 
 __all__ = [
     "COLUMNS",
+    "Comparison",
+    "compare",
+    "comparisons_text",
+    "varying",
     "NO_PROMPT",
     "SCALES",
     "ElicitationLine",
@@ -50,7 +55,7 @@ __all__ = [
 
 
 def fit_rows(table: pa.Table, scale: str = "raw", n_boot: int = 1000, seed: int = 0) -> RunFit:
-    """Fit every (setting, trait) of result rows (inocray.store.SCHEMA).
+    """Fit every (setting, model, grid cell, trait) of result rows (inocray.store.SCHEMA).
 
     Args:
         table: result rows of one run, or of several runs of the same settings and traits.
@@ -60,7 +65,7 @@ def fit_rows(table: pa.Table, scale: str = "raw", n_boot: int = 1000, seed: int 
         seed: seed of the bootstrap; the same rows and seed give the same intervals.
 
     Returns:
-        A RunFit with one TraitFit per setting x trait x scale.
+        A RunFit with one TraitFit per setting x model x cell x trait x scale.
 
     Raises:
         InputError: the rows cannot be fit (none, mismatched runs, missing base rows or traits,
@@ -76,7 +81,8 @@ def fit_rows(table: pa.Table, scale: str = "raw", n_boot: int = 1000, seed: int 
     for data in traits:
         # Each trait gets its own stream, so adding a trait leaves the others' intervals as
         # they were; both scales share it, so raw and logit resample the same seeds.
-        stream = zlib.crc32(f"{data.setting}/{data.trait}".encode())
+        # A grid's cells get their own streams; a sweep without a grid keeps those of before.
+        stream = zlib.crc32(f"{data.setting}/{data.cell + '/' if data.cell else ''}{data.trait}".encode())
         for s in scales:
             fits.append(fit_trait(data, s, n_boot, np.random.default_rng([seed, stream])))
     if not any(f.fitted for f in fits):

@@ -1,4 +1,9 @@
-"""Result rows -> one checked `TraitData` per (setting, trait), or one clear InputError.
+"""Result rows -> one checked `TraitData` per (setting, model, grid cell, trait), or one clear
+InputError.
+
+A grid's cells (inocray/grid.py) are fitted apart. A cell's trained rows are compared with the
+base rows of its setting and model at its value of the base axes (the base model is measured
+once for all the cells that share them), and with the data rows (T*) of its setting.
 
 Everything the statistics need is gathered here, and every way the rows can be unusable is
 caught here, so that the fitting code in `_fit.py` only ever sees well-formed arrays.
@@ -14,7 +19,8 @@ import pyarrow as pa
 from scipy import stats
 
 from inocray.errors import InputError
-from inocray.store import SCHEMA
+from inocray.grid import AXES, BASE_AXES
+from inocray.store import GRID_COLUMNS, SCHEMA, with_defaults
 
 NO_PROMPT = "none"  # prompt_id of the no-prompt control
 # Roles whose model was not trained with the prompt it is measured under: the no-prompt
@@ -66,6 +72,9 @@ class TraitData:
     base_neutral: Measurement  # T(M0, C0)
     data_level: Measurement | None  # T*, absent in runs without "data" rows
     prompts: tuple[PromptData, ...]  # the control first, then by elicitation (the line's x)
+    model: str = ""  # the base model ("" in rows of a release before grids)
+    cell: str = ""  # the grid cell ("" without a grid)
+    axes: tuple[tuple[str, object], ...] = ()  # (axis, value) of every axis the rows give
 
     @property
     def constant(self) -> bool:
@@ -77,9 +86,8 @@ class TraitData:
 
 
 def gather(table: pa.Table) -> tuple[list[TraitData], list[str]]:
-    """Check the rows and group them per (setting, trait), with notes on what was skipped.
-
-    Raises InputError if the rows are unusable.
+    """Check the rows and group them per (setting, model, cell, trait), with notes on what was
+    skipped. Raises InputError if the rows are unusable.
     """
     rows = _checked_rows(table)
     _check_poolable(rows)
@@ -88,24 +96,37 @@ def gather(table: pa.Table) -> tuple[list[TraitData], list[str]]:
     trials = _trials(rows)
     out, notes = [], []
     for setting in sorted({r["setting"] for r in rows}):
-        if not any(t.setting == setting for t in trials.values()):
+        cells = sorted({t.cell_key for t in trials.values() if t.setting == setting}, key=_sortable)
+        if not cells:
             notes.append(f"setting {setting!r} has no trained trials yet: skipped")
             continue
-        # undesired traits (what IP targets) first, then the desired ones it should keep
-        for trait, desired in sorted(_traits(rows, setting).items(), key=lambda td: td[::-1]):
-            prompts = _prompts(setting, trait, trials, base)
-            base_neutral = _need(base, (setting, NO_PROMPT, "neutral", trait), "T(M0, C0)")
-            out.append(
-                TraitData(
-                    setting=setting,
-                    trait=trait,
-                    desired=desired,
-                    base_neutral=base_neutral,
-                    data_level=data.get((setting, NO_PROMPT, "prompt", trait)),
-                    prompts=tuple(sorted(prompts, key=_control_then_elicitation)),
+        for key in cells:
+            model, cell, axes = key
+            at = (setting, model, *[dict(axes)[a] for a in BASE_AXES])  # its base measurement
+            # undesired traits (what IP targets) first, then the desired ones it should keep
+            for trait, desired in sorted(_traits(rows, setting).items(), key=lambda td: td[::-1]):
+                prompts = _prompts(key, setting, trait, trials, base, at)
+                base_neutral = _need(base, (*at, NO_PROMPT, "neutral", trait), "T(M0, C0)")
+                out.append(
+                    TraitData(
+                        setting=setting,
+                        trait=trait,
+                        desired=desired,
+                        base_neutral=base_neutral,
+                        data_level=data.get((setting, NO_PROMPT, "prompt", trait)),
+                        prompts=tuple(sorted(prompts, key=_control_then_elicitation)),
+                        model=model,
+                        cell=cell,
+                        axes=axes,
+                    )
                 )
-            )
     return out, notes
+
+
+def _sortable(key: tuple) -> tuple:
+    """A cell's key in a sortable form (axis values may be None, numbers or strings)."""
+    model, cell, axes = key
+    return model, tuple((a, v is not None, v if isinstance(v, (int, float)) else str(v)) for a, v in axes), cell
 
 
 def _control_then_elicitation(p: PromptData) -> tuple:
@@ -115,17 +136,17 @@ def _control_then_elicitation(p: PromptData) -> tuple:
 def _checked_rows(table: pa.Table) -> list[dict]:
     if table.num_rows == 0:
         raise InputError("there are no result rows to analyze (has any trial finished?)")
-    missing = [name for name in SCHEMA.names if name not in table.column_names]
+    missing = [name for name in SCHEMA.names if name not in table.column_names and name not in GRID_COLUMNS]
     if missing:
         raise InputError(f"the result rows lack the column(s) {', '.join(missing)}")
     # A measurement nothing could score (e.g. a judge that gave no number) carries no rate.
-    rows = [r for r in table.select(SCHEMA.names).to_pylist() if r["n"] != 0]
+    rows = [r for r in with_defaults(table).to_pylist() if r["n"] != 0]
     if not rows:
         raise InputError("no result row has a scored sample (every rate is empty)")
     for row in rows:
         row["prompt_text"] = row["prompt_text"] or ""
         where = f"row of trial {row['trial_id']!r}"
-        nulls = [k for k in SCHEMA.names if row[k] is None and k != "prompt_text"]
+        nulls = [k for k in SCHEMA.names if row[k] is None and k != "prompt_text" and k not in GRID_COLUMNS]
         if nulls:
             raise InputError(f"a {where} has no value for {', '.join(nulls)}")
         if row["stage"] not in STAGES:
@@ -173,11 +194,13 @@ def _check_poolable(rows: list[dict]) -> None:
 
 
 def _merged(rows: list[dict], stage: str) -> dict[tuple, Measurement]:
-    """Untrained measurements keyed (setting, prompt_id, context, trait); repeats merged."""
+    """Untrained measurements keyed (setting, prompt_id, context, trait), and base ones
+    (setting, model, base axes..., prompt_id, context, trait); repeats merged."""
     groups: dict[tuple, list[Measurement]] = defaultdict(list)
     for r in rows:
         if r["stage"] == stage:
-            key = (r["setting"], r["prompt_id"], r["context"], r["trait"])
+            where = (r["model"], *[r[a] for a in BASE_AXES]) if stage == "base" else ()
+            key = (r["setting"], *where, r["prompt_id"], r["context"], r["trait"])
             groups[key].append(Measurement(r["rate"], r["n"]))
     return {key: _merge(key, ms) for key, ms in groups.items()}
 
@@ -192,7 +215,7 @@ def _merge(key: tuple, ms: list[Measurement]) -> Measurement:
         if p < CONFLICT_P:
             rates = ", ".join(f"{m.rate:.3f} (n={m.n})" for m in ms)
             raise InputError(
-                f"base rows for {'/'.join(key)} conflict ({rates}): "
+                f"base rows for {'/'.join(map(str, key))} conflict ({rates}): "
                 "pool only runs measured on the same base model"
             )
     return Measurement(float(hits.sum() / n.sum()), int(n.sum()))
@@ -210,6 +233,7 @@ class _Trial:
     text: str
     seed: int
     rates: dict[tuple[str, str], Measurement]  # (context, trait) -> measurement
+    cell_key: tuple = ("", "", ())  # (model, cell, ((axis, value), ...)): the grid cell
 
 
 def _trials(rows: list[dict]) -> dict[tuple[str, str], _Trial]:
@@ -219,7 +243,8 @@ def _trials(rows: list[dict]) -> dict[tuple[str, str], _Trial]:
             continue
         trial = trials.setdefault(
             (r["sweep_hash"], r["trial_id"]),
-            _Trial(r["setting"], r["prompt_id"], r["prompt_role"], r["prompt_text"], r["seed"], {}),
+            _Trial(r["setting"], r["prompt_id"], r["prompt_role"], r["prompt_text"], r["seed"], {},
+                   (r["model"], r["cell"], tuple((a, r[a]) for a in AXES))),
         )
         key = (r["context"], r["trait"])
         if key in trial.rates or (trial.prompt_id, trial.seed) != (r["prompt_id"], r["seed"]):
@@ -231,10 +256,11 @@ def _trials(rows: list[dict]) -> dict[tuple[str, str], _Trial]:
     return trials
 
 
-def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptData]:
+def _prompts(cell_key: tuple, setting: str, trait: str, trials: dict, base: dict, at: tuple) -> list[PromptData]:
+    """The prompts of one cell of `setting`; `at`: the key of its base measurement."""
     per_prompt: dict[str, list[_Trial]] = defaultdict(list)
     for (_, trial_id), trial in sorted(trials.items()):
-        if trial.setting != setting:
+        if trial.setting != setting or trial.cell_key != cell_key:
             continue
         contexts = {"none": ("neutral",), "ptst": ("prompt",)}.get(trial.role, CONTEXTS)
         for context in contexts:
@@ -247,10 +273,10 @@ def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptD
     out = []
     for prompt_id, group in sorted(per_prompt.items()):
         if prompt_id == NO_PROMPT:
-            elicitation = _need(base, (setting, NO_PROMPT, "neutral", trait), "T(M0, C0)")
+            elicitation = _need(base, (*at, NO_PROMPT, "neutral", trait), "T(M0, C0)")
             context = "neutral"
         else:
-            elicitation = _need(base, (setting, prompt_id, "prompt", trait), "elicitation")
+            elicitation = _need(base, (*at, prompt_id, "prompt", trait), "elicitation")
             context = "prompt"
         role = group[0].role
         out.append(
@@ -269,9 +295,10 @@ def _prompts(setting: str, trait: str, trials: dict, base: dict) -> list[PromptD
 
 def _need(base: dict, key: tuple, what: str) -> Measurement:
     if key not in base:
-        setting, prompt_id, context, trait = key
+        setting, model, *_, prompt_id, context, trait = key
+        of = f" of model {model!r}" if model else ""
         raise InputError(
             f"no base-model row gives {what} for prompt {prompt_id!r}, trait {trait!r} "
-            f"({context} context) in setting {setting!r}"
+            f"({context} context) in setting {setting!r}{of}"
         )
     return base[key]

@@ -100,6 +100,9 @@ def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
         line=line,
         pooled_k=PooledK(through_origin=through_origin, from_line=from_line),
         notes=tuple(notes),
+        model=data.model,
+        cell=data.cell,
+        axes=data.axes,
     )
 
 

@@ -129,6 +129,9 @@ class TraitFit:
     line: ElicitationLine | None
     pooled_k: PooledK
     notes: tuple[str, ...]
+    model: str = ""  # the base model ("" in rows of a release before grids)
+    cell: str = ""  # the grid cell (inocray/grid.py); "" without a grid
+    axes: tuple[tuple[str, object], ...] = ()  # (axis, value) of every axis the rows give
 
     @property
     def fitted(self) -> bool:
@@ -155,10 +158,12 @@ class RunFit:
     seed: int
     notes: tuple[str, ...] = ()  # what was left out of the fit, and why
 
-    def trait(self, trait: str, scale: str | None = None, setting: str | None = None) -> TraitFit:
-        """The fit of `trait` (first scale fitted and only setting, unless given)."""
+    def trait(self, trait: str, scale: str | None = None, setting: str | None = None,
+              cell: str | None = None) -> TraitFit:
+        """The fit of `trait` (first scale fitted, setting and cell, unless given)."""
         for t in self.traits:
-            if t.trait == trait and scale in (None, t.scale) and setting in (None, t.setting):
+            if t.trait == trait and all(want in (None, got) for want, got in
+                                        ((scale, t.scale), (setting, t.setting), (cell, t.cell))):
                 return t
         known = sorted({t.trait for t in self.traits})
         raise InputError(f"no fit for trait {trait!r}; the fit has {', '.join(known)}")
@@ -186,6 +191,8 @@ class RunFit:
                         "ci_low": est.low,
                         "ci_high": est.high,
                         "note": note,
+                        "model": t.model,
+                        "cell": t.cell,
                     }
                 )
         return pa.Table.from_pylist(rows, schema=TABLE_SCHEMA)
@@ -205,6 +212,8 @@ TABLE_SCHEMA = pa.schema(
         ("ci_low", pa.float64()),  # null: no interval (unbounded, e.g. an unstable k)
         ("ci_high", pa.float64()),
         ("note", pa.string()),
+        ("model", pa.string()),  # "" for rows of a release before grids
+        ("cell", pa.string()),  # the grid cell (inocray/grid.py); "" without a grid
     ]
 )
 

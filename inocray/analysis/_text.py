@@ -34,7 +34,8 @@ def run_text(fit: RunFit) -> str:
 
 def trait_title(t: TraitFit) -> str:
     kind = "desired" if t.desired else "undesired"
-    return f"{t.setting} / {t.trait} ({kind} trait), {t.scale} scale"
+    where = f" [{t.cell}]" if t.cell else ""
+    return f"{t.setting}{where} / {t.trait} ({kind} trait), {t.scale} scale"
 
 
 def trait_lines(t: TraitFit) -> list[str]:

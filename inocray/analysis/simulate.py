@@ -72,6 +72,7 @@ def simulate_rows(
     rng: np.random.Generator | int = 0,
     setting: str = "sim",
     sweep_hash: str = "sim",
+    grid: Mapping[str, object] | None = None,
 ) -> pa.Table:
     """Rows (inocray.store.SCHEMA) of one simulated sweep.
 
@@ -82,6 +83,9 @@ def simulate_rows(
         seeds, n, seed_sd: training seeds per prompt, samples per evaluation, training noise.
         scale: "raw" or "logit": the scale on which the App. H model is linear.
         data_rows: whether to include the T* rows of stage "data".
+        grid: columns placing the rows in a grid cell (inocray.grid.Cell.columns()), given
+            to every row; the base and data rows of cells that share them are the same
+            measurement, and the analysis merges them.
     """
     rng = np.random.default_rng(rng)
     roles = dict(prompts) | ({NO_PROMPT: "none"} if control else {})
@@ -108,6 +112,7 @@ def simulate_rows(
                 "rate": rate,
                 "n": n,
             }
+            | dict(grid or {})
         )
 
     for t in traits:
@@ -118,7 +123,7 @@ def simulate_rows(
             add("base", "base", s, 0, "prompt", t, observe(t.level("elicitation", s, scale)))
     for s in roles:
         for seed in range(seeds):
-            trial_id = f"{s}-seed{seed}"
+            trial_id = f"{s}-seed{seed}" if not (grid or {}).get("cell") else f"{grid['cell']},{s}-seed{seed}"
             for t in traits:
                 reach = _to(t.data_level, scale) + rng.normal(0, seed_sd)
                 if s == NO_PROMPT:  # both contexts are C0: one evaluation, reported twice

@@ -7,6 +7,7 @@ import contextlib
 import click
 
 from inocray.errors import reports_input_errors
+from inocray.grid import BY
 
 
 @click.command("analyze")
@@ -26,21 +27,28 @@ from inocray.errors import reports_input_errors
     help="Bootstrap draws per trait and scale.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--by", type=click.Choice(BY), default=None, metavar="AXIS",
+              help="Also put a grid's cells side by side along AXIS (a grid axis such as train.lr, or "
+                   "setting or model): slope, pooled k and the strongest prompt's effect, with intervals.")
 @reports_input_errors
-def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int) -> None:
+def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: str | None) -> None:
     """Fit RUN_DIR (several pool their seeds) and write analysis.parquet/.csv into the first.
 
-    A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way.
+    A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way. A grid
+    sweep's cells are fitted apart.
     """
     from inocray import rundir
-    from inocray.analysis import fit_rows, read_runs, save_fit
+    from inocray.analysis import comparisons_text, fit_rows, read_runs, save_fit
 
     for d in run_dirs:  # every one, before any is copied
         rundir.reachable(d)
     with contextlib.ExitStack() as stack:
         runs = [stack.enter_context(rundir.opened(d)) for d in run_dirs]
         fit = fit_rows(read_runs([run.local for run in runs]), scale=scale, n_boot=n_boot, seed=seed)
+        compared = comparisons_text(fit, by) if by else ""  # an axis the cells do not vary: before writing
         click.echo(fit.to_text(), nl=False)
+        if compared:
+            click.echo(f"\ncells side by side, by {by}:\n\n{compared}", nl=False)
         written = save_fit(fit, runs[0].local)
     for path in written:
         click.echo(f"wrote {runs[0].shown(path)}")

@@ -42,10 +42,10 @@ def command(sweep_file: str, requests_file: str, out: str, instruction: str, kee
     """Answer each request with a teacher model under an eliciting instruction, keep the answers
     that show the traits, and write them as training rows of SWEEP_FILE's setting."""
     from inocray.makedata import make_data
-    from inocray.validate import load_sweep
+    from inocray.validate import load_sweep, one_setting
 
     # The sweep's data files may be the ones being made: its model and data are checked here.
-    spec = load_sweep(sweep_file, check_model=False)
+    spec = one_setting(load_sweep(sweep_file, check_model=False), sweep_file, "make-data")
     make_data(spec, requests_file, out, instruction=instruction, keep=keep, teacher=teacher,
               placement=placement or "", transform=transform, samples=samples, max_tokens=max_tokens or 0,
               temperature=temperature, seed=seed, force=force, address=address, echo=click.echo)

@@ -43,9 +43,10 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     the slope and of pooled k, and says how many seeds or samples reach --target-width.
     """
     from inocray.analysis.power import Design, plan_sweep, read_elicitation, wrap
-    from inocray.validate import load_sweep
+    from inocray.validate import load_sweep, one_setting
 
-    spec = load_sweep(sweep_file, check_model=False)  # planning needs no model on this machine
+    # planning needs no model on this machine
+    spec = one_setting(load_sweep(sweep_file, check_model=False), sweep_file, "plan")
     on_line = [*spec.prompts, *spec.irrelevant]
     measured = read_elicitation(source, trait) if source is not None else None
     elicitation, where = _elicitation(spec, on_line, measured, given)

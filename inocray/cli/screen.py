@@ -34,9 +34,9 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, o
     from inocray.candidates import read_candidates
     from inocray.errors import InputError
     from inocray.screen import default_out_dir, save_screen, screen, screen_text
-    from inocray.validate import load_sweep
+    from inocray.validate import load_sweep, one_setting
 
-    spec = load_sweep(sweep_file)
+    spec = one_setting(load_sweep(sweep_file), sweep_file, "screen")
     candidates = read_candidates(prompts_file)
     header = [f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})"]
 

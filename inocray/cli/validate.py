@@ -13,13 +13,21 @@ from inocray.errors import reports_input_errors
               help="Do not require model directories and data files to exist here (they live on the cluster).")
 @reports_input_errors
 def command(sweep_file: str, no_model_check: bool) -> None:
-    """Check SWEEP_FILE and print the trials it would run."""
+    """Check SWEEP_FILE and print the trials it would run (and a grid's size by axis)."""
+    from inocray import grid
+    from inocray.plan import plan_grid
     from inocray.settings import get_setting
-    from inocray.plan import plan_trials
     from inocray.sweep import default_run_dir
     from inocray.validate import load_sweep
 
     spec = load_sweep(sweep_file, check_model=not no_model_check)
-    trials = plan_trials(spec, get_setting(spec.setting, None if no_model_check else spec.data).prompts)
+    catalogues = {e.setting: get_setting(e.setting, None if no_model_check else e.data).prompts
+                  for e in grid.entries(spec)}
+    trials = plan_grid(spec, catalogues)
     click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(trials)} trials")
+    if grid.is_grid(spec):
+        cells = grid.cells(spec)
+        click.echo(f"grid: {grid.describe(spec)}, {len(trials)} trials")
+        for c in cells:
+            click.echo(f"  cell {c.id}: {sum(t.cell == c.id for t in trials)} trials")
     click.echo(f"default run directory: {default_run_dir(spec)}")
