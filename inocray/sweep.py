@@ -4,7 +4,8 @@
       base model   -> toy world build (cached) or the user's model directory
       Serve app    -> one vLLM engine for the whole sweep (serve.py)
       elicitation  -> base model under every prompt and none: rows of trial "base"
-      Tune grid    -> trial: fine_tune (train.py) -> evaluate -> rows/<trial>.parquet
+      Tune grid    -> trial: train on a long-lived worker group (workers.py, train.py)
+                      -> evaluate -> rows/<trial>.parquet
       fit          -> analysis of all rows, printed and plotted
 
 A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from inocray import evaluate, models, resources, rundir, serve, storage, store
+from inocray import evaluate, models, resources, rundir, serve, storage, store, workers
 from inocray.plan import NONE, Trial, measured_prompts, plan_trials, prompt_catalogue, trial_id
 from inocray.settings import Setting, get_setting
 from inocray.spec import DataSpec, SweepSpec
@@ -114,28 +115,33 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0
 
-    trainable = tune.with_parameters(
-        run_trial,
-        trials={t.id: t for t in todo},
-        spec=spec,
-        located=located,
-        run_dir=str(run_dir),
-        model_path=model_path,
-        app=app,
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the trial's workers hold the CPUs
-        param_space={"trial_id": tune.grid_search([t.id for t in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
-        run_config=tune.RunConfig(
-            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[Progress(total, total - len(todo), echo)],
-            verbose=0,
-        ),
-    )
-    results = tuner.fit()
+    # One long-lived worker group per trial that runs at once; the trials take turns on them.
+    slots = resources.slots(spec, len(todo))
+    train_dir = str(storage.join(run_dir, rundir.TRAIN_DIR))
+    with workers.Pool(spec.train, slots, train_dir, name=f"workers-{spec.hash()}") as pool:
+        trainable = tune.with_parameters(
+            run_trial,
+            trials={t.id: t for t in todo},
+            spec=spec,
+            located=located,
+            run_dir=str(run_dir),
+            model_path=model_path,
+            app=app,
+            queue=pool.queue,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the slots' workers hold the CPUs
+            param_space={"trial_id": tune.grid_search([t.id for t in todo])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=slots),
+            run_config=tune.RunConfig(
+                name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                callbacks=[Progress(total, total - len(todo), echo)],
+                verbose=0,
+            ),
+        )
+        results = tuner.fit()
     failed = [r for r in results if r.error]
     if failed:
         echo(f"{len(failed)} trial(s) failed; rerun the same command to retry them. First error:")
@@ -143,11 +149,12 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
 
 
 def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, DataSpec], run_dir: str,
-              model_path: str, app: str) -> None:
-    """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
+              model_path: str, app: str, queue) -> None:
+    """One Tune trial: fine-tune on a worker group of the pool (`queue`), evaluate every snapshot
+    in C0 and Cs, write the rows, report."""
     from ray import tune
 
-    from inocray.train import TrainJob, fine_tune
+    from inocray.train import TrainJob
 
     trial: Trial = trials[config["trial_id"]]
     setting = get_setting(*located)
@@ -166,7 +173,7 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: tuple[str, D
         max_failures=spec.max_failures,
         log_path=str(log_path),
     )
-    result = fine_tune(job, storage_dir=str(storage.join(run, rundir.TRAIN_DIR)))
+    result = workers.wait(queue, job)
     # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
     contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
     contexts |= {f"ptst:{pid}": text for pid, text in trial.ptst}
