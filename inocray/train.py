@@ -86,12 +86,10 @@ class Group:
 
     def base(self, path: str):
         if path not in self.loaded:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
 
             self.loaded.clear()
-            self.loaded[path] = (AutoTokenizer.from_pretrained(path),
-                                 AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
+            self.loaded[path] = (AutoTokenizer.from_pretrained(path), load_base_model(path))
         return self.loaded[path]
 
 
@@ -209,11 +207,20 @@ def optimizer_step(engine, batches: list, pad_id: int) -> float:
     return sum(losses) / len(losses)
 
 
-def build_model(job: TrainJob, base):
-    """A fresh copy of the base model, wrapped in a fresh LoRA adapter unless every weight trains."""
+def load_base_model(path: str):
+    """The base model in fp32, as every trial starts from it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def build_model(job: TrainJob, base=None):
+    """A fresh copy of `base` (default: loaded from job.base_model), wrapped in a fresh LoRA
+    adapter unless every weight trains."""
     from peft import LoraConfig, get_peft_model
 
-    model = copy.deepcopy(base)
+    model = load_base_model(job.base_model) if base is None else copy.deepcopy(base)
     if job.train.method == "full":
         return model
     lora = job.train.lora

@@ -249,11 +249,13 @@ class Pool:
     def train(self, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
         return wait(self.queue, job, report_to_tune)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, error_type, *_) -> None:
+        """End every slot's loop; after an error (or Ctrl-C), without waiting for its job."""
         import ray
 
         ray.get(self.queue.close.remote())
-        _, running = ray.wait(self.runs, num_returns=len(self.runs), timeout=CLOSE_S)
+        timeout = CLOSE_S if error_type is None else 0
+        _, running = ray.wait(self.runs, num_returns=len(self.runs), timeout=timeout)
         for run in running:  # a slot still training a job nobody waits for
             ray.cancel(run, force=True)
         ray.kill(self.queue)
