@@ -37,7 +37,7 @@ from pathlib import Path
 
 GOAL = 0.25
 LOG_ENV = "INOCRAY_BENCH_TIMINGS"
-CURRENT = {"trial": None}  # in a worker: the trial its train_loop is running
+TRIAL_ENV = "INOCRAY_BENCH_TRIAL"  # in a worker: the trial its train_loop is running
 
 
 def record(phase: str, t0: float, t1: float, **extra) -> None:
@@ -53,7 +53,7 @@ def timed(phase: str, fn, **extra):
         try:
             return fn(*args, **kwargs)
         finally:
-            record(phase, t0, time.time(), **({"trial": CURRENT["trial"]} | extra))
+            record(phase, t0, time.time(), **({"trial": os.environ.get(TRIAL_ENV)} | extra))
 
     return wrapper
 
@@ -93,13 +93,13 @@ def timed_job_loop(config: dict) -> None:
     original = train.train_loop
 
     def train_loop(job, group):
-        CURRENT["trial"] = job.trial_id
+        os.environ[TRIAL_ENV] = job.trial_id
         start = time.time()
         try:
             return original(job, group)
         finally:
-            record("worker: train_loop", start, time.time())
-            CURRENT["trial"] = None
+            record("worker: train_loop", start, time.time(), trial=job.trial_id)
+            del os.environ[TRIAL_ENV]
 
     train.train_loop = train_loop
     record("worker: ready", time.time(), time.time())
