@@ -117,30 +117,30 @@ def _tune(spec: SweepSpec, located: tuple[str, DataSpec], todo: list[Trial], tot
 
     # One long-lived worker group per trial that runs at once; the trials take turns on them.
     slots = resources.slots(spec, len(todo))
-    train_dir = str(storage.join(run_dir, rundir.TRAIN_DIR))
-    with workers.Pool(spec.train, slots, train_dir, name=f"workers-{spec.hash()}") as pool:
-        trainable = tune.with_parameters(
-            run_trial,
-            trials={t.id: t for t in todo},
-            spec=spec,
-            located=located,
-            run_dir=str(run_dir),
-            model_path=model_path,
-            app=app,
-            queue=pool.queue,
-        )
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the slots' workers hold the CPUs
-            param_space={"trial_id": tune.grid_search([t.id for t in todo])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=slots),
-            run_config=tune.RunConfig(
-                name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[Progress(total, total - len(todo), echo)],
-                verbose=0,
-            ),
-        )
+    pool = workers.Pool(spec.train, slots, str(storage.join(run_dir, rundir.TRAIN_DIR)), name=f"workers-{spec.hash()}")
+    trainable = tune.with_parameters(
+        run_trial,
+        trials={t.id: t for t in todo},
+        spec=spec,
+        located=located,
+        run_dir=str(run_dir),
+        model_path=model_path,
+        app=app,
+        queue=pool.queue,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the slots' workers hold the CPUs
+        param_space={"trial_id": tune.grid_search([t.id for t in todo])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots),
+        run_config=tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[Progress(total, total - len(todo), echo)],
+            verbose=0,
+        ),
+    )
+    with pool:
         results = tuner.fit()
     failed = [r for r in results if r.error]
     if failed:

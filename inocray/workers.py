@@ -231,16 +231,20 @@ def wait(queue, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
 class Pool:
     """`slots` long-lived worker groups shaped by `spec` (workers, CPUs, GPUs) and their queue.
 
-    A context manager: leaving it ends every slot's loop and waits for its trainer.
+    A context manager: entering it starts the groups, leaving it ends every slot's loop and
+    waits for its trainer.
     """
 
     def __init__(self, spec: TrainSpec, slots: int, storage_dir: str, name: str) -> None:
-        self.spec, self.slots, self.storage_dir, self.name = spec, slots, storage_dir, name
-
-    def __enter__(self) -> Pool:
         import ray
 
-        self.queue = ray.remote(num_cpus=0)(JobQueue).remote(self.slots)
+        self.spec, self.slots, self.storage_dir, self.name = spec, slots, storage_dir, name
+        self.queue = ray.remote(num_cpus=0)(JobQueue).remote(slots)  # jobs wait here until the groups start
+
+    def __enter__(self) -> Pool:
+        """Start each slot's group."""
+        import ray
+
         slot_task = ray.remote(num_cpus=0)(run_slot)
         self.runs = [slot_task.remote(self.queue, slot, self.spec, self.storage_dir, self.name)
                      for slot in range(self.slots)]
