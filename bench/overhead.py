@@ -21,7 +21,8 @@ and each process appends (phase, start, end) to one JSON-lines file:
 A long-lived group's start (Ray Train's controller, worker actors and process group, the
 imports, the base model's load) is paid once per slot per sweep, not per trial: the part of a
 trial's wait that falls before its group was ready is shown apart, as a once-per-slot cost.
-Goal (issue 12): <= 25% of a trial's wall time outside training steps and generation.
+Goal: <= 25% of a trial's wall time outside training steps and generation (it was 10% before the
+workers were long-lived; docs/benchmarks.md explains the change).
 """
 
 from __future__ import annotations

@@ -31,11 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WARNING = "PYTHON worker processes have been started"
 
 
-def timed_run(sweep: str, run_dir: str, env: dict) -> tuple[float, list[str], str]:
+def timed_run(sweep: str, run_dir: str, env: dict, cwd: str | None = None) -> tuple[float, list[str], str]:
+    """`inocray run` in `cwd`: Ray puts the driver's working directory on its workers' sys.path
+    before PYTHONPATH, so a tree's run must start in that tree."""
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "inocray.cli", "run", sweep, "--run-dir", run_dir],
-        env=env, text=True, capture_output=True,
+        [sys.executable, "-m", "inocray.cli", "run", str(Path(sweep).resolve()), "--run-dir", run_dir],
+        env=env, text=True, capture_output=True, cwd=cwd,
     )
     wall = time.monotonic() - start
     if proc.returncode != 0:
@@ -63,9 +65,12 @@ def against(sweep: str, tree: str, tmp: str) -> None:
         env = {**os.environ, "PYTHONPATH": root}
         run_dir = os.path.join(tmp, label)
         load = os.getloadavg()
-        walls[label], headline, output = timed_run(sweep, run_dir, env)
+        walls[label], headline, output = timed_run(sweep, run_dir, env, cwd=root)
+        pids = {pid for log in Path(run_dir).glob("logs/*.log")
+                for pid in re.findall(r" (?:start|resume) step=\d+ total=\d+ pid=(\d+)", log.read_text())}
         print(f"{label} ({root}): {walls[label]:.0f} s, load average before {load[0]:.1f}, after "
-              f"{os.getloadavg()[0]:.1f}; raylet worker-start warnings: {output.count(WARNING)}")
+              f"{os.getloadavg()[0]:.1f}; {len(pids)} training worker processes; "
+              f"raylet worker-start warnings: {output.count(WARNING)}")
         for line in headline:
             print("   ", line)
     print(f"new / old: {walls['new'] / walls['old']:.2f}")
