@@ -1,11 +1,13 @@
 """Does the sweep fit its Ray cluster? The engines and one trial against the cluster's resources.
 
 A sweep reserves its evaluation engines for its whole life, one per base model (engine.num_cpus
-and num_gpus each, and the GPUs again for a judge model of its own), and every trial then needs its Tune trainable
-(TRIAL_CPU) and its Ray Train workers (train.num_workers x (cpus_per_worker CPU, plus one
-GPU each with train.use_gpu)); a fully fine-tuned trial later evaluates on an engine of its
-own (engine.num_gpus, no CPU). A cluster that cannot hold the engine and one trial leaves Tune
-waiting forever, so `check` turns that into one sentence before any trial starts.
+and num_gpus each, and the GPUs again for a judge model of its own), and every trial that runs
+at once needs its Tune trainable (TRIAL_CPU) and a long-lived worker group (workers.py), which
+holds its Ray Train workers (train.num_workers x (cpus_per_worker CPU, plus one GPU each with
+train.use_gpu)) for the whole sweep; a fully fine-tuned trial evaluates on an engine of its own
+(engine.num_gpus, no CPU) while its group holds its GPUs. A cluster that cannot hold the
+engines and one trial leaves the sweep waiting forever, so `check` turns that into one sentence
+before any trial starts; `slots` is how many groups a sweep opens.
 
 The resources are totals over the nodes; how they split between nodes is left to Ray. On an
 autoscaling cluster `ray.cluster_resources()` shows only the nodes running now, so the
@@ -49,12 +51,12 @@ def trial_needs(spec: SweepSpec) -> dict[str, float]:
 
 
 def _cell_trial_needs(spec: SweepSpec) -> dict[str, float]:
-    """What one running trial of a one-setting sweep holds at most: its trainable and workers,
-    or its own engine."""
+    """What one running trial of a one-setting sweep holds at most: its trainable, its group's
+    workers and its own engine."""
     t = spec.train
     gpus = t.num_workers if t.use_gpu else 0
-    if t.method == "full":  # evaluated after its workers are gone, on an engine of its own
-        gpus = max(gpus, spec.engine.num_gpus)
+    if t.method == "full":  # evaluated on an engine of its own, beside its group's workers
+        gpus += spec.engine.num_gpus
     return {"CPU": TRIAL_CPU + t.num_workers * t.cpus_per_worker, "GPU": gpus}
 
 
@@ -132,17 +134,13 @@ def check(spec: SweepSpec, echo: Callable = print) -> None:
     so when it holds fewer trials at once than max_concurrent_trials. Needs Ray initialized."""
     import ray
 
-    resources: dict[str, float] = dict(ray.cluster_resources())
-    config, most = _launcher_config(), None
-    if config is not None:
-        most = autoscaler_max(config)
-        if most is None:  # an autoscaling cluster whose node types do not say what they have
-            found = problem(resources, spec)
-            if found:
-                echo(f"warning: {found} (unless the autoscaler adds nodes: "
-                     "its node types do not state their resources)")
-            return
-        resources = {k: max(resources.get(k, 0.0), most.get(k, 0.0)) for k in resources.keys() | most.keys()}
+    resources, config, most = _reachable()
+    if config is not None and most is None:  # an autoscaling cluster whose node types do not say what they have
+        found = problem(resources, spec)
+        if found:
+            echo(f"warning: {found} (unless the autoscaler adds nodes: "
+                 "its node types do not state their resources)")
+        return
     found = problem(resources, spec, at_most=most is not None)
     if found:
         raise InputError(found)
@@ -150,6 +148,27 @@ def check(spec: SweepSpec, echo: Callable = print) -> None:
     if fits < spec.max_concurrent_trials:
         echo(f"the Ray cluster holds the engine and {fits} trial(s) at once, so {fits} run at a time "
              f"(max_concurrent_trials is {spec.max_concurrent_trials})")
+
+
+def slots(spec: SweepSpec, trials: int) -> int:
+    """How many long-lived worker groups a sweep of `trials` unfinished trials opens: one per
+    trial that runs at once, at most max_concurrent_trials and what the cluster holds (at least
+    one: `check` has said whether one fits). Needs Ray initialized."""
+    resources, _, _ = _reachable()
+    return max(1, min(spec.max_concurrent_trials, trials, concurrent_trials(resources, spec)))
+
+
+def _reachable() -> tuple[dict[str, float], dict | None, dict[str, float] | None]:
+    """The running cluster's resources, raised to the most an autoscaling cluster can grow to
+    where its launcher config says; with that config and that most (None where unknown)."""
+    import ray
+
+    resources: dict[str, float] = dict(ray.cluster_resources())
+    config = _launcher_config()
+    most = autoscaler_max(config) if config is not None else None
+    if most is not None:
+        resources = {k: max(resources.get(k, 0.0), most.get(k, 0.0)) for k in resources.keys() | most.keys()}
+    return resources, config, most
 
 
 def _launcher_config() -> dict | None:

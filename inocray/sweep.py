@@ -5,7 +5,8 @@
       Serve apps   -> one engine per base model, all started at once, for the whole sweep
       elicitation  -> each base model under every prompt and none, once per (setting, model,
                       eval axes): rows of trial "base" (in a grid "base,...": grid.base_cells)
-      Tune grid    -> trial: fine_tune (train.py) -> evaluate -> rows/<trial>.parquet
+      Tune grid    -> trial: train on a long-lived worker group (workers.py, train.py)
+                      -> evaluate -> rows/<trial>.parquet
       fit          -> analysis of all rows, printed and plotted
 
 A sweep of several settings, models or hyperparameter values is a grid of cells (grid.py),
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from inocray import evaluate, grid, models, resources, rundir, serve, storage, store
+from inocray import evaluate, grid, models, resources, rundir, serve, storage, store, workers
 from inocray.plan import NONE, Trial, measured_prompts, plan_grid, prompt_catalogue, trial_id
 from inocray.settings import Setting, get_setting
 from inocray.spec import DataSpec, SweepSpec
@@ -179,6 +180,9 @@ def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0
 
+    # One long-lived worker group per trial that runs at once; the trials take turns on them.
+    slots = resources.slots(spec, len(todo))
+    pool = workers.Pool(spec.train, slots, str(storage.join(run_dir, rundir.TRAIN_DIR)), name=f"workers-{spec.hash()}")
     trainable = tune.with_parameters(
         run_trial,
         trials={t.id: t for t in todo},
@@ -186,11 +190,12 @@ def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[
         located=located,
         run_dir=str(run_dir),
         model_paths=model_paths,
+        queue=pool.queue,
     )
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the trial's workers hold the CPUs
+        tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the slots' workers hold the CPUs
         param_space={"trial_id": tune.grid_search([t.id for t in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),
@@ -199,7 +204,8 @@ def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[
             verbose=0,
         ),
     )
-    results = tuner.fit()
+    with pool:
+        results = tuner.fit()
     failed = [r for r in results if r.error]
     if failed:
         echo(f"{len(failed)} trial(s) failed; rerun the same command to retry them. First error:")
@@ -207,11 +213,12 @@ def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[
 
 
 def run_trial(config: dict, trials: dict, spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], run_dir: str,
-              model_paths: dict[str, str]) -> None:
-    """One Tune trial: fine-tune, evaluate every snapshot in C0 and Cs, write the rows, report."""
+              model_paths: dict[str, str], queue) -> None:
+    """One Tune trial: fine-tune on a worker group of the pool (`queue`), evaluate every snapshot
+    in C0 and Cs, write the rows, report."""
     from ray import tune
 
-    from inocray.train import TrainJob, fine_tune
+    from inocray.train import TrainJob
 
     trial: Trial = trials[config["trial_id"]]
     sweep_hash, cell = spec.hash(), grid.cell(spec, trial.cell)
@@ -233,7 +240,7 @@ def run_trial(config: dict, trials: dict, spec: SweepSpec, located: dict[str, tu
         max_failures=spec.max_failures,
         log_path=str(log_path),
     )
-    result = fine_tune(job, storage_dir=str(storage.join(run, rundir.TRAIN_DIR)))
+    result = workers.wait(queue, job)
     # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
     contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
     contexts |= {f"ptst:{pid}": text for pid, text in trial.ptst}

@@ -1,8 +1,10 @@
-"""Fine-tune one trial: Ray Train workers, DeepSpeed ZeRO, a peft LoRA adapter or every weight.
+"""Fine-tune one trial: DeepSpeed ZeRO over a peft LoRA adapter or every weight.
 
-`fine_tune(job)` runs on the driver side of a trial (inside its Ray Tune trainable): it
-builds a Ray Train `TorchTrainer` whose workers run `train_loop`, waits for it, and
-returns where the model was saved. Collectives use gloo on CPU and NCCL on GPU.
+`train_loop(job, group)` trains one trial on every rank of a formed worker group: a fresh
+copy of the group's base model (a fresh LoRA, or every weight), a fresh `deepspeed.initialize`,
+the trial's own seed, data, log, checkpoints and saved model. The groups are long-lived Ray
+Train worker groups that take trial after trial (workers.py); `fine_tune(job)` trains one
+trial on a group of its own. Collectives use gloo on CPU and NCCL on GPU.
 
 With a checkpoint directory the loop saves snapshots and DeepSpeed's training state at the
 spec's checkpoint steps (checkpoints.py), and a restarted loop (Ray Train's retry after a
@@ -12,12 +14,15 @@ data and dropout are fixed by (seed, rank, step), so a resumed run ends with the
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import random
+import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from inocray import checkpoints, storage
 from inocray.data import Example
@@ -39,7 +44,7 @@ class TrainJob:
     seed: int
     train: TrainSpec
     checkpoint_dir: str = ""  # snapshots and resumable state (checkpoints.py); "" = none
-    max_failures: int = 1  # restarts of the worker group after a worker fails (Ray Train)
+    max_failures: int = 1  # retries of the trial on a rebuilt worker group after a worker fails
     log_path: str = ""  # a text log of the run's progress, appended to; "" = none
 
 
@@ -52,62 +57,66 @@ class TrainResult:
 
 
 def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> TrainResult:
-    """Run `train_loop` on `job.train.num_workers` Ray Train workers; return the model."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Train one trial on a worker group of its own (a pool of one slot); return the model."""
+    from inocray import workers
 
-    callbacks = []
-    if report_to_tune:
-        from ray.tune.integration.ray_train import TuneReportCallback
+    with workers.Pool(job.train, slots=1, storage_dir=storage_dir, name=job.trial_id) as pool:
+        return pool.train(job, report_to_tune)
 
-        callbacks.append(TuneReportCallback())
-    spec = job.train
-    resources = {"CPU": spec.cpus_per_worker}
-    if spec.use_gpu:
-        resources["GPU"] = 1
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"job": job},
-        scaling_config=ScalingConfig(
-            num_workers=spec.num_workers, use_gpu=spec.use_gpu, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=job.trial_id,
-            storage_path=str(storage.resolve(storage_dir)),
-            failure_config=FailureConfig(max_failures=job.max_failures),
-            callbacks=callbacks,
-        ),
-    )
-    trainer.fit()
+
+def result(job: TrainJob) -> TrainResult:
+    """The trained model of a finished job, read back from its saved state."""
     state = json.loads(storage.read_bytes(storage.join(job.adapter_dir, checkpoints.STATE_FILE)))
     snapshots = ()
     if job.checkpoint_dir:
-        snapshots = tuple((s, str(checkpoints.snapshot_dir(job.checkpoint_dir, s))) for s in spec.checkpoint_steps())
+        snapshots = tuple((s, str(checkpoints.snapshot_dir(job.checkpoint_dir, s)))
+                          for s in job.train.checkpoint_steps())
     return TrainResult(job.adapter_dir, state["loss"], state["steps"], snapshots)
 
 
-def train_loop(config: dict) -> None:
-    """One Ray Train worker: build the model, wrap it in DeepSpeed, resume or start, train, save."""
-    job: TrainJob = config["job"]
-    spec = job.train
-    import torch
+@dataclass
+class Group:
+    """What one worker of a long-lived group keeps between trials: its place in the group, how
+    rank 0 reports the loss, and the base model and tokenizer it loaded (one directory at a time)."""
 
-    if not spec.use_gpu:
+    rank: int
+    world: int
+    report: Callable[[dict], None]
+    loaded: dict = field(default_factory=dict)  # model directory -> (tokenizer, model)
+
+    def base(self, path: str):
+        if path not in self.loaded:
+            from transformers import AutoTokenizer
+
+            self.loaded.clear()
+            self.loaded[path] = (AutoTokenizer.from_pretrained(path), load_base_model(path))
+        return self.loaded[path]
+
+
+def import_deepspeed(use_gpu: bool):
+    """DeepSpeed, imported as the workers need it (once per worker process)."""
+    if not use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
-    import ray.train
-    from transformers import AutoTokenizer
 
-    if not spec.use_gpu:
+    if not use_gpu:
         # DeepSpeed would JIT-compile its shared-memory allreduce (30-70 s on a fresh
         # machine); gloo does the same collectives, so skip the build.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(job.seed)
+    return deepspeed
 
-    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    model = build_model(job)
+
+def train_loop(job: TrainJob, group: Group) -> None:
+    """One trial on one worker of the group: a fresh model copy in a fresh DeepSpeed engine,
+    resume or start, train, save. Nothing of it outlives the call but the base model."""
+    spec = job.train
+    import torch
+
+    deepspeed = import_deepspeed(spec.use_gpu)
+    rank, world = group.rank, group.world
+    tokenizer, base = group.base(job.base_model)
+    seed_everything(job.seed)  # before the LoRA's initialisation
+    model = build_model(job, base)
     shard = encode_shard(job, tokenizer, rank, world)
     total = spec.total_steps()
     engine, *_ = deepspeed.initialize(
@@ -119,6 +128,17 @@ def train_loop(config: dict) -> None:
         ),
         config=deepspeed_config(spec, world, use_bf16(spec)),
     )
+    try:
+        _train(job, group, engine, tokenizer, shard)
+    finally:
+        engine.destroy()  # its hooks and buffers; the model copy goes with the engine
+
+
+def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
+    import torch
+
+    spec, rank, world = job.train, group.rank, group.world
+    total = spec.total_steps()
     micro_batch = engine.train_micro_batch_size_per_gpu()
     generator = torch.Generator().manual_seed(job.seed * 1000 + rank)
     start = checkpoints.resume(engine, job.checkpoint_dir, rank)
@@ -140,7 +160,8 @@ def train_loop(config: dict) -> None:
         batches = [[shard[i] for i in draw(generator, len(shard), micro_batch)] for _ in range(spec.grad_accum)]
         loss = optimizer_step(engine, batches, pad)
         if step % REPORT_EVERY == 0 or step == total:
-            ray.train.report({"loss": loss, "step": step, "trial": job.trial_id})
+            if rank == 0:
+                group.report({"loss": loss, "step": step, "trial": job.trial_id})
             log.report(step, loss, lr)
         if step in snapshot_steps:
             target = checkpoints.snapshot_dir(job.checkpoint_dir, step)
@@ -152,7 +173,19 @@ def train_loop(config: dict) -> None:
     torch.distributed.barrier()
     if rank == 0:
         checkpoints.discard_state(job.checkpoint_dir)
-    log.write(f"end step={total} loss={loss:.6f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    log.write(f"end step={total} loss={loss:.6f} peak_rss_mb={peak:.0f}")
+
+
+def seed_everything(seed: int) -> None:
+    """Every global generator a trial might draw from, set from its seed alone, so that a
+    trial on a worker that trained others before it draws what it would on a fresh one."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def draw(generator, n: int, micro_batch: int) -> list[int]:
@@ -174,13 +207,20 @@ def optimizer_step(engine, batches: list, pad_id: int) -> float:
     return sum(losses) / len(losses)
 
 
-def build_model(job: TrainJob):
-    """The base model, wrapped in a fresh LoRA adapter unless every weight trains."""
+def load_base_model(path: str):
+    """The base model in fp32, as every trial starts from it."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def build_model(job: TrainJob, base=None):
+    """A fresh copy of `base` (default: loaded from job.base_model), wrapped in a fresh LoRA
+    adapter unless every weight trains."""
+    from peft import LoraConfig, get_peft_model
+
+    model = load_base_model(job.base_model) if base is None else copy.deepcopy(base)
     if job.train.method == "full":
         return model
     lora = job.train.lora

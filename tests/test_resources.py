@@ -51,6 +51,9 @@ def test_a_judge_and_full_fine_tuning_count_their_own_engines():
     assert resources.engine_needs(spec) == {"CPU": 0.5, "GPU": 2}  # the engine and the judge app
     assert resources.trial_needs(spec)["GPU"] == 1  # the trained model's own engine app
     assert "need 3 GPUs" in resources.problem({"CPU": 4.0, "GPU": 2.0}, spec)
+    # A long-lived worker group keeps its GPUs while the trial's own engine evaluates.
+    gpu = _spec(engine={"num_gpus": 1}, train={"method": "full", "use_gpu": True, "num_workers": 2})
+    assert resources.trial_needs(gpu)["GPU"] == 3
 
 
 def test_the_autoscalers_node_types_count_at_their_max_workers():
