@@ -33,6 +33,9 @@ from inocray.settings import Setting, get_setting
 from inocray.spec import DataSpec, SweepSpec
 
 
+STARTUP_CONCURRENCY = 16  # worker processes a local Ray starts at once (its default: the CPU count)
+
+
 def locate(spec: SweepSpec) -> tuple[str, DataSpec]:
     """The setting name and data files with relative paths made absolute here, on the driver,
     so that trials (whose working directory Ray chooses) read the same files."""
@@ -62,6 +65,10 @@ def run_sweep(spec: SweepSpec, run_dir: storage.Location, address: str | None = 
     trials = plan_grid(spec, {name: s.prompts for name, s in settings.items()})
     if not spec.train.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skip DeepSpeed's GPU probe and its warning
+    # A local Ray's raylet expects at most its CPU count of worker processes starting at once and
+    # warns past that; a sweep starts its long-lived ones together (Serve's controller, proxy and
+    # replicas, each slot's trainer, controller and workers, Tune's trial actors), once each.
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(STARTUP_CONCURRENCY))
     model_paths = {m: models.resolve(m, echo) for m in grid.models(spec)}
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     _check_fits(cells, settings, trials, model_paths)
@@ -195,7 +202,8 @@ def _tune(spec: SweepSpec, located: dict[str, tuple[str, DataSpec]], todo: list[
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"CPU": resources.TRIAL_CPU}),  # the slots' workers hold the CPUs
         param_space={"trial_id": tune.grid_search([t.id for t in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots),
+        # A slot's trial actor takes its next trial too (reset, not restarted): 3-4 s a trial.
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(storage.join(run_dir, rundir.TUNE_DIR)),

@@ -81,6 +81,8 @@ def test_sigkill_of_the_driver_then_rerun_finishes_without_repeating(toy_model, 
     held_at = checkpoints.latest_tag(str(run_dir / "checkpoints" / HELD))
     assert held_at in ("step-20", "step-40"), (held_at, held.lines)
     assert not any(" end " in line for line in held.lines), held.lines
+    # Two slots' long-lived processes started without the raylet's over-subscription warning.
+    assert "worker processes have been started" not in (tmp_path / "driver.log").read_text()
     # Kill the driver and the local Ray it started (its process group), and anything of that
     # Ray outside the group, while the held trial waits.
     os.killpg(driver.pid, signal.SIGKILL)
