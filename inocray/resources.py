@@ -1,7 +1,7 @@
 """Does the sweep fit its Ray cluster? The engine and one trial against the cluster's resources.
 
-A sweep reserves its evaluation engine for its whole life (engine.num_cpus and num_gpus, and
-the GPUs again for a judge model of its own), and every trial then needs its Tune trainable
+A sweep reserves its evaluation engine for its whole life (engine.num_cpus and num_gpus for
+each of its engine.replicas, and the GPUs again for a judge model of its own), and every trial then needs its Tune trainable
 (TRIAL_CPU) and its Ray Train workers (train.num_workers x (cpus_per_worker CPU, plus one
 GPU each with train.use_gpu)); a fully fine-tuned trial later evaluates on an engine of its
 own (engine.num_gpus, no CPU). A cluster that cannot hold the engine and one trial leaves Tune
@@ -30,15 +30,15 @@ BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # the cluster launcher's
 _SLACK = 1e-6  # Ray counts resources in units of 1e-4; sums of floats like 0.49 + 0.01 are not exact
 
 
-def _gpu_apps(spec: SweepSpec) -> int:
-    """Engine apps holding engine.num_gpus for the whole sweep: the engine, and a judge of its own
-    (which, like serve.model_app, reserves no CPU)."""
-    return 2 if spec.eval.judge_model not in ("", "base") else 1
+def _gpu_replicas(spec: SweepSpec) -> int:
+    """Engine replicas holding engine.num_gpus for the whole sweep: the engine's, and a judge of
+    its own (one replica, which, like serve.model_app, reserves no CPU)."""
+    return spec.engine.replicas + (spec.eval.judge_model not in ("", "base"))
 
 
 def engine_needs(spec: SweepSpec) -> dict[str, float]:
-    """What the sweep holds while it runs: the engine app, and a judge app of its own."""
-    return {"CPU": spec.engine.num_cpus, "GPU": spec.engine.num_gpus * _gpu_apps(spec)}
+    """What the sweep holds while it runs: the engine app's replicas, and a judge app of its own."""
+    return {"CPU": spec.engine.num_cpus * spec.engine.replicas, "GPU": spec.engine.num_gpus * _gpu_replicas(spec)}
 
 
 def trial_needs(spec: SweepSpec) -> dict[str, float]:
@@ -79,7 +79,7 @@ def _advice(kind: str, have: float, spec: SweepSpec) -> str:
         fixes.append("set " + " and ".join(no_gpu))
     elif kind == "GPU":
         if engine["GPU"] and trial["GPU"] <= have:
-            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / _gpu_apps(spec):g}")
+            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / _gpu_replicas(spec):g}")
         if t.use_gpu:
             workers = math.floor(have - engine["GPU"] + _SLACK)
             fixes.append(f"lower train.num_workers to {workers}" if workers >= 1 else "set train.use_gpu: false")
