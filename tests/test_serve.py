@@ -278,26 +278,31 @@ def test_requests_for_one_adapter_go_to_the_replica_that_holds_it(two_replicas, 
         assert len(served) == 1 and sum(served.values()) == 4, served
 
 
+def replica_pids(app: str) -> list[int]:
+    """The process ids of app's engine replicas, found by the title Ray gives an actor's process."""
+    import psutil
+
+    title = f"ray::ServeReplica:{app}:Engine"
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if " ".join(p.info["cmdline"] or []).startswith(title)]
+
+
 @pytest.mark.slow
 def test_a_killed_replica_is_restarted_and_the_calls_waiting_on_it_are_answered(toy_model, ray_session):
     """SIGKILL the replica's process while calls wait on it: Serve starts another, the calls are
     sent again and answered as they would have been."""
-    from ray.util.state import list_actors
-
     handle = serve.start("test-kill", str(toy_model), EngineSpec(num_cpus=0.25))
     try:
         chats = CHATS * 40  # a request that takes a while, so that the kill finds it running
         expected = sample(handle, chats=chats, samples=4, max_tokens=24)
-        replica = lambda: [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "test-kill" in a.class_name]
-        (before,) = replica()
+        (before,) = replica_pids("test-kill")
         with ThreadPoolExecutor(3) as pool:
             waiting = [pool.submit(sample, handle, chats=chats, samples=4, max_tokens=24) for _ in range(3)]
             time.sleep(1.0)
-            os.kill(before.pid, signal.SIGKILL)
+            os.kill(before, signal.SIGKILL)
             assert not all(w.done() for w in waiting)  # the kill found calls waiting
             assert all(w.result() == expected for w in waiting)
-        (after,) = replica()
-        assert after.actor_id != before.actor_id
+        (after,) = replica_pids("test-kill")  # Serve started another
+        assert after != before
     finally:
         serve.stop("test-kill")
 
@@ -306,8 +311,6 @@ def test_a_killed_replica_is_restarted_and_the_calls_waiting_on_it_are_answered(
 def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_path, ray_session):
     """Mid-sweep, as the first trial's evaluation starts, SIGKILL the engine's replica: Serve
     starts another and the trials' calls are sent again; no trial fails."""
-    from ray.util.state import list_actors
-
     from inocray import store
     from inocray.sweep import run_sweep
     from inocray.validate import parse_sweep
@@ -317,16 +320,15 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
                         "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5,
                                   "cpus_per_worker": 0.1},
                         "eval": {"requests": 32, "samples": 4, "max_tokens": 16}})
-    replicas = lambda: [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if f"inocray-{spec.hash()}" in a.class_name]
     killed = []
 
     def kill_when_a_trial_evaluates():
         adapters = tmp_path / "run" / "adapters"
         while not (adapters.is_dir() and any(adapters.iterdir())):  # a trial finished training
             time.sleep(0.1)
-        (replica,) = replicas()
-        os.kill(replica.pid, signal.SIGKILL)
-        killed.append(replica.actor_id)
+        (replica,) = replica_pids(f"inocray-{spec.hash()}")
+        os.kill(replica, signal.SIGKILL)
+        killed.append(replica)
 
     killer = threading.Thread(target=kill_when_a_trial_evaluates, daemon=True)
     killer.start()
