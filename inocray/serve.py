@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -34,11 +33,6 @@ __all__ = ["Engine", "EngineHandle", "GenerateRequest", "session", "start", "han
 
 
 MAX_ONGOING = 64  # requests one replica works on at once; Serve queues the rest (back-pressure)
-# How long Serve's router waits to hear that a replica loaded an adapter before it sends the
-# adapter's next call to the replica holding fewest (Ray's default, 1 s, was exceeded on a busy
-# 2-core machine: a trial's warm-up and its request went to two replicas). Set for the Ray a
-# session starts (its workers inherit it); on a cluster, set it in the nodes' environment.
-ROUTER_MATCHING = {"RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S": "10"}
 RETRIES = 3  # times a call is sent again after its replica died (Serve starts a new one)
 
 
@@ -209,8 +203,6 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
         if address:
             context = ray.init(address=address, log_to_driver=False)
         else:
-            for name, value in ROUTER_MATCHING.items():
-                os.environ.setdefault(name, value)
             context = ray.init(include_dashboard=True, dashboard_host=host, log_to_driver=False)
         echo(f"Ray dashboard: http://{context.dashboard_url}" if context.dashboard_url else "Ray dashboard: off")
     try:
