@@ -292,7 +292,7 @@ def test_a_killed_replica_is_restarted_and_the_calls_waiting_on_it_are_answered(
     sent again and answered as they would have been."""
     handle = serve.start("test-kill", str(toy_model), EngineSpec(num_cpus=0.25))
     try:
-        chats = CHATS * 40  # a request that takes a while, so that the kill finds it running
+        chats = CHATS * 300  # a request that takes seconds, so that the kill finds it running
         expected = sample(handle, chats=chats, samples=4, max_tokens=24)
         (before,) = replica_pids("test-kill")
         with ThreadPoolExecutor(3) as pool:
