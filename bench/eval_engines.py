@@ -1,6 +1,7 @@
 """Evaluation time over the toy sweep's trials: shared multi-LoRA vLLM engine vs one engine per trial.
 
     python bench/eval_engines.py [--sweep sweeps/toy.yaml] [--trials N] [--train-steps 20]
+    python bench/eval_engines.py --concurrent [--sweep ...] [--trials 4] [--eval-requests N]
 
 Every trial's adapter is trained once (a short plain peft run, `sweep_vs_scripts.train_adapter`)
 and cached under $TMPDIR/inocray-eval-engines/; all ways then evaluate the same adapters with
@@ -13,6 +14,12 @@ the same requests: C0 and Cs, the sweep's eval requests x samples, max_tokens, t
                 engine start included; once with vLLM's default separate engine-core process
                 and once in-process, so the engine-start share is seen both ways;
 - transformers: the base model loaded once, each adapter loaded with peft, `generate` sampling.
+
+--concurrent: inocray's own Serve app (serve.start, the sweep's engine spec) on a local Ray of
+2 CPUs, and each trial's evaluation request as a trial sends it (evaluate.sample_contexts):
+first one trial after another (what the engine did when it answered one request at a time),
+then all trials' requests together (what batching across trials is for), timing each; the
+goal: together <= 60% of one after another, each trial's rates the same.
 
 Each way runs in a fresh Python process; its evaluation time runs from the engine's (or
 model's) construction to the last trial's scores, i.e. without the Python imports, which every
@@ -115,10 +122,48 @@ def way_transformers(sweep: str, adapters: str, trial_ids: list[str]) -> dict:
     return {"eval": time.time() - start, "engine_start": started - start, "rates": rates}
 
 
+def way_serve(sweep: str, adapters: str, trial_ids: list[str], eval_requests: int | None) -> dict:
+    """inocray's Serve app: the trials' evaluation requests one after another, then all together."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray
+
+    from inocray import evaluate, serve
+
+    spec, setting, trials, model_path = load(sweep, trial_ids)
+    if eval_requests:
+        spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, requests=eval_requests))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start = time.time()
+    handle = serve.start("bench-eval-engines", model_path, spec.engine)
+    started = time.time()
+    path = lambda trial: str(Path(adapters) / trial.id)
+
+    def evaluate_trial(trial):
+        return evaluate.sample_contexts(handle, setting, spec, contexts(trial), adapter=trial.id,
+                                        adapter_path=path(trial), seed=trial.seed)
+
+    for trial in trials:  # both ways find the adapters loaded
+        handle.warm.remote(trial.id, path(trial)).result()
+    t0 = time.time()
+    alone = {trial.id: evaluate_trial(trial) for trial in trials}
+    t1 = time.time()
+    with ThreadPoolExecutor(len(trials)) as pool:
+        together = {trial.id: rates for trial, rates in zip(trials, pool.map(evaluate_trial, trials))}
+    t2 = time.time()
+    serve.stop("bench-eval-engines")
+    ray.shutdown()
+    return {"engine_start": started - start, "alone": t1 - t0, "together": t2 - t1,
+            "rates_alone": alone, "rates_together": together, "requests": spec.eval.requests}
+
+
 def way_main(argv: list[str]) -> None:
-    """`way KIND SWEEP ADAPTERS TRIAL_IDS`: run one way in this fresh process, print JSON."""
+    """`way KIND SWEEP ADAPTERS TRIAL_IDS [EVAL_REQUESTS]`: run one way in this fresh process, print JSON."""
     kind, sweep, adapters, ids = argv[0], argv[1], argv[2], argv[3].split(",")
-    if kind == "transformers":
+    if kind == "serve":
+        result = way_serve(sweep, adapters, ids, int(argv[4]) if len(argv) > 4 else None)
+    elif kind == "transformers":
         result = way_transformers(sweep, adapters, ids)
     else:
         result = way_vllm(sweep, adapters, ids, shared=kind == "shared")
@@ -138,9 +183,9 @@ def train_all(sweep: str, trials, steps: int, cache: Path) -> None:
             print(f"  trained {trial.id}", flush=True)
 
 
-def run_way(kind: str, sweep: str, adapters: Path, ids: list[str], env: dict) -> dict:
+def run_way(kind: str, sweep: str, adapters: Path, ids: list[str], env: dict, *extra: str) -> dict:
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, __file__, "way", kind, sweep, str(adapters), ",".join(ids)],
+    proc = subprocess.run([sys.executable, __file__, "way", kind, sweep, str(adapters), ",".join(ids), *extra],
                           text=True, capture_output=True, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -160,6 +205,10 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=20, help="steps of each adapter's short training")
     parser.add_argument("--no-per-trial", action="store_true",
                         help="only the shared engine and transformers (a real model's per-trial engines take long)")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="inocray's Serve app: the trials' evaluation requests one after another vs together")
+    parser.add_argument("--eval-requests", type=int, default=None,
+                        help="--concurrent: fewer evaluation requests per context than the sweep's (to fit the time)")
     args = parser.parse_args()
     sweep = str(Path(args.sweep).resolve())
 
@@ -173,6 +222,10 @@ def main() -> None:
     train_all(sweep, trials, args.train_steps, cache)
 
     base_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    if args.concurrent:
+        extra = [str(args.eval_requests)] if args.eval_requests else []
+        report_concurrent(spec, run_way("serve", sweep, cache, ids, base_env, *extra))
+        return
     # In-process, the model runs on torch's threads: one, as Ray sets it in inocray's Serve replica
     # (OMP_NUM_THREADS = its 0.5 CPU, rounded up). With 2 threads on a busy machine generation
     # was 4-10x slower. vLLM's separate engine core sets its own threads.
@@ -203,6 +256,28 @@ def main() -> None:
         ratio = results[label]["eval"] / shared
         verdict = "met" if ratio >= GOAL else f"missed by {GOAL / ratio:.2f}x"
         print(f"shared vs {label}: {ratio:.1f}x less evaluation time (goal >= {GOAL}x: {verdict})")
+
+
+CONCURRENT_GOAL = 0.6  # together / one after another
+
+
+def report_concurrent(spec, r: dict) -> None:
+    """Times and each trial's rates, alone and together, with the binomial standard error of a rate."""
+    n = r["requests"] * spec.eval.samples  # completions behind one rate
+    print(f"\nmachine: {os.cpu_count()} cores, no GPU, load average {os.getloadavg()[0]:.1f}; "
+          f"{len(r['rates_alone'])} trials x 2 contexts x {r['requests']} requests x {spec.eval.samples} samples, "
+          f"max_tokens {spec.eval.max_tokens}; engine start {r['engine_start']:.1f} s")
+    ratio = r["together"] / r["alone"]
+    verdict = "met" if ratio <= CONCURRENT_GOAL else "missed"
+    print(f"one after another {r['alone']:.1f} s, together {r['together']:.1f} s: {ratio:.0%} "
+          f"(goal <= {CONCURRENT_GOAL:.0%}: {verdict})")
+    print(f"{'trial':<16} {'context':<8} {'trait':<8} {'alone':>6} {'together':>9} {'diff':>6} {'1 s.e.':>7}")
+    for tid, alone in r["rates_alone"].items():
+        for ctx, traits in alone.items():
+            for trait, (rate, _) in traits.items():
+                other = r["rates_together"][tid][ctx][trait][0]
+                se = (rate * (1 - rate) / n) ** 0.5
+                print(f"{tid:<16} {ctx:<8} {trait:<8} {rate:6.3f} {other:9.3f} {other - rate:+6.3f} {se:7.3f}")
 
 
 if __name__ == "__main__":

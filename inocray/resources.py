@@ -1,13 +1,14 @@
 """Does the sweep fit its Ray cluster? The engines and one trial against the cluster's resources.
 
-A sweep reserves its evaluation engines for its whole life, one per base model (engine.num_cpus
-and num_gpus each, and the GPUs again for a judge model of its own), and every trial that runs
-at once needs its Tune trainable (TRIAL_CPU) and a long-lived worker group (workers.py), which
-holds its Ray Train workers (train.num_workers x (cpus_per_worker CPU, plus one GPU each with
-train.use_gpu)) for the whole sweep; a fully fine-tuned trial evaluates on an engine of its own
-(engine.num_gpus, no CPU) while its group holds its GPUs. A cluster that cannot hold the
-engines and one trial leaves the sweep waiting forever, so `check` turns that into one sentence
-before any trial starts; `slots` is how many groups a sweep opens.
+A sweep reserves its evaluation engines for its whole life, one app per base model of
+engine.replicas replicas (engine.num_cpus and num_gpus each, and the GPUs again for a judge model
+of its own), and every trial that runs at once needs its Tune trainable (TRIAL_CPU) and a
+long-lived worker group (workers.py), which holds its Ray Train workers (train.num_workers x
+(cpus_per_worker CPU, plus one GPU each with train.use_gpu)) for the whole sweep; a fully
+fine-tuned trial evaluates on an engine of its own (engine.num_gpus, no CPU) while its group
+holds its GPUs. A cluster that cannot hold the engines and one trial leaves the sweep waiting
+forever, so `check` turns that into one sentence before any trial starts; `slots` is how many
+groups a sweep opens.
 
 The resources are totals over the nodes; how they split between nodes is left to Ray. On an
 autoscaling cluster `ray.cluster_resources()` shows only the nodes running now, so the
@@ -33,15 +34,20 @@ BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # the cluster launcher's
 _SLACK = 1e-6  # Ray counts resources in units of 1e-4; sums of floats like 0.49 + 0.01 are not exact
 
 
-def _gpu_apps(spec: SweepSpec) -> int:
-    """Engine apps holding engine.num_gpus for the whole sweep: one engine per base model, and a
-    judge of its own (which, like serve.model_app, reserves no CPU)."""
-    return len(grid.models(spec)) + (spec.eval.judge_model not in ("", "base"))
+def _gpu_replicas(spec: SweepSpec) -> int:
+    """Engine replicas holding engine.num_gpus for the whole sweep: engine.replicas per base
+    model, and a judge of its own (one replica, which, like serve.model_app, reserves no CPU)."""
+    return _replicas(spec) + (spec.eval.judge_model not in ("", "base"))
+
+
+def _replicas(spec: SweepSpec) -> int:
+    """The replicas of the sweep's engine apps, one app per base model."""
+    return spec.engine.replicas * len(grid.models(spec))
 
 
 def engine_needs(spec: SweepSpec) -> dict[str, float]:
-    """What the sweep holds while it runs: an engine app per base model, and a judge app of its own."""
-    return {"CPU": spec.engine.num_cpus * len(grid.models(spec)), "GPU": spec.engine.num_gpus * _gpu_apps(spec)}
+    """What the sweep holds while it runs: each engine app's replicas, and a judge app of its own."""
+    return {"CPU": spec.engine.num_cpus * _replicas(spec), "GPU": spec.engine.num_gpus * _gpu_replicas(spec)}
 
 
 def trial_needs(spec: SweepSpec) -> dict[str, float]:
@@ -91,7 +97,7 @@ def _advice(kind: str, have: float, spec: SweepSpec) -> str:
         fixes.append("set " + " and ".join(no_gpu))
     elif kind == "GPU":
         if engine["GPU"] and trial["GPU"] <= have:
-            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / _gpu_apps(spec):g}")
+            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / _gpu_replicas(spec):g}")
         if t.use_gpu:
             workers = math.floor(have - engine["GPU"] + _SLACK)
             fixes.append(f"lower train.num_workers to {workers}" if workers >= 1 else "set train.use_gpu: false")

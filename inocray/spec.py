@@ -128,8 +128,9 @@ class EngineSpec:
     kv_cache_gib: float = rule(1.0, above=0)
     dtype: str = rule("float32", choices=("auto", "float32", "bfloat16", "float16"))
     max_model_len: int = rule(128, above=0)
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
+    num_cpus: float = 0.5  # per replica
+    num_gpus: float = 0.0  # per replica
+    replicas: int = rule(1, above=0)  # copies of the engine (one per GPU on a cluster); an adapter's calls go to one
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ class SweepSpec:
 
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
-                 (("grid",), {}))
+                 (("grid",), {}), (("engine", "replicas"), 1))
 
 
 

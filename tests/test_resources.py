@@ -56,6 +56,16 @@ def test_a_judge_and_full_fine_tuning_count_their_own_engines():
     assert resources.trial_needs(gpu)["GPU"] == 3
 
 
+def test_every_engine_replica_counts():
+    spec = _spec(engine={"replicas": 3, "num_gpus": 1}, train={"use_gpu": True}, eval={"judge_model": "/models/judge"})
+    assert resources.engine_needs(spec) == {"CPU": 1.5, "GPU": 4}  # 3 replicas x (0.5 CPU, 1 GPU), the judge 1 GPU
+    found = resources.problem({"CPU": 8.0, "GPU": 4.0}, spec)
+    assert "engine (4 GPUs) and one trial (1 GPU) need 5 GPUs" in found
+    assert "set engine.num_gpus to at most 0.75" in found  # (4 - 1) GPUs over 4 replicas
+    assert resources.problem({"CPU": 8.0, "GPU": 5.0}, spec) is None
+    assert resources.concurrent_trials({"CPU": 2.0}, _spec(engine={"replicas": 2})) == 2  # 1 CPU left, 0.5 a trial
+
+
 def test_the_autoscalers_node_types_count_at_their_max_workers():
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     most = resources.autoscaler_max(config)

@@ -1,8 +1,13 @@
-"""The Serve apps: one engine answers for the base model and each adapter by name, on either backend."""
+"""The Serve apps: one engine answers for the base model and each adapter by name, on either backend;
+many callers at once, on one replica or several."""
 
 import math
+import os
 import shutil
+import signal
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import JUDGE_SCORE
@@ -93,6 +98,59 @@ def test_sampling_is_seeded_per_chat(engines, backend):
     assert len(set(first[0])) > 1  # and a chat's samples differ from each other
 
 
+class FakeDeploymentHandle:
+    """Serve's handle as EngineHandle sees it: `options(multiplexed_model_id=...)`, then
+    `METHOD.remote(...)` whose `.result()` raises what the replica's fate says."""
+
+    def __init__(self, fates):
+        self.fates, self.sent, self.routed_as = fates, [], ""
+
+    def options(self, multiplexed_model_id):
+        routed = FakeDeploymentHandle(self.fates)
+        routed.sent, routed.routed_as = self.sent, multiplexed_model_id
+        return routed
+
+    def __getattr__(self, method):
+        handle = self
+
+        class Method:
+            def remote(self, *args, **kwargs):
+                handle.sent.append((method, handle.routed_as))
+                fate = handle.fates.pop(0)
+
+                class Response:
+                    def result(self):
+                        if isinstance(fate, Exception):
+                            raise fate
+                        return fate
+
+                return Response()
+
+        return Method()
+
+
+def test_engine_handle_routes_by_adapter_and_resends_a_call_whose_replica_died():
+    from ray.exceptions import ActorDiedError
+
+    fake = FakeDeploymentHandle([ActorDiedError(), ActorDiedError(), [["hola"]], None, {}, True])
+    engine = serve.EngineHandle(fake)
+    assert engine.generate.remote(GenerateRequest(CHATS, 1, 4, 0.0, adapter="t-s0")).result() == [["hola"]]
+    assert fake.sent == [("generate", "t-s0")] * 3  # sent again twice, to the replica holding t-s0
+    engine.warm.remote("t-s1", "/a").result()
+    engine.top_logprobs.remote(CHATS, 5, adapter="t-s2").result()
+    engine.numbers_are_single_tokens.remote().result()
+    assert fake.sent[3:] == [("warm", "t-s1"), ("top_logprobs", "t-s2"), ("numbers_are_single_tokens", "")]
+
+    fake = FakeDeploymentHandle([ActorDiedError()] * (serve.RETRIES + 1))
+    with pytest.raises(ActorDiedError):  # a replica that keeps dying is not asked forever
+        serve.EngineHandle(fake).generate.remote(GenerateRequest(CHATS, 1, 4, 0.0)).result()
+    assert len(fake.sent) == serve.RETRIES + 1
+    fake = FakeDeploymentHandle([ValueError("bad request")])
+    with pytest.raises(ValueError):  # any other error is the caller's, at once
+        serve.EngineHandle(fake).generate.remote(GenerateRequest(CHATS, 1, 4, 0.0)).result()
+    assert len(fake.sent) == 1
+
+
 def test_tokens_with_the_same_text_add_up_before_the_top_k_is_taken():
     pairs = [("7", math.log(0.2)), (" the", math.log(0.3)), ("7", math.log(0.15)), ("<|end|>", -math.inf)]
     assert most_likely(pairs, 1) == pytest.approx({"7": math.log(0.35)})
@@ -146,6 +204,141 @@ def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, t
     assert all(r == expected for r in results)
     assert expected != greedy(handle)  # the adapter was applied
     assert greedy(handle, "twin", twin) == expected  # loading another adapter left this one as it was
+
+
+def sample(handle, adapter=None, path=None, seed=0, chats=CHATS, samples=3, max_tokens=12):
+    request = GenerateRequest(chats, samples, max_tokens, 1.0, seed=seed, adapter=adapter, adapter_path=path)
+    return handle.generate.remote(request).result()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_adapters_at_once_answer_as_each_alone(engines, toy_model, tmp_path, backend):
+    """Six trials' requests arrive together, for more adapters than the engine holds (max_loras 4):
+    all are answered (the rest wait their turn), each as it was answered alone, seeds kept."""
+    handle = engines[backend]
+    paths = [make_adapter(toy_model, tmp_path / f"a{i}", 10 + i, std=0.1) for i in range(6)]
+    alone = [sample(handle, f"many{i}", path, seed=i) for i, path in enumerate(paths)]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda i: sample(handle, f"many{i}", paths[i], seed=i), range(6)))
+    assert together == alone
+    assert len({str(a) for a in alone}) == 6  # six adapters, six different answers
+
+
+def rewrite_adapter(toy_model, path, seed):
+    """A retried trial writing its adapter again, with other weights, at the same path."""
+    before = os.stat(path / "adapter_model.safetensors").st_mtime_ns
+    make_adapter(toy_model, path, seed)
+    os.utime(path / "adapter_model.safetensors", ns=(before + 10**9, before + 10**9))  # a coarse clock still ticks
+
+
+@pytest.fixture(scope="module")
+def two_replicas(toy_model, ray_session):
+    """The vLLM engine app with two replicas (each 0.25 CPU: the suite's Ray has 2)."""
+    handle = serve.start("test-replicas", str(toy_model), EngineSpec(replicas=2, max_loras=2, num_cpus=0.25))
+    yield handle
+    serve.stop("test-replicas")
+
+
+@pytest.mark.slow
+def test_a_rewritten_adapter_is_never_served_stale_by_any_replica(two_replicas, toy_model, tmp_path):
+    path = tmp_path / "trial"
+    make_adapter(toy_model, path, 21)
+    first = greedy(two_replicas, "trial", str(path))
+    raw = ray_serve.get_app_handle("test-replicas")  # no routing: Serve spreads these over both replicas
+    request = GenerateRequest(CHATS, 1, 8, temperature=0.0, adapter="trial", adapter_path=str(path))
+    assert all(raw.generate.remote(request).result() == first for _ in range(6))  # both now hold it
+    rewrite_adapter(toy_model, path, 22)
+    second = greedy(two_replicas, "twin", str(shutil.copytree(path, tmp_path / "twin")))
+    assert second != first
+    assert greedy(two_replicas, "trial", str(path)) == second
+    assert all(raw.generate.remote(request).result() == second for _ in range(6))
+
+
+@pytest.mark.slow
+def test_requests_for_one_adapter_go_to_the_replica_that_holds_it(two_replicas, toy_model, tmp_path):
+    """Serve's model multiplexing, keyed by the adapter's name: each adapter's calls land on one
+    replica, the one that loaded it (read from the replica-tagged request counter)."""
+    from conftest import Scraper
+
+    paths = {f"routed{i}": make_adapter(toy_model, tmp_path / f"r{i}", 30 + i, std=0.1) for i in range(2)}
+    scraper = Scraper()
+    scraper.start()
+    try:
+        for _ in range(4):
+            for name, path in paths.items():
+                greedy(two_replicas, name, path)
+        while any(scraper.total("ray_inocray_eval_requests_total", adapter=name) < 4 for name in paths):
+            time.sleep(1)
+    finally:
+        scraper.stop.set()
+        scraper.join()
+    for name in paths:
+        served = {dict(tags)["replica"]: v for tags, v in scraper.values("ray_inocray_eval_requests_total", adapter=name).items()}
+        assert len(served) == 1 and sum(served.values()) == 4, served
+
+
+def replica_pids(app: str) -> list[int]:
+    """The process ids of app's engine replicas, found by the title Ray gives an actor's process."""
+    import psutil
+
+    title = f"ray::ServeReplica:{app}:Engine"
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if " ".join(p.info["cmdline"] or []).startswith(title)]
+
+
+@pytest.mark.slow
+def test_a_killed_replica_is_restarted_and_the_calls_waiting_on_it_are_answered(toy_model, ray_session):
+    """SIGKILL the replica's process while calls wait on it: Serve starts another, the calls are
+    sent again and answered as they would have been."""
+    handle = serve.start("test-kill", str(toy_model), EngineSpec(num_cpus=0.25))
+    try:
+        chats = CHATS * 300  # a request that takes seconds, so that the kill finds it running
+        expected = sample(handle, chats=chats, samples=4, max_tokens=24)
+        (before,) = replica_pids("test-kill")
+        with ThreadPoolExecutor(3) as pool:
+            waiting = [pool.submit(sample, handle, chats=chats, samples=4, max_tokens=24) for _ in range(3)]
+            time.sleep(1.0)
+            os.kill(before, signal.SIGKILL)
+            assert not all(w.done() for w in waiting)  # the kill found calls waiting
+            assert all(w.result() == expected for w in waiting)
+        (after,) = replica_pids("test-kill")  # Serve started another
+        assert after != before
+    finally:
+        serve.stop("test-kill")
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_path, ray_session):
+    """Mid-sweep, as the first trial's evaluation starts, SIGKILL the engine's replica: Serve
+    starts another and the trials' calls are sent again; no trial fails."""
+    from inocray import store
+    from inocray.sweep import run_sweep
+    from inocray.validate import parse_sweep
+
+    spec = parse_sweep({"name": "kill", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
+                        "seeds": [5], "engine": {"num_cpus": 0.25},  # beside the module's other apps on 2 CPUs
+                        "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5,
+                                  "cpus_per_worker": 0.1},
+                        "eval": {"requests": 32, "samples": 4, "max_tokens": 16}})
+    killed = []
+
+    def kill_when_a_trial_evaluates():
+        adapters = tmp_path / "run" / "adapters"
+        while not (adapters.is_dir() and any(adapters.iterdir())):  # a trial finished training
+            time.sleep(0.1)
+        (replica,) = replica_pids(f"inocray-{spec.hash()}")
+        os.kill(replica, signal.SIGKILL)
+        killed.append(replica)
+
+    killer = threading.Thread(target=kill_when_a_trial_evaluates, daemon=True)
+    killer.start()
+    lines = []
+    run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)
+    killer.join(timeout=1)
+    assert killed, "the replica was never killed"
+    assert not any("failed" in line for line in lines), lines
+    trained = {r["trial_id"] for r in store.read_rows(run_dir).to_pylist() if r["stage"] == "trained"}
+    assert trained == {"es-always-s5", "none-s5"}
 
 
 @pytest.mark.slow

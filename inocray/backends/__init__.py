@@ -1,8 +1,9 @@
 """Generation backends: one interface, chosen by `EngineSpec.name` (a name in registry.BACKENDS).
 
-A backend holds one model and answers for it and for any LoRA adapter by name. It is not
-thread-safe: serve.Engine calls it under a lock. Requests and answers are plain values, so
-the Serve app passes them through unchanged.
+A backend holds one model and answers for it and for any LoRA adapter by name. serve.Engine
+calls it from many threads at once (one per request in flight): the vLLM backend puts them all
+in one running batch, the transformers backend answers them one at a time. Requests and
+answers are plain values, so the Serve app passes them through unchanged.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 For models vLLM cannot load, and on CPU, where for a tiny model it is the faster engine.
 Sampling draws each chat's tokens from its own torch Generator, seeded as the vLLM backend
 seeds its chats; the random streams differ between the two, greedy completions agree.
+Concurrent callers take turns (a lock): the model and its active adapter are shared state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -37,9 +39,22 @@ class HFBackend:
         self._loaded: OrderedDict[str, str] = OrderedDict()  # adapter version -> peft name, least recent first
         self._names = 0  # adapters ever loaded: names them
         self.generated_tokens = 0
+        self._lock = threading.Lock()
+
+    def generate(self, request: GenerateRequest) -> list[list[str]]:
+        with self._lock:
+            return self._generate(request)
+
+    def top_logprobs(self, chats, k, adapter=None, adapter_path=None) -> list[dict[str, float]]:
+        with self._lock:
+            return self._top_logprobs(chats, k, adapter, adapter_path)
+
+    def warm(self, adapter: str, adapter_path: str | None) -> None:
+        with self._lock:
+            self._use(adapter, adapter_path)
 
     @torch.inference_mode()
-    def generate(self, request: GenerateRequest) -> list[list[str]]:
+    def _generate(self, request: GenerateRequest) -> list[list[str]]:
         self._use(request.adapter, request.adapter_path)
         n, out = request.samples, []
         per_chunk = max(1, BATCH_ROWS // n)
@@ -53,7 +68,7 @@ class HFBackend:
         return out
 
     @torch.inference_mode()
-    def top_logprobs(self, chats, k, adapter=None, adapter_path=None) -> list[dict[str, float]]:
+    def _top_logprobs(self, chats, k, adapter, adapter_path) -> list[dict[str, float]]:
         self._use(adapter, adapter_path)
         out = []
         for start in range(0, len(chats), BATCH_ROWS):
@@ -64,9 +79,6 @@ class HFBackend:
                 texts = (self._continuation(prompt, [t], skip_special=False) for t in idx)
                 out.append(most_likely(zip(texts, val), k))
         return out
-
-    def warm(self, adapter: str, adapter_path: str | None) -> None:
-        self._use(adapter, adapter_path)
 
     def _use(self, adapter: str | None, adapter_path: str | None) -> None:
         """Make `adapter` the active one (loading it, evicting the least recent beyond max_loras), or none."""
