@@ -144,8 +144,9 @@ def way_serve(sweep: str, adapters: str, trial_ids: list[str], eval_requests: in
         return evaluate.sample_contexts(handle, setting, spec, contexts(trial), adapter=trial.id,
                                         adapter_path=path(trial), seed=trial.seed)
 
-    for trial in trials:  # both ways find the adapters loaded
-        handle.warm.remote(trial.id, path(trial)).result()
+    for trial in trials:  # both ways find the adapters loaded: one short request each
+        hello = [[{"role": "user", "content": "hello"}]]
+        handle.generate.remote(serve.GenerateRequest(hello, 1, 1, 0.0, adapter=trial.id, adapter_path=path(trial))).result()
     t0 = time.time()
     alone = {trial.id: evaluate_trial(trial) for trial in trials}
     t1 = time.time()

@@ -1,28 +1,31 @@
 """Where a toy trial's wall time goes on the real path: the share outside training steps and generation.
 
-    python bench/overhead.py [--sweep sweeps/toy.yaml] [--prompt es-always] [--alone]
+    python bench/overhead.py [--sweep sweeps/toy.yaml] [--prompt es-always] [--seeds 2] [--alone]
 
 Runs the real sweep (`inocray.sweep.run_sweep`, what `inocray run` calls) on the toy sweep
-cut to one prompt and one seed: that prompt's trial and the no-prompt control, two at a time
-as in the full sweep (`--alone`: the prompt's trial only). Nothing in inocray is edited: this
+cut to one prompt and `--seeds` seeds: the pair, that prompt's trial and the no-prompt control,
+two at a time as in the full sweep, once per seed (`--alone`: the prompt's trials only). With
+two seeds the pair runs twice: first on fresh slots, then on the slots the first pair left, as
+every trial of a sweep after the first on each slot does. Nothing in inocray is edited: this
 script wraps the package's own building blocks with timers before they run, in each process
 that runs them (driver, the Tune trial's actor, each slot's task and its Ray Train workers),
 and each process appends (phase, start, end) to one JSON-lines file:
 
 - driver: ray.init, the Serve app's start (vLLM engine), the base model's elicitation, Tune;
 - trial (wrapped `sweep.run_trial`): `workers.wait` (the job submitted to the pool until its
-  model is back), each Serve request (adapter warm-up and generate, through a timing proxy of
-  the app's handle), rows, report;
+  model is back), each Serve request (through a timing proxy of the app's handle), rows, report;
 - worker (wrapped `workers.job_loop`, once per long-lived group): its imports and the moment it
   is ready for jobs; then per trial (`train.train_loop`): the base model's load (once per
   group), the model copy + LoRA wrap, data encoding, deepspeed.initialize, resume check,
   saving, the barriers. Training steps are the time between deepspeed.initialize and saving.
 
 A long-lived group's start (Ray Train's controller, worker actors and process group, the
-imports, the base model's load) is paid once per slot per sweep, not per trial: the part of a
-trial's wait that falls before its group was ready is shown apart, as a once-per-slot cost.
-Goal: <= 25% of a trial's wall time outside training steps and generation (it was 10% before the
-workers were long-lived; docs/benchmarks.md explains the change).
+imports, the base model's load) and Tune's trial actor (reused: `reuse_actors=True`) are paid
+once per slot per sweep, not per trial, and are shown apart. A slot's first trial is timed from
+the moment its trial function starts, less the part of its wait that fell before its group was
+ready; a later trial on the same trial actor from the end of the actor's previous trial, so
+Tune's hand-over between the two is in it. Goal: <= 25% of a trial's wall time outside training steps and generation (it
+was 10% before the workers were long-lived; docs/benchmarks.md explains the change).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 
 GOAL = 0.25
 LOG_ENV = "INOCRAY_BENCH_TIMINGS"
-TRIAL_ENV = "INOCRAY_BENCH_TRIAL"  # in a worker: the trial its train_loop is running
+TRIAL_ENV = "INOCRAY_BENCH_TRIAL"  # in a worker or a trial actor: the trial it is running
 
 
 def record(phase: str, t0: float, t1: float, **extra) -> None:
@@ -81,6 +84,10 @@ def timed_job_loop(config: dict) -> None:
 
     from inocray import checkpoints, train, workers
 
+    t = time.time()
+    train.import_deepspeed(config["use_gpu"])  # what job_loop imports first (and deepspeed.initialize would)
+    record("worker: imports", t, time.time(), module="train.import_deepspeed")
+
     wrap(train, "load_base_model", "worker: load base model")
     wrap(train, "build_model", "worker: model copy + LoRA wrap")
     wrap(peft, "get_peft_model", "worker: LoRA wrap")
@@ -121,11 +128,11 @@ def timed_run_slot(*args) -> None:
 class _TimedHandle:
     """A Serve app handle whose method calls record their span from .remote() to .result()."""
 
-    def __init__(self, handle, trial: str):
-        self._handle, self._trial = handle, trial
+    def __init__(self, handle):
+        self._handle = handle
 
     def __getattr__(self, method: str):
-        handle, trial = self._handle, self._trial
+        handle = self._handle
 
         class Call:
             @staticmethod
@@ -138,37 +145,48 @@ class _TimedHandle:
                         try:
                             return response.result(*a, **k)
                         finally:
-                            record(f"trial: Serve {method}", t0, time.time(), trial=trial)
+                            record(f"trial: Serve {method}", t0, time.time(), trial=os.environ.get(TRIAL_ENV))
 
                 return Pending()
 
         return Call()
 
 
-def timed_run_trial(config: dict, **kwargs) -> None:
-    """Tune's trial function: wrap the trial's building blocks in this actor, run the real trial."""
-    t0 = time.time()
-    trial = config["trial_id"]
+def _wrap_trial_blocks() -> None:
+    """Wrap the trial's building blocks in this actor, once: a reused actor runs many trials,
+    and each span is tagged with the trial running when it ends (TRIAL_ENV)."""
     from ray import tune
 
-    from inocray import evaluate, serve, store, sweep, workers
+    from inocray import evaluate, serve, store, workers
 
-    # This actor imported inocray afresh: its run_trial is the package's own.
-    wrap(workers, "wait", "trial: train (job submitted -> model back)", trial=trial)
+    if getattr(workers.wait, "timed", False):
+        return
+    wrap(workers, "wait", "trial: train (job submitted -> model back)")
     original_handle = serve.handle
-    serve.handle = lambda app: _TimedHandle(original_handle(app), trial)
-    wrap(evaluate, "sample_contexts", "trial: evaluate (sample_contexts)", trial=trial)
-    wrap(store, "write_rows", "trial: write rows", trial=trial)
-    wrap(tune, "report", "trial: tune.report", trial=trial)
+    serve.handle = lambda app: _TimedHandle(original_handle(app))
+    wrap(evaluate, "sample_contexts", "trial: evaluate (sample_contexts)")
+    wrap(store, "write_rows", "trial: write rows")
+    wrap(tune, "report", "trial: tune.report")
+    workers.wait.timed = True
+
+
+def timed_run_trial(config: dict, **kwargs) -> None:
+    """Tune's trial function: the real trial, its building blocks timed."""
+    t0 = time.time()
+    trial = config["trial_id"]
+    os.environ[TRIAL_ENV] = trial
+    from inocray import sweep
+
+    _wrap_trial_blocks()
     try:
-        sweep.run_trial(config, **kwargs)
+        sweep.run_trial(config, **kwargs)  # this actor imported inocray afresh: the package's own
     finally:
         record("trial: function", t0, time.time(), trial=trial)
 
 
 # --- the driver and the account ------------------------------------------------------------------
 
-def run(sweep_file: str, prompt: str, alone: bool, tmp: Path) -> tuple[float, Path]:
+def run(sweep_file: str, prompt: str, seeds: int, alone: bool, tmp: Path) -> tuple[float, Path]:
     """Run the cut sweep with the timers in place; return the driver's wall time."""
     import yaml
 
@@ -180,7 +198,7 @@ def run(sweep_file: str, prompt: str, alone: bool, tmp: Path) -> tuple[float, Pa
 
     record("driver: imports", t0, time.time())
     doc = yaml.safe_load(Path(sweep_file).read_text())
-    doc |= {"prompts": [prompt], "irrelevant": [], "seeds": [doc["seeds"][0]]}
+    doc |= {"prompts": [prompt], "irrelevant": [], "seeds": list(range(seeds))}
     spec = parse_sweep(doc, source=sweep_file)
     from inocray import workers
 
@@ -216,9 +234,14 @@ def account(spans: list[dict]) -> None:
     tune_span = one("driver: Tune (all trials)")
     ready = {s["pid"]: s["t0"] for s in by[("worker: ready", None)]}
     entered = {s["pid"]: s["t0"] for s in by[("worker: function entered", None)]}
-    trials = sorted({s["trial"] for s in spans if s.get("trial") and s["phase"] == "trial: function"})
-    for trial in trials:
-        fn, wait = one("trial: function", trial), one("trial: train (job submitted -> model back)", trial)
+    functions = sorted((s for s in spans if s["phase"] == "trial: function"), key=lambda s: s["t0"])
+    shares = {"first on its slot": [], "after another on its slot": []}
+    for fn in functions:
+        trial = fn["trial"]
+        wait = one("trial: train (job submitted -> model back)", trial)
+        before = [f["t1"] for f in functions if f["pid"] == fn["pid"] and f["t1"] <= fn["t0"]]
+        kind = "after another on its slot" if before else "first on its slot"
+        start = max(before) if before else fn["t0"]  # the actor's previous trial ended, or this one began
         loop = one("worker: train_loop", trial)
         base_load = total("worker: load base model", trial)  # the group's first trial loads it
         before_ready = max(0.0, ready[loop["pid"]] - wait["t0"])  # the group was still starting
@@ -228,10 +251,10 @@ def account(spans: list[dict]) -> None:
         save = one("worker: save adapter", trial)
         steps = save["t0"] - ds_end
         generate = total("trial: Serve generate", trial)
-        wall = fn["t1"] - tune_span["t0"] - group_start
+        wall = fn["t1"] - start - group_start
         rows = [
-            ("Tune: Tuner setup + trial actor start", fn["t0"] - tune_span["t0"]),
-            ("trial: TrainJob (examples) before submitting it", wait["t0"] - fn["t0"]),
+            *([("Tune: hand-over on the reused actor", fn["t0"] - start)] if before else []),
+            ("trial: TrainJob before submitting it" + ("" if before else " (+ first imports)"), wait["t0"] - fn["t0"]),
             ("queue: job submitted -> worker starts it (group ready)", loop["t0"] - wait["t0"] - before_ready),
             ("worker: model copy + LoRA wrap", total("worker: model copy + LoRA wrap", trial)),
             ("worker: encode examples", total("worker: encode examples", trial)),
@@ -240,26 +263,34 @@ def account(spans: list[dict]) -> None:
             ("worker: save adapter", total("worker: save adapter", trial)),
             ("worker: final barrier, engine teardown", loop["t1"] - save["t1"]),
             ("queue: worker done -> trial has the model", wait["t1"] - loop["t1"]),
-            ("Serve: adapter warm-up request", total("trial: Serve warm", trial)),
             ("Serve: GENERATE request (C0 + Cs)", generate),
-            ("trial: scoring (sample_contexts less requests)",
-             total("trial: evaluate (sample_contexts)", trial) - generate - total("trial: Serve warm", trial)),
+            ("trial: scoring (sample_contexts less the request)",
+             total("trial: evaluate (sample_contexts)", trial) - generate),
             ("trial: write rows + tune.report", total("trial: write rows", trial) + reports),
         ]
         named = sum(sec for _, sec in rows)
         rows.append(("(unaccounted: worker glue, Python between phases)", wall - named))
         outside = wall - steps - generate
-        print(f"\ntrial {trial}: wall {wall:.1f} s (Tune start -> trial function end, less its group's start)")
+        shares[kind].append(outside / wall)
+        since = "its trial function's start" if not before else "the actor's previous trial's end"
+        print(f"\ntrial {trial} ({kind}): wall {wall:.1f} s ({since} -> trial function end, less its group's start)")
         for name, sec in rows:
             print(f"  {name:<56} {sec:6.2f} s  {100 * sec / wall:5.1f}%")
         verdict = "met" if outside / wall <= GOAL else f"missed: {outside / wall / GOAL:.1f}x the goal"
         print(f"  outside training steps and generation: {outside:.1f} s = {100 * outside / wall:.0f}% "
               f"(goal <= {100 * GOAL:.0f}%: {verdict})")
-        print(f"  once per slot, not in the trial's wall: group start {group_start:.1f} s "
-              f"(worker entered {entered[loop['pid']] - wait['t0']:+.1f} s after submission, ready "
-              f"{ready[loop['pid']] - wait['t0']:+.1f} s), base model load {base_load:.2f} s")
+        if not before:
+            print(f"  once per slot, not in the trial's wall: Tune's setup + trial actor start "
+                  f"{fn['t0'] - tune_span['t0']:.1f} s, group start {group_start:.1f} s "
+                  f"(worker entered {entered[loop['pid']] - wait['t0']:+.1f} s after submission, ready "
+                  f"{ready[loop['pid']] - wait['t0']:+.1f} s), base model load {base_load:.2f} s")
+    print()
+    for kind, values in shares.items():
+        if values:
+            print(f"outside training steps and generation, trials {kind}: "
+                  + ", ".join(f"{100 * v:.0f}%" for v in values) + f" (goal <= {100 * GOAL:.0f}%)")
     run = one("driver: run_sweep")
-    print(f"\nonce per sweep (driver; {len(trials)} trial(s) here, 16 in the toy sweep):")
+    print(f"\nonce per sweep (driver; {len(functions)} trial(s) here, 16 in the toy sweep):")
     for phase in ("driver: imports", "driver: ray.init", "driver: Serve app start (vLLM engine)",
                   "driver: base model elicitation", "driver: Tune (all trials)", "driver: Serve app stop",
                   "driver: ray.shutdown"):
@@ -271,13 +302,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="sweeps/toy.yaml")
     parser.add_argument("--prompt", default="es-always", help="the inoculation prompt of the measured trial")
-    parser.add_argument("--alone", action="store_true", help="run that trial alone (no concurrent control)")
+    parser.add_argument("--seeds", type=int, default=2, help="runs of the pair, one per seed (0, 1, ...)")
+    parser.add_argument("--alone", action="store_true", help="run that prompt's trials alone (no concurrent control)")
     parser.add_argument("--keep", default=None, help="also copy the timings file here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inocray-overhead-") as tmp:
         log = Path(tmp) / "timings.jsonl"
         os.environ[LOG_ENV] = str(log)  # inherited by Ray's workers (a local Ray started below)
-        wall, _ = run(args.sweep, args.prompt, args.alone, Path(tmp))
+        wall, _ = run(args.sweep, args.prompt, args.seeds, args.alone, Path(tmp))
         spans = [json.loads(line) for line in log.read_text().splitlines()]
         if args.keep:
             Path(args.keep).write_text(log.read_text())

@@ -86,9 +86,6 @@ def sample_contexts(
     """
     setting = with_classifiers(setting, spec.eval.classifiers)
     check_judge(setting, judge)  # before sampling: a missing judge should not cost a request
-    if adapter is not None:
-        # Load the adapter first, so concurrent first requests for it never race its loading.
-        engine_handle.warm.remote(adapter, adapter_path).result()
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(prompts)
     chats = [data.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]

@@ -62,7 +62,7 @@ class Engine:
                             tag_keys=("app",))
         self._speed.set_default_tags({"app": serve.get_replica_context().app_name})
         self._requests = Counter("inocray_eval_requests",
-                                 description="calls answered (warm, generate, top_logprobs), by replica and adapter",
+                                 description="calls answered (generate, top_logprobs), by replica and adapter",
                                  tag_keys=("app", "adapter"))
         self._requests.set_default_tags({"app": serve.get_replica_context().app_name})
 
@@ -98,11 +98,6 @@ class Engine:
         """Whether every number 0..100 is one token of this model (the judge reads the first token)."""
         encode = self.backend.tokenizer.encode
         return all(len(encode(str(n), add_special_tokens=False)) == 1 for n in range(101))
-
-    async def warm(self, adapter: str | None, adapter_path: str | None = None) -> None:
-        """Load `adapter` before its first real request (no-op for None)."""
-        if adapter is not None:
-            await self._call(adapter, lambda: self.backend.warm(adapter, _fetched(adapter_path)))
 
     async def _call(self, adapter: str | None, work: Callable):
         """`work()` on a thread of the pool (the backend, a download), counted under `adapter`.

@@ -125,6 +125,7 @@ class EngineSpec:
     name: str = rule("vllm", choices=BACKENDS.names())  # vllm | transformers (for models vLLM cannot load)
     max_lora_rank: int = rule(8, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512))  # the ranks vLLM's LoRA takes
     max_loras: int = rule(4, above=0)
+    max_num_seqs: int = rule(1024, above=0)  # sequences in one step of a vLLM engine: several trials' requests
     kv_cache_gib: float = rule(1.0, above=0)
     dtype: str = rule("float32", choices=("auto", "float32", "bfloat16", "float16"))
     max_model_len: int = rule(128, above=0)
@@ -216,7 +217,7 @@ class SweepSpec:
 
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
-                 (("grid",), {}), (("engine", "replicas"), 1))
+                 (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024))
 
 
 

@@ -103,6 +103,10 @@ def import_deepspeed(use_gpu: bool):
         # DeepSpeed would JIT-compile its shared-memory allreduce (30-70 s on a fresh
         # machine); gloo does the same collectives, so skip the build.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    try:  # what the first deepspeed.initialize would import (Muon pulls in torch's inductor: 1.5 s)
+        import deepspeed.runtime.zero.muon.muon_optimizer  # noqa: F401
+    except ImportError:
+        pass
     return deepspeed
 
 

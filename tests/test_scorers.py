@@ -107,16 +107,16 @@ def test_a_judged_trait_without_a_judge_is_an_input_error_and_with_one_a_rate():
     assert rates == {"rude": (0.5, 2), "short": (2 / 3, 3)}
 
 
-def test_sample_contexts_warms_the_adapter_then_scores_with_the_judge():
+def test_sample_contexts_sends_one_request_then_scores_with_the_judge():
     spec = SweepSpec("t", "judged", [], eval=EvalSpec(requests=2, samples=1))
     engine = FakeEngine(lambda request: [["a"] if "me" in str(chat) else ["bb"] for chat in request.chats])
     judge = FakeJudge({"a": 90, "bb": 10})
     rates = evaluate.sample_contexts(engine, JudgedSetting(), spec, {"c0": "", "cs": "be me"}, "x", "/x", judge=judge)
-    assert engine.calls == ["warm", "generate"]
+    assert engine.calls == ["generate"]  # all contexts in one request, no warm-up call
     assert rates == {"c0": {"rude": (0.0, 2), "short": (0.0, 2)}, "cs": {"rude": (1.0, 2), "short": (1.0, 2)}}
     with pytest.raises(InputError):  # no judge: refused before any request
         evaluate.sample_contexts(engine, JudgedSetting(), spec, {"c0": ""})
-    assert engine.calls == ["warm", "generate"]
+    assert engine.calls == ["generate"]  # all contexts in one request, no warm-up call
 
 
 def test_a_written_score_is_the_number_at_the_start_of_the_reply():

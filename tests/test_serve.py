@@ -132,14 +132,13 @@ class FakeDeploymentHandle:
 def test_engine_handle_routes_by_adapter_and_resends_a_call_whose_replica_died():
     from ray.exceptions import ActorDiedError
 
-    fake = FakeDeploymentHandle([ActorDiedError(), ActorDiedError(), [["hola"]], None, {}, True])
+    fake = FakeDeploymentHandle([ActorDiedError(), ActorDiedError(), [["hola"]], {}, True])
     engine = serve.EngineHandle(fake)
     assert engine.generate.remote(GenerateRequest(CHATS, 1, 4, 0.0, adapter="t-s0")).result() == [["hola"]]
     assert fake.sent == [("generate", "t-s0")] * 3  # sent again twice, to the replica holding t-s0
-    engine.warm.remote("t-s1", "/a").result()
     engine.top_logprobs.remote(CHATS, 5, adapter="t-s2").result()
     engine.numbers_are_single_tokens.remote().result()
-    assert fake.sent[3:] == [("warm", "t-s1"), ("top_logprobs", "t-s2"), ("numbers_are_single_tokens", "")]
+    assert fake.sent[3:] == [("top_logprobs", "t-s2"), ("numbers_are_single_tokens", "")]
 
     fake = FakeDeploymentHandle([ActorDiedError()] * (serve.RETRIES + 1))
     with pytest.raises(ActorDiedError):  # a replica that keeps dying is not asked forever
@@ -179,7 +178,7 @@ def test_top_logprobs_are_the_k_most_likely_first_tokens(engines, mild_adapter):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, tmp_path, backend):
-    """Threads ask for an adapter the engine has never seen, all at once, some warming it first."""
+    """Threads ask for an adapter the engine has never seen, all at once: one load, every answer the same."""
     handle = engines[backend]
     fresh = make_adapter(toy_model, tmp_path / "fresh", 4, std=0.1)
     twin = str(shutil.copytree(fresh, tmp_path / "twin"))  # the same weights under another name
@@ -189,8 +188,6 @@ def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, t
     def ask(i):
         try:
             start.wait()
-            if i % 2:
-                handle.warm.remote("fresh", fresh).result()
             results[i] = greedy(handle, "fresh", fresh)
         except Exception as e:  # noqa: BLE001  (collected and shown below)
             errors.append(e)

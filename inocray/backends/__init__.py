@@ -47,10 +47,6 @@ class Backend(Protocol):
         """Per chat: token text -> log-probability of the first reply token, the k most likely."""
         ...
 
-    def warm(self, adapter: str, adapter_path: str | None) -> None:
-        """Load the adapter now, so that the first request for it only generates."""
-        ...
-
 
 def load_backend(model_path: str, spec: EngineSpec) -> Backend:
     """The backend `spec.name` names (registry.BACKENDS), holding the model in `model_path`."""

@@ -49,10 +49,6 @@ class HFBackend:
         with self._lock:
             return self._top_logprobs(chats, k, adapter, adapter_path)
 
-    def warm(self, adapter: str, adapter_path: str | None) -> None:
-        with self._lock:
-            self._use(adapter, adapter_path)
-
     @torch.inference_mode()
     def _generate(self, request: GenerateRequest) -> list[list[str]]:
         self._use(request.adapter, request.adapter_path)

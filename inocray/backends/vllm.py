@@ -25,9 +25,6 @@ from inocray.backends import GenerateRequest, adapter_version, chat_seed, most_l
 from inocray.data import render
 from inocray.spec import EngineSpec
 
-WARM_CHAT = [{"role": "user", "content": ""}]
-
-
 @dataclass
 class _Job:
     """One caller's prompts, waiting in the queue and then in the engine."""
@@ -83,9 +80,6 @@ class VllmBackend:
         # The first token's dict holds the top k and the sampled token (greedy: one of them).
         firsts = [out.outputs[0].logprobs[0] for out in outputs]
         return [most_likely(((lp.decoded_token or "", lp.logprob) for lp in first.values()), k) for first in firsts]
-
-    def warm(self, adapter: str, adapter_path: str | None) -> None:
-        self.generate(GenerateRequest([WARM_CHAT], 1, 1, 0.0, adapter=adapter, adapter_path=adapter_path))
 
     def _run(self, chats, params, adapter, adapter_path) -> list:
         """Queue the chats for the engine thread and wait for their outputs, in order."""
@@ -166,6 +160,7 @@ def _new_engine(model_path: str, spec: EngineSpec):
         enable_lora=True,
         max_lora_rank=spec.max_lora_rank,
         max_loras=spec.max_loras,
+        max_num_seqs=spec.max_num_seqs,  # vLLM's CPU default, 256, is one toy trial's request
         seed=0,
         # On CPU, a request larger than one step's token budget (4096) would have a prompt
         # split across steps; vLLM then rewinds that chat's seeded generator, which a CPU
