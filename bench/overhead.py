@@ -24,8 +24,9 @@ imports, the base model's load) and Tune's trial actor (reused: `reuse_actors=Tr
 once per slot per sweep, not per trial, and are shown apart. A slot's first trial is timed from
 the moment its trial function starts, less the part of its wait that fell before its group was
 ready; a later trial on the same trial actor from the end of the actor's previous trial, so
-Tune's hand-over between the two is in it. Goal: <= 25% of a trial's wall time outside training steps and generation (it
-was 10% before the workers were long-lived; docs/benchmarks.md explains the change).
+Tune's hand-over between the two is in it. Goal: <= 25% of a trial's wall time outside training
+steps and generation (it was 10% before the workers were long-lived; docs/benchmarks.md
+explains the change).
 """
 
 from __future__ import annotations

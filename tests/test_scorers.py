@@ -116,7 +116,7 @@ def test_sample_contexts_sends_one_request_then_scores_with_the_judge():
     assert rates == {"c0": {"rude": (0.0, 2), "short": (0.0, 2)}, "cs": {"rude": (1.0, 2), "short": (1.0, 2)}}
     with pytest.raises(InputError):  # no judge: refused before any request
         evaluate.sample_contexts(engine, JudgedSetting(), spec, {"c0": ""})
-    assert engine.calls == ["generate"]  # all contexts in one request, no warm-up call
+    assert engine.calls == ["generate"]  # nothing more was sent
 
 
 def test_a_written_score_is_the_number_at_the_start_of_the_reply():

@@ -178,7 +178,8 @@ def test_top_logprobs_are_the_k_most_likely_first_tokens(engines, mild_adapter):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_first_requests_for_a_new_adapter_agree(engines, toy_model, tmp_path, backend):
-    """Threads ask for an adapter the engine has never seen, all at once: one load, every answer the same."""
+    """Threads ask for an adapter the engine has never seen, all at once: every answer is the one
+    the same weights give under another name."""
     handle = engines[backend]
     fresh = make_adapter(toy_model, tmp_path / "fresh", 4, std=0.1)
     twin = str(shutil.copytree(fresh, tmp_path / "twin"))  # the same weights under another name
