@@ -60,6 +60,7 @@ def screen(
     candidates: Sequence[Candidate],
     predict_from: str | Path | None = None,
     *,
+    cell: str | None = None,
     address: str | None = None,
     batch_size: int = BATCH,
     echo: Callable = print,
@@ -71,6 +72,7 @@ def screen(
         candidates: the prompts to measure (see inocray.candidates.read_candidates).
         predict_from: a finished run directory of the same setting; its fitted line predicts
             each candidate's T(Ms, C0) for every undesired trait.
+        cell: the grid cell of `predict_from` whose line predicts, where it holds several.
         address: a running Ray cluster; by default a local Ray (or the session already open).
         batch_size: candidates per request to the engine.
         echo: where progress lines go.
@@ -80,14 +82,15 @@ def screen(
 
     Raises:
         InputError: no candidates, a repeated id, a candidate too long for the engine, or a run directory
-            that cannot predict (another setting, or no fitted line); raised before measuring.
+            that cannot predict (another setting, several grid cells and no `cell`, or no fitted line);
+            raised before measuring.
     """
     if not candidates:
         raise InputError("there are no candidate prompts to screen")
     if len({c.id for c in candidates}) < len(candidates):
         raise InputError("two candidate prompts share an id; ids must be unique")
     setting = get_setting(spec.setting, spec.data)
-    lines = _fitted_lines(Path(predict_from), spec, setting, echo) if predict_from is not None else {}
+    lines = _fitted_lines(Path(predict_from), spec, setting, echo, cell) if predict_from is not None else {}
     model_path = base_model(spec, echo)
     _check_prompts(model_path, spec, setting, candidates, echo)
     app = f"inocray-screen-{spec.hash()}"  # not the sweep's app: a running sweep keeps its engine
@@ -115,22 +118,36 @@ class _Line:
         }
 
 
-def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callable) -> dict[str, _Line]:
-    """The raw-scale elicitation line of each undesired trait of the run in `run_dir`."""
+def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callable,
+                  cell: str | None = None) -> dict[str, _Line]:
+    """The raw-scale elicitation line of each undesired trait of the run in `run_dir` (of its
+    grid cell `cell`, which a run of several cells of this setting needs)."""
+    import pyarrow.compute as pc
+
     rows = read_runs([run_dir])
     found = sorted(set(rows.column("setting").to_pylist()))
-    if found != [spec.setting]:
+    if spec.setting not in found:
         raise InputError(
             f"{run_dir} holds results of setting {', '.join(found)}, not of this sweep's setting {spec.setting!r}"
         )
+    rows = rows.filter(pc.equal(rows["setting"], spec.setting))
+    cells = sorted(set(rows.column("cell").to_pylist()) - {""}) or [""]  # base and data rows: no cell
+    if cell is None and len(cells) > 1:
+        raise InputError(f"{run_dir} is a grid of {len(cells)} cells of setting {spec.setting} "
+                         f"({', '.join(cells)}); choose the one to predict from with --cell")
+    if cell is not None and cell not in cells:
+        raise InputError(f"{run_dir} has no grid cell {cell!r} of setting {spec.setting}; "
+                         f"its cells: {', '.join(c or '(none: not a grid)' for c in cells)}")
+    cell = cells[0] if cell is None else cell
     _note_differences(run_dir, spec, echo)
     try:
         fit = fit_rows(rows, scale="raw")
     except InputError as e:
         raise InputError(f"{run_dir} cannot be fit: {e}") from None
+    where = f"{run_dir} (cell {cell})" if cell else str(run_dir)
     lines = {}
     for trait in (t for t in setting.traits if not t.desired):
-        tf = next((t for t in fit.traits if t.trait == trait.name), None)
+        tf = next((t for t in fit.traits if t.trait == trait.name and t.cell == cell), None)
         if tf is None or tf.line is None:
             why = "; ".join(tf.notes) if tf is not None else "the run has no rows of it"
             echo(f"no prediction for {trait.name}: {why}")
@@ -138,7 +155,7 @@ def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callab
         xs = [p.elicitation.value for p in tf.prompts if p.prompt_id != NO_PROMPT]
         lines[trait.name] = _Line(tf.line, min(xs), max(xs))
         echo(
-            f"predicting {trait.name} from {run_dir}: T(Ms, C0) = {tf.line.intercept.value:.3f} "
+            f"predicting {trait.name} from {where}: T(Ms, C0) = {tf.line.intercept.value:.3f} "
             f"{tf.line.slope.value:+.3f} * T(M0, Cs), fit on elicitation {min(xs):.2f} to {max(xs):.2f} "
             f"({tf.line.n_prompts} prompts)"
         )
@@ -272,11 +289,15 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
     return "\n".join(out)
 
 
-def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_from: str | Path | None = None) -> Path:
-    """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run predicted from."""
+def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_from: str | Path | None = None,
+                    cell: str | None = None) -> Path:
+    """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run (and its
+    cell) predicted from."""
     from inocray import storage
 
     source = str(storage.resolve(predict_from)) if predict_from is not None else None
+    if cell:
+        source = f"{source}#{cell}"
     blob = json.dumps([spec.hash(), [(c.id, c.text) for c in candidates], source]).encode()
     return Path("runs") / f"screen-{spec.name}-{hashlib.sha256(blob).hexdigest()[:10]}"
 

@@ -226,6 +226,29 @@ def test_without_a_planted_difference_the_cells_agree(tmp_path):
         assert c.points[0].pooled_k.overlaps(c.points[1].pooled_k), c.to_text()
 
 
+def test_screen_predicts_from_the_grid_cell_it_is_told_and_refuses_to_guess(tmp_path):
+    from inocray.errors import InputError
+    from inocray.screen import _fitted_lines
+
+    run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
+    spec, setting = parse_spec({"name": "scr", "setting": "toy", "prompts": ["es-always"]}), get_setting("toy")
+    for cell, k in (("lr=0.0003,r=4", 0.7), ("lr=0.001,r=8", 0.2)):
+        line = _fitted_lines(run, spec, setting, lambda *a: None, cell)["spanish"].line
+        assert line.slope.covers(-k) and not line.slope.covers(-0.45), (cell, line.slope)
+    with pytest.raises(InputError, match=r"is a grid of 4 cells of setting toy \(lr=0.0003,r=4, .*choose the one .* --cell"):
+        _fitted_lines(run, spec, setting, lambda *a: None)
+    with pytest.raises(InputError, match=r"no grid cell 'lr=1' of setting toy; its cells: lr=0.0003,r=4"):
+        _fitted_lines(run, spec, setting, lambda *a: None, "lr=1")
+    # through the command: one sentence, exit 2, nothing measured or written
+    sweep, prompts, out = tmp_path / "s.yaml", tmp_path / "c.txt", tmp_path / "out"
+    sweep.write_text(yaml.safe_dump({"name": "scr", "setting": "toy", "prompts": ["es-always"]}))
+    prompts.write_text("Speak Spanish.\n")
+    for extra, said in ((["--from", str(run)], "choose the one to predict from with --cell"),
+                        (["--cell", "lr=0.001,r=8"], "give --from too")):
+        result = CliRunner().invoke(main, ["screen", str(sweep), "--prompts", str(prompts), "--out", str(out), *extra])
+        assert result.exit_code == 2 and said in result.output and not out.exists(), result.output
+
+
 def test_status_counts_done_trials_per_cell(tmp_path):
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
     progress = run_progress(run)

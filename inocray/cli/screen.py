@@ -17,6 +17,9 @@ from inocray.errors import reports_input_errors
 @click.option("--from", "run_dir", default=None, metavar="RUN_DIR",
               help="A finished run of the same setting (a path or an s3:// URI): predict each "
                    "candidate's trait left after training, T(Ms, C0), from its fitted elicitation line.")
+@click.option("--cell", default=None, metavar="CELL",
+              help="With --from a run of a grid sweep: the cell whose line predicts (`inocray status RUN` "
+                   "lists them).")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many candidates to print per trait (the files hold all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -26,8 +29,8 @@ from inocray.errors import reports_input_errors
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @reports_input_errors
-def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, out: Path | None,
-            batch: int, address: str | None) -> None:
+def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str | None, top: int,
+            out: Path | None, batch: int, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
     from inocray import rundir
@@ -36,6 +39,8 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, o
     from inocray.screen import default_out_dir, save_screen, screen, screen_text
     from inocray.validate import load_sweep, one_setting
 
+    if cell is not None and run_dir is None:
+        raise InputError("--cell names a cell of the run given with --from; give --from too")
     spec = one_setting(load_sweep(sweep_file), sweep_file, "screen")
     candidates = read_candidates(prompts_file)
     header = [f"screening {len(candidates)} candidates from {prompts_file} with sweep {spec.name} ({spec.hash()})"]
@@ -51,11 +56,12 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, top: int, o
         run = stack.enter_context(rundir.opened(run_dir)) if run_dir is not None else None
         rename = run.named if run is not None else (lambda text: text)
         try:
-            table = screen(spec, candidates, predict_from=run and run.local, address=address, batch_size=batch,
+            table = screen(spec, candidates, predict_from=run and run.local, cell=cell, address=address,
+                           batch_size=batch,
                            echo=lambda message="", **kw: echo(rename(message), **kw))
         except InputError as e:
             raise InputError(rename(str(e))) from None
     echo()
     click.echo(screen_text(table, top=top), nl=False)
-    for path in save_screen(table, out or default_out_dir(spec, candidates, run and run.where)):
+    for path in save_screen(table, out or default_out_dir(spec, candidates, run and run.where, cell)):
         click.echo(f"wrote {path}")
