@@ -1,13 +1,16 @@
 """The Serve apps: one engine answers for the base model and each adapter by name, on either backend;
 many callers at once, on one replica or several."""
 
+import itertools
 import math
 import os
+import queue
 import shutil
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 from conftest import JUDGE_SCORE
@@ -150,6 +153,76 @@ def test_engine_handle_routes_by_adapter_and_resends_a_call_whose_replica_died()
     assert len(fake.sent) == 1
 
 
+class FakeVllmEngine:
+    """vLLM's engine as the batching loop uses it: a request finishes in the step after it is
+    added; a step loads the adapters its requests name (one at path "corrupt" fails to load) and
+    fails outright while a prompt "boom" is in the batch. The loop goes round once per
+    `next_round()`, so that jobs queued before it share a batch."""
+
+    def __init__(self):
+        self.requests, self.loras, self.rounds = {}, set(), threading.Semaphore(0)
+
+    def next_round(self):
+        self.rounds.release()
+
+    def has_unfinished_requests(self):  # the loop's first call in each round
+        self.rounds.acquire()
+        return bool(self.requests)
+
+    def add_request(self, rid, prompt, params, lora_request=None):
+        self.requests[rid] = (prompt, lora_request)
+
+    def abort_request(self, rids):
+        for rid in rids:
+            self.requests.pop(rid, None)
+
+    def list_loras(self):
+        return set(self.loras)
+
+    def add_lora(self, lora):
+        if lora.path == "corrupt":
+            raise ValueError("Error while deserializing header")
+        self.loras.add(lora.lora_int_id)
+
+    def step(self):
+        for _, lora in self.requests.values():
+            if lora is not None and lora.lora_int_id not in self.loras:
+                self.add_lora(lora)
+        if any(prompt == "boom" for prompt, _ in self.requests.values()):
+            raise RuntimeError("the step failed")
+        finished = [SimpleNamespace(request_id=rid, finished=True, outputs=[]) for rid in self.requests]
+        self.requests.clear()
+        return finished
+
+
+def test_a_failure_in_the_engine_fails_only_the_callers_it_concerns_and_the_engine_goes_on(monkeypatch):
+    """The vLLM backend's engine thread, on a fake engine: an adapter that cannot load fails its own
+    call only; a failed step fails every call in its batch; either way later calls are answered."""
+    from inocray.backends import vllm as backend
+
+    fake = FakeVllmEngine()
+    monkeypatch.setattr(backend, "_new_engine", lambda *_: SimpleNamespace(llm_engine=fake))
+    engine = backend.VllmBackend.__new__(backend.VllmBackend)  # its loop, without tokenizer or vLLM
+    engine._queue, engine._request_ids, engine.generated_tokens = queue.Queue(), itertools.count(), 0
+    started = Future()
+    threading.Thread(target=engine._loop, args=(None, None, started), daemon=True).start()
+    started.result(timeout=10)
+
+    def batch(*prompts_and_adapters):
+        """What each job of one batch raised (None: answered)."""
+        jobs = [backend._Job([prompt], [None], lora) for prompt, lora in prompts_and_adapters]
+        for job in jobs:
+            engine._queue.put(job)
+        fake.next_round()
+        return [job.future.exception(timeout=10) for job in jobs]
+
+    good, corrupt = SimpleNamespace(lora_int_id=1, path="good"), SimpleNamespace(lora_int_id=2, path="corrupt")
+    failures = batch(("a", good), ("b", corrupt), ("c", None))
+    assert failures[0] is None and isinstance(failures[1], ValueError) and failures[2] is None
+    assert [type(f) for f in batch(("d", None), ("boom", good))] == [RuntimeError, RuntimeError]
+    assert batch(("e", good), ("f", None)) == [None, None]
+
+
 def test_tokens_with_the_same_text_add_up_before_the_top_k_is_taken():
     pairs = [("7", math.log(0.2)), (" the", math.log(0.3)), ("7", math.log(0.15)), ("<|end|>", -math.inf)]
     assert most_likely(pairs, 1) == pytest.approx({"7": math.log(0.35)})
@@ -221,6 +294,28 @@ def test_many_adapters_at_once_answer_as_each_alone(engines, toy_model, tmp_path
         together = list(pool.map(lambda i: sample(handle, f"many{i}", paths[i], seed=i), range(6)))
     assert together == alone
     assert len({str(a) for a in alone}) == 6  # six adapters, six different answers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_adapter_the_engine_cannot_load_fails_its_own_call_only(engines, toy_model, tmp_path, backend):
+    """A corrupt adapter arrives while another trial's long request is being answered: its call
+    fails, and the other is answered as it was alone (vLLM: in the batch the bad one would join)."""
+    handle = engines[backend]
+    good = make_adapter(toy_model, tmp_path / "good", 40, std=0.1)
+    bad = shutil.copytree(good, tmp_path / "bad")
+    (bad / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    chats = CHATS * 300  # a request that takes seconds
+    alone = sample(handle, "good", good, chats=chats, max_tokens=24)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(sample, handle, "good", good, chats=chats, max_tokens=24)
+        time.sleep(1.0)
+        with pytest.raises(Exception, match="safetensors|header|deserializ"):
+            sample(handle, "bad", str(bad))
+        if backend == "vllm":  # it answers callers together; transformers answers them in turn
+            assert not running.done()
+        assert running.result() == alone
+    assert sample(handle, "bad-then-good", good) == sample(handle, "good", good)  # the engine goes on
 
 
 def rewrite_adapter(toy_model, path, seed):

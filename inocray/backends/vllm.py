@@ -25,7 +25,7 @@ from inocray.backends import GenerateRequest, adapter_version, chat_seed, most_l
 from inocray.data import render
 from inocray.spec import EngineSpec
 
-@dataclass
+@dataclass(eq=False)  # a job is itself, not its fields: a set of jobs must hash them
 class _Job:
     """One caller's prompts, waiting in the queue and then in the engine."""
 
@@ -57,7 +57,7 @@ class VllmBackend:
         started.result()  # the engine's construction error, if any, raises here
 
     def generate(self, request: GenerateRequest) -> list[list[str]]:
-        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
 
         params = [
             SamplingParams(
@@ -65,6 +65,7 @@ class VllmBackend:
                 temperature=request.temperature,
                 max_tokens=request.max_tokens,
                 seed=chat_seed(request.seed, i),
+                output_kind=RequestOutputKind.FINAL_ONLY,  # the whole completion, once
             )
             for i in range(len(request.chats))
         ]
@@ -72,10 +73,11 @@ class VllmBackend:
         return [[c.text for c in out.outputs] for out in outputs]
 
     def top_logprobs(self, chats, k, adapter=None, adapter_path=None) -> list[dict[str, float]]:
-        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
 
         # logprobs are the model's raw ones (vLLM's default logprobs_mode), before temperature.
-        params = [SamplingParams(max_tokens=1, temperature=0.0, logprobs=k) for _ in chats]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprobs=k, output_kind=RequestOutputKind.FINAL_ONLY)
+                  for _ in chats]
         outputs = self._run(chats, params, adapter, adapter_path)
         # The first token's dict holds the top k and the sampled token (greedy: one of them).
         firsts = [out.outputs[0].logprobs[0] for out in outputs]
@@ -118,8 +120,6 @@ class VllmBackend:
 
     def _step(self, engine, running: dict[str, _Job]) -> None:
         """Add what callers queued (waiting for some only while idle), step once, hand out what finished."""
-        from vllm.sampling_params import RequestOutputKind
-
         waiting = [] if engine.has_unfinished_requests() else [self._queue.get()]
         while True:
             try:
@@ -127,19 +127,13 @@ class VllmBackend:
             except queue.Empty:
                 break
         for job in waiting:
-            for prompt, params in zip(job.prompts, job.params):
-                params.output_kind = RequestOutputKind.FINAL_ONLY  # the whole completion, once
-                rid = str(next(self._request_ids))
-                try:
-                    engine.add_request(rid, prompt, params, lora_request=job.lora)
-                except Exception as e:  # noqa: BLE001  (a bad request fails its caller, not the batch)
-                    job.future.set_exception(e)
-                    engine.abort_request(job.ids)
-                    for added in job.ids:
-                        running.pop(added)
-                    break
-                job.ids.append(rid)
-                running[rid] = job
+            try:
+                self._add(engine, job, running)
+            except Exception as e:  # noqa: BLE001  (a bad request or adapter fails its caller, not the batch)
+                job.future.set_exception(e)
+                engine.abort_request(job.ids)
+                for added in job.ids:
+                    running.pop(added)
         for out in engine.step():
             if not out.finished:
                 continue
@@ -148,6 +142,20 @@ class VllmBackend:
             if len(job.outputs) == len(job.ids):
                 self.generated_tokens += sum(len(c.token_ids) for o in job.outputs.values() for c in o.outputs)
                 job.future.set_result([job.outputs[rid] for rid in job.ids])
+
+    def _add(self, engine, job: _Job, running: dict[str, _Job]) -> None:
+        """Put the job's prompts in the engine, its adapter loaded first.
+
+        vLLM would otherwise load a new adapter inside the next step, where an adapter it cannot
+        load (a missing or corrupt file, a rank over `max_lora_rank`) fails every caller in the batch.
+        """
+        if job.lora is not None and job.lora.lora_int_id not in engine.list_loras():
+            engine.add_lora(job.lora)
+        for prompt, params in zip(job.prompts, job.params):
+            rid = str(next(self._request_ids))
+            engine.add_request(rid, prompt, params, lora_request=job.lora)
+            job.ids.append(rid)
+            running[rid] = job
 
 
 def _new_engine(model_path: str, spec: EngineSpec):
