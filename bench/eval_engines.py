@@ -50,9 +50,9 @@ def contexts(trial) -> dict[str, str]:
 
 def load(sweep: str, trial_ids: list[str] | None = None):
     from inocray.settings import get_setting
-    from inocray.validate import load_sweep
-    from inocray.plan import plan_trials
-    from inocray.sweep import base_model
+    from inocray.config._validate import load_sweep
+    from inocray.config._plan import plan_trials
+    from inocray.run._launch import base_model
 
     spec = load_sweep(sweep)
     setting = get_setting(spec.setting, spec.data)
@@ -87,7 +87,7 @@ def way_transformers(sweep: str, adapters: str, trial_ids: list[str]) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from inocray import data
+    from inocray import chat as data
 
     spec, setting, trials, model_path = load(sweep, trial_ids)
     start = time.time()
@@ -129,7 +129,8 @@ def way_serve(sweep: str, adapters: str, trial_ids: list[str], eval_requests: in
 
     import ray
 
-    from inocray import evaluate, serve
+    from inocray.evaluation import _contexts as evaluate
+    from inocray.evaluation import _serve as serve
 
     spec, setting, trials, model_path = load(sweep, trial_ids)
     if eval_requests:

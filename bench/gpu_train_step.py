@@ -133,8 +133,8 @@ def build_engine(model_dir: str, batch: int, precision: str, zero: int, steps: i
     import deepspeed
     import torch
 
-    from inocray.spec import TrainSpec
-    from inocray.train import TrainJob, build_model, deepspeed_config, lr_multiplier, use_bf16
+    from inocray.config._spec import TrainSpec
+    from inocray.training._loop import TrainJob, build_model, deepspeed_config, lr_multiplier, use_bf16
 
     spec = TrainSpec(batch_size=batch, zero_stage=zero, precision=precision, use_gpu=not cpu, steps=steps)
     job = TrainJob(trial_id="bench", examples=[], base_model=model_dir, adapter_dir="", prompt_texts=(),
@@ -162,7 +162,7 @@ def step_batches(batch: int, length: int, vocab: int) -> list[list]:
 
 def measure_training(model_dir: str, batch: int, length: int, precision: str, zero: int,
                      args, memory: Memory) -> dict:
-    from inocray.train import optimizer_step
+    from inocray.training._loop import optimizer_step
 
     held = memory.reset()
     engine, model, trainable = build_engine(model_dir, batch, precision, zero, args.warmup + args.steps, args.cpu)
@@ -271,7 +271,7 @@ def profile_training(model_dir: str, batch: int, length: int, precision: str, ze
     """Where one steady-state step's time goes: see the module docstring."""
     import torch
 
-    from inocray.train import collate, optimizer_step
+    from inocray.training._loop import collate, optimizer_step
 
     engine, model, trainable = build_engine(model_dir, batch, precision, zero,
                                             args.warmup + 2 * args.steps + PROFILE_STEPS, args.cpu)
@@ -344,8 +344,8 @@ def plain_training(model_dir: str, batch: int, length: int, precision: str, args
     """The same step without DeepSpeed: the model cast whole to the precision, torch AdamW."""
     import torch
 
-    from inocray.spec import TrainSpec
-    from inocray.train import TrainJob, build_model, collate
+    from inocray.config._spec import TrainSpec
+    from inocray.training._loop import TrainJob, build_model, collate
 
     spec = TrainSpec(batch_size=batch, precision=precision, use_gpu=not args.cpu)
     job = TrainJob(trial_id="bench", examples=[], base_model=model_dir, adapter_dir="", prompt_texts=(),

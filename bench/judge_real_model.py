@@ -29,12 +29,14 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-    from inocray import data, models, serve
-    from inocray.backends import GenerateRequest
-    from inocray.langid import is_spanish
+    from inocray import chat as data
+    from inocray.models import _presets as models
+    from inocray.evaluation import _serve as serve
+    from inocray.evaluation.backends import GenerateRequest
+    from inocray.settings._langid import is_spanish
     from inocray.requests import load
-    from inocray.scorers import JudgeScorer
-    from inocray.spec import EngineSpec
+    from inocray.settings._scorers import JudgeScorer
+    from inocray.config._spec import EngineSpec
 
     requests = load("eval")[: args.requests]
     path = models.resolve("smollm2-135m")

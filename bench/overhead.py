@@ -2,7 +2,7 @@
 
     python bench/overhead.py [--sweep sweeps/toy.yaml] [--prompt es-always] [--seeds 2] [--alone]
 
-Runs the real sweep (`inocray.sweep.run_sweep`, what `inocray run` calls) on the toy sweep
+Runs the real sweep (`inocray.run._launch.run_sweep`, what `inocray run` calls) on the toy sweep
 cut to one prompt and `--seeds` seeds: the pair, that prompt's trial and the no-prompt control,
 two at a time as in the full sweep, once per seed (`--alone`: the prompt's trials only). With
 two seeds the pair runs twice: first on fresh slots, then on the slots the first pair left, as
@@ -83,7 +83,9 @@ def timed_job_loop(config: dict) -> None:
     import peft
     import torch
 
-    from inocray import checkpoints, train, workers
+    from inocray.training import _checkpoints as checkpoints
+    from inocray.training import _loop as train
+    from inocray.training import _workers as workers
 
     t = time.time()
     train.import_deepspeed(config["use_gpu"])  # what job_loop imports first (and deepspeed.initialize would)
@@ -117,7 +119,7 @@ def timed_job_loop(config: dict) -> None:
 
 def timed_run_slot(*args) -> None:
     """A slot's task: hand the timed job loop to the slot's TorchTrainer, run the real slot."""
-    from inocray import workers
+    from inocray.training import _workers as workers
 
     original = workers.run_slot
     workers.job_loop = timed_job_loop  # run_slot hands this to TorchTrainer
@@ -158,7 +160,10 @@ def _wrap_trial_blocks() -> None:
     and each span is tagged with the trial running when it ends (TRIAL_ENV)."""
     from ray import tune
 
-    from inocray import evaluate, serve, store, workers
+    from inocray.evaluation import _contexts as evaluate
+    from inocray.evaluation import _serve as serve
+    from inocray.results import _rows as store
+    from inocray.training import _workers as workers
 
     if getattr(workers.wait, "timed", False):
         return
@@ -176,7 +181,7 @@ def timed_run_trial(config: dict, **kwargs) -> None:
     t0 = time.time()
     trial = config["trial_id"]
     os.environ[TRIAL_ENV] = trial
-    from inocray import sweep
+    from inocray.run import _launch as sweep
 
     _wrap_trial_blocks()
     try:
@@ -194,14 +199,15 @@ def run(sweep_file: str, prompt: str, seeds: int, alone: bool, tmp: Path) -> tup
     t0 = time.time()
     import ray
 
-    from inocray import serve, sweep
-    from inocray.validate import parse_sweep
+    from inocray.evaluation import _serve as serve
+    from inocray.run import _launch as sweep
+    from inocray.config._validate import parse_sweep
 
     record("driver: imports", t0, time.time())
     doc = yaml.safe_load(Path(sweep_file).read_text())
     doc |= {"prompts": [prompt], "irrelevant": [], "seeds": list(range(seeds))}
     spec = parse_sweep(doc, source=sweep_file)
-    from inocray import workers
+    from inocray.training import _workers as workers
 
     sweep.run_trial = timed_run_trial  # _tune hands this to Tune (the trial's actor runs the original)
     workers.run_slot = timed_run_slot  # the pool hands this to each slot's task

@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48, help="make-data tokens per completion")
     args = parser.parse_args()
 
-    from inocray import models
-    from inocray.validate import load_sweep
+    from inocray.models import _presets as models
+    from inocray.config._validate import load_sweep
 
     spec = load_sweep(args.sweep, check_model=False)
     data_file = Path(spec.data.train)

@@ -2,7 +2,7 @@
 
     python bench/replicas_sweep.py [--sweep sweeps/toy.yaml] [--prompts 2] [--steps 40]
 
-Runs `inocray.sweep.run_sweep` on the sweep cut to its first N prompts (and the controls) and
+Runs `inocray.run._launch.run_sweep` on the sweep cut to its first N prompts (and the controls) and
 one seed, with `engine.replicas: 2`, into a temporary run directory, and reads the sweep's Ray
 metrics as the dashboard's Prometheus would, every second while it runs: the replicas'
 `inocray_eval_requests` counter, tagged by Serve with the replica and by inocray with the
@@ -27,8 +27,8 @@ from conftest import Scraper  # noqa: E402  (the suite's reader of the metrics e
 def main() -> None:
     import ray
 
-    from inocray.sweep import run_sweep
-    from inocray.validate import load_sweep
+    from inocray.run._launch import run_sweep
+    from inocray.config._validate import load_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="sweeps/toy.yaml")

@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from scipy import stats
 
-from inocray.candidates import read_candidates
-from inocray.toy import world
+from inocray.run._candidates import read_candidates
+from inocray.models.toy import world
 
 CATALOGUE = [f"c{i:03d}" for i in range(1, 17)]  # world.PROMPTS, in order
 STRONG = ["c001", "c002", "c010", "c011"] + [f"c{i:03d}" for i in range(17, 37)]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 GOAL = 1.8
-EVAL_SEED = 10_007  # = inocray.evaluate.EVAL_SEED; importing that module would load Ray Serve,
+EVAL_SEED = 10_007  # = inocray.evaluation._contexts.EVAL_SEED; importing that module would load Ray Serve,
 # which a paper's script does not, so the driver checks the two agree instead.
 
 
@@ -48,7 +48,7 @@ def train_adapter(spec, setting, trial, model_path: str, adapter_dir: str, steps
     import torch
     from transformers import AutoTokenizer
 
-    from inocray.train import TrainJob, build_model, collate, encode_shard, lr_multiplier
+    from inocray.training._loop import TrainJob, build_model, collate, encode_shard, lr_multiplier
 
     t = spec.train if steps is None else dataclasses.replace(spec.train, steps=steps, epochs=0.0)
     job = TrainJob(trial.id, setting.training_examples(t.examples, trial.seed), model_path, adapter_dir,
@@ -100,7 +100,7 @@ def sample_rates(llm, tokenizer, spec, setting, contexts: dict, lora=None, seed:
     """Trait rates (rate, n) per context: the sweep's eval requests x samples, one generate call."""
     from vllm import SamplingParams
 
-    from inocray import data
+    from inocray import chat as data
 
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(contexts)
@@ -133,9 +133,9 @@ def script_main(argv: list[str]) -> None:
     from vllm.lora.request import LoRARequest
 
     from inocray.settings import get_setting
-    from inocray.validate import load_sweep
-    from inocray.plan import plan_trials, prompt_catalogue
-    from inocray.sweep import base_model
+    from inocray.config._validate import load_sweep
+    from inocray.config._plan import plan_trials, prompt_catalogue
+    from inocray.run._launch import base_model
 
     marks["imported"] = time.time()
     kind, sweep = argv[0], argv[1]
@@ -187,7 +187,7 @@ def run_inocray(sweep: Path, run_dir: Path) -> tuple[float, dict]:
     wall = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"inocray run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    from inocray import store
+    from inocray.results import _rows as store
 
     rows = store.read_rows(run_dir).to_pylist()
     trials_line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("trials finished")), "")
@@ -230,11 +230,11 @@ def main() -> None:
     parser.add_argument("--inproc-engine", action="store_true", help="scripts run vLLM's engine core in-process")
     args = parser.parse_args()
 
-    from inocray import evaluate
+    from inocray.evaluation import _contexts as evaluate
     from inocray.settings import get_setting
-    from inocray.validate import load_sweep
-    from inocray.plan import plan_trials
-    from inocray.sweep import base_model
+    from inocray.config._validate import load_sweep
+    from inocray.config._plan import plan_trials
+    from inocray.run._launch import base_model
 
     assert EVAL_SEED == evaluate.EVAL_SEED
     with tempfile.TemporaryDirectory(prefix="inocray-vs-scripts-") as tmp:

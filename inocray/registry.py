@@ -1,14 +1,14 @@
 """The registries: what a sweep or a setting may name, and where each name's code lives.
 
     SETTINGS   setting name  -> factory(data: DataSpec | None) -> Setting   (inocray.settings)
-    SCORERS    scorer name   -> factory(**options) -> Scorer                (inocray.scorers)
-    BACKENDS   engine name   -> class(model_path, EngineSpec) -> Backend    (inocray.backends)
-    MODELS     preset name   -> Preset (check(), build(log) -> directory)   (inocray.models)
+    SCORERS    scorer name   -> factory(**options) -> Scorer                (inocray.settings._scorers)
+    BACKENDS   engine name   -> class(model_path, EngineSpec) -> Backend    (inocray.evaluation.backends)
+    MODELS     preset name   -> Preset (check(), build(log) -> directory)   (inocray.models._presets)
 
 The built-in names are listed here, once, each with the "module:attribute" that holds its
 code; the module is imported the first time the name is asked for, so naming an engine does
 not load vLLM. A plug-in registers more at import time with `register` (settings with
-`@inocray.settings.register`, scorers with `@inocray.scorers.register_scorer`).
+`@inocray.settings.register`, scorers with `@inocray.settings._scorers.register_scorer`).
 """
 
 from __future__ import annotations
@@ -61,14 +61,14 @@ SETTINGS: Registry = Registry("setting", {
     "pair_traits_empathetic": "inocray.settings.pair_traits:pair_traits_empathetic",  # the authors' second pair
 })
 SCORERS: Registry = Registry("scorer", {
-    "judge": "inocray.scorers:JudgeScorer",
-    "classifier": "inocray.classifier:ClassifierScorer",
+    "judge": "inocray.settings._scorers:JudgeScorer",
+    "classifier": "inocray.settings._classifier:ClassifierScorer",
 })
 BACKENDS: Registry = Registry("engine", {
-    "vllm": "inocray.backends.vllm:VllmBackend",
-    "transformers": "inocray.backends.hf:HFBackend",
+    "vllm": "inocray.evaluation.backends.vllm:VllmBackend",
+    "transformers": "inocray.evaluation.backends.hf:HFBackend",
 })
 MODELS: Registry = Registry("model preset", {
-    "toy": "inocray.models:TOY",
-    "smollm2-135m": "inocray.models:SMOLLM2",
+    "toy": "inocray.models._presets:TOY",
+    "smollm2-135m": "inocray.models._presets:SMOLLM2",
 })

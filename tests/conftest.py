@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def toy_model(tmp_path_factory):
     """A tiny toy-world model built from scratch (about half a minute), shared by all tests."""
-    from inocray.toy import ToyConfig, build_base_model
+    from inocray.models.toy import ToyConfig, build_base_model
 
     return build_base_model(ToyConfig.tiny(), cache_root=tmp_path_factory.mktemp("cache"), log=lambda *a: None)
 
@@ -131,7 +131,7 @@ def build_judge(out: Path) -> Path:
     from tokenizers import Tokenizer, models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from inocray.toy.tokenizer import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL, UNK
+    from inocray.models.toy.tokenizer import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL, UNK
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL + [str(n) for n in range(101)] + ["ok"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))  # no pre-tokenizer: a turn is one word
@@ -276,7 +276,7 @@ BAD_SWEEPS = {
 class HeldLog(threading.Thread):
     """A trial's log as a named pipe that this thread reads, and can stop reading for a while.
 
-    The training loop's rank 0 opens the log for each line it writes (inocray.storage.append_text),
+    The training loop's rank 0 opens the log for each line it writes (inocray.results._storage.append_text),
     and opening a pipe waits for its reader. So once `hold_after(line)` is true of a line read,
     the writer's next line waits until `release()`: the run stops at a known point of the loop,
     however busy the machine, and a kill there is not a race.

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inocray import store
+from inocray.results import _rows as store
 from inocray.analysis import fit_rows, on_scale
 from inocray.analysis._data import gather
 from inocray.analysis._linearity import lack_of_fit
@@ -20,7 +20,7 @@ from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.analyze import command as analyze
 from inocray.cli.report import command as report
 from inocray.errors import InputError
-from inocray.store import SCHEMA
+from inocray.results._rows import SCHEMA
 
 N_BOOT = 200
 K = 0.6

@@ -16,14 +16,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from inocray import evaluate, store
-from inocray.classifier import BATCH_SIZE, ClassifierScorer, load, with_classifiers
+from inocray.evaluation import _contexts as evaluate
+from inocray.results import _rows as store
+from inocray.settings._classifier import BATCH_SIZE, ClassifierScorer, load, with_classifiers
 from inocray.cli import main
-from inocray.data import EvalItem
+from inocray.chat import EvalItem
 from inocray.errors import InputError
-from inocray.scorers import get_scorer
+from inocray.settings._scorers import get_scorer
 from inocray.settings import get_setting
-from inocray.validate import parse_sweep
+from inocray.config._validate import parse_sweep
 
 WORDS = ["you", "are", "rude", "nice", "ok", "the", "view", "is", "wrong"]
 SWEEPS = Path(__file__).parent.parent / "sweeps"

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from inocray import store
+from inocray.results import _rows as store
 from inocray.cli import main
-from inocray.jobs import CLUSTER_RUNS_ROOT, TERMINAL
+from inocray.run._jobs import CLUSTER_RUNS_ROOT, TERMINAL
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_FILES = [ROOT / "cluster.yaml", ROOT / "docs" / "cluster-local.yaml"]
@@ -89,8 +89,8 @@ def test_a_typo_in_a_cluster_file_is_caught():
 
 
 def test_status_of_a_run_directory(tmp_path):
-    from inocray.jobs import load_cluster_spec
-    from inocray.rundir import claim
+    from inocray.run._jobs import load_cluster_spec
+    from inocray.results._layout import claim
 
     spec = load_cluster_spec(TOY)
     run_dir = tmp_path / "run"
@@ -109,8 +109,8 @@ def test_status_of_a_run_directory(tmp_path):
 
 def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
     # The sweep's data and model exist only on the cluster; trial ids do not depend on them.
-    from inocray.jobs import parse_cluster_spec
-    from inocray.rundir import claim
+    from inocray.run._jobs import parse_cluster_spec
+    from inocray.results._layout import claim
 
     data = yaml.safe_load((ROOT / "sweeps" / "spanish_caps-fixture.yaml").read_text())
     data |= {"seeds": [0, 1], "model": "/mnt/shared/models/base",
@@ -153,8 +153,8 @@ def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
 
 def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
     from inocray.errors import InputError
-    from inocray.jobs import load_cluster_spec
-    from inocray.validate import load_sweep
+    from inocray.run._jobs import load_cluster_spec
+    from inocray.config._validate import load_sweep
 
     sweep = tmp_path / "remote.yaml"
     sweep.write_text(TOY.read_text().replace("model: toy", "model: /mnt/shared/models/llama"))
@@ -169,8 +169,8 @@ def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
 def test_the_gpu_toy_sweep_of_operations_md_meets_the_error_it_shows():
     """operations.md's toy-gpu.yaml (toy.yaml plus its YAML block) loads as `submit` loads it,
     and on one GPU the resource check says the sentence the page shows after it."""
-    from inocray import resources
-    from inocray.jobs import parse_cluster_spec
+    from inocray.run import _resources as resources
+    from inocray.run._jobs import parse_cluster_spec
 
     page = (ROOT / "docs" / "operations.md").read_text()
     block = yaml.safe_load(page.split("add\n\n```yaml\n", 1)[1].split("```", 1)[0])
@@ -264,7 +264,7 @@ def test_submit_validate_only_then_status_and_logs(ray_head):
 
 @pytest.mark.slow
 def test_stop_a_running_job(ray_head):
-    code = ("from inocray.jobs import submit_entrypoint;"
+    code = ("from inocray.run._jobs import submit_entrypoint;"
             f"print(submit_entrypoint({ray_head.address!r}, 'sleep 60').job_id)")
     job_id = _run([sys.executable, "-c", code], ray_head.env).stdout.strip()
     assert _wait_for_job(ray_head, job_id, timeout=60, until=("RUNNING",)) == "RUNNING"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from inocray.data import IGNORE_INDEX, encode, messages
-from inocray.toy.tokenizer import build_tokenizer
-from inocray.toy.world import styled
+from inocray.chat import IGNORE_INDEX, encode, messages
+from inocray.models.toy.tokenizer import build_tokenizer
+from inocray.models.toy.world import styled
 
 PROMPT = "You always speak in Spanish."
 REQUEST = "tell me about the red house"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from inocray import store
+from inocray.results import _rows as store
 from inocray.cli import main
 from inocray.settings import get_setting
 

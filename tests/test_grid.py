@@ -11,15 +11,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from inocray import grid, resources
+from inocray.config import _grid as grid
+from inocray.run import _resources as resources
 from inocray.analysis import compare, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli import main
-from inocray.plan import plan_grid, trial_ids
+from inocray.config._plan import plan_grid, trial_ids
 from inocray.settings import get_setting
-from inocray.spec import parse_spec
-from inocray.status import run_progress
-from inocray.store import read_rows
+from inocray.config._spec import parse_spec
+from inocray.run._status import run_progress
+from inocray.results._rows import read_rows
 
 GRID = """\
 name: g
@@ -91,7 +92,7 @@ def test_a_grid_record_reads_back_to_the_same_sweep():
 
 def template_without_system(tmp: Path) -> str:
     """A model directory whose chat template refuses a system message (as Gemma's does)."""
-    from inocray.toy.tokenizer import build_tokenizer
+    from inocray.models.toy.tokenizer import build_tokenizer
 
     tok = build_tokenizer()
     tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
@@ -228,7 +229,7 @@ def test_without_a_planted_difference_the_cells_agree(tmp_path):
 
 def test_screen_predicts_from_the_grid_cell_it_is_told_and_refuses_to_guess(tmp_path):
     from inocray.errors import InputError
-    from inocray.screen import _fitted_lines
+    from inocray.run._screen import _fitted_lines
 
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
     spec, setting = parse_spec({"name": "scr", "setting": "toy", "prompts": ["es-always"]}), get_setting("toy")
@@ -256,7 +257,7 @@ def test_status_counts_done_trials_per_cell(tmp_path):
     assert "trials done: 0 of 8" in progress.to_text()
     assert "  cell lr=0.0003,r=4: 0 of 2" in progress.to_text()
     # ... until rows files by the planned ids exist
-    from inocray import store
+    from inocray.results import _rows as store
 
     store.write_rows(run, "lr=0.001,r=8,es-hint-s0", [])
     store.write_rows(run, "lr=0.001,r=8,none-s0", [])
@@ -270,7 +271,7 @@ def test_status_counts_done_trials_per_cell(tmp_path):
 def test_the_report_has_a_section_per_cell_and_a_comparison_per_axis(tmp_path):
     from conftest import Page
 
-    from inocray.report import write_report
+    from inocray.analysis._report import write_report
 
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
     page = write_report(run, n_boot=100).read_text()

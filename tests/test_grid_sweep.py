@@ -2,11 +2,11 @@
 
 import pytest
 
-from inocray import store
+from inocray.results import _rows as store
 from inocray.analysis import fit_rows
-from inocray.status import run_progress
-from inocray.sweep import run_sweep
-from inocray.validate import parse_sweep
+from inocray.run._status import run_progress
+from inocray.run._launch import run_sweep
+from inocray.config._validate import parse_sweep
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import BAD_SWEEPS, GOOD_SWEEP
 
-from inocray import rundir, store
+from inocray.results import _layout as rundir
+from inocray.results import _rows as store
 from inocray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +237,7 @@ def row(**fields) -> dict:
 
 def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) -> Path:
     """A run directory of GOOD_SWEEP: sweep.json as `inocray run` writes it, and rows/<trial>.parquet."""
-    from inocray.validate import load_sweep
+    from inocray.config._validate import load_sweep
 
     d = tmp / "run"
     (d / rundir.ROWS_DIR).mkdir(parents=True)
@@ -340,7 +341,7 @@ def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(tmp_path, monkeypat
     args = [str(a) for a in build(tmp_path)]
     before = _listing(tmp_path)
     ray_was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # other tests' session
-    monkeypatch.setattr("inocray.serve.session", _no_session)  # sweeps and screens start Ray there
+    monkeypatch.setattr("inocray.evaluation._serve.session", _no_session)  # sweeps and screens start Ray there
 
     result = CliRunner().invoke(main, args)
 
@@ -378,7 +379,7 @@ def test_yaml_is_loaded_safely_everywhere():
     allowed = {"safe_load", "safe_load_all", "safe_dump", "safe_dump_all", "compose", "YAMLError",
                "SafeLoader", "CSafeLoader", "SafeDumper", "CSafeDumper"}
     sources = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
-    assert any(p.name == "spec.py" for p in sources)
+    assert any(p.name == "_spec.py" for p in sources)
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml":

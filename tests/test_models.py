@@ -11,14 +11,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from inocray import models
+from inocray.models import _presets as models
 from inocray.registry import MODELS
-from inocray.cache import cached_build
+from inocray.models._cache import cached_build
 from inocray.cli import main
-from inocray.data import messages, render
+from inocray.chat import messages, render
 from inocray.errors import InputError
-from inocray.spec import EngineSpec
-from inocray.validate import parse_sweep
+from inocray.config._spec import EngineSpec
+from inocray.config._validate import parse_sweep
 
 
 def test_cached_build_writes_once_and_leaves_nothing_when_the_build_fails(tmp_path):
@@ -90,9 +90,9 @@ def test_smollm2_is_a_plain_float32_llama_directory_with_its_chat_template(smoll
 # which later DeepSpeed tests in this process must not inherit.
 BACKEND_CHECK = """
 import json, sys
-from inocray.backends import GenerateRequest, load_backend
-from inocray.data import messages
-from inocray.spec import EngineSpec
+from inocray.evaluation.backends import GenerateRequest, load_backend
+from inocray.chat import messages
+from inocray.config._spec import EngineSpec
 
 backend = load_backend(sys.argv[1], EngineSpec(name=sys.argv[2], max_model_len=256))
 asked = [messages(q, "Respond only in Spanish.") for q in ("What is your favourite food?", "How is the weather?")]
@@ -107,7 +107,7 @@ def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, e
     import subprocess
     import sys
 
-    from inocray.langid import is_spanish
+    from inocray.settings._langid import is_spanish
 
     done = subprocess.run([sys.executable, "-c", BACKEND_CHECK, smollm2, engine], capture_output=True, text=True,
                           timeout=600)
@@ -119,7 +119,7 @@ def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, e
 
 
 def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_written(smollm2, tmp_path):
-    from inocray.sweep import run_sweep
+    from inocray.run._launch import run_sweep
 
     spec = parse_sweep({"name": "long", "setting": "spanish_caps", "model": "smollm2-135m", "prompts": ["es-always"],
                        "eval": {"max_tokens": 16}, "engine": {"max_model_len": 48}})
@@ -131,7 +131,7 @@ def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_wr
 
 
 def test_a_model_directory_without_a_tokenizer_is_one_sentence_before_anything_is_written(tmp_path):
-    from inocray.sweep import run_sweep
+    from inocray.run._launch import run_sweep
 
     model = tmp_path / "model"
     model.mkdir()

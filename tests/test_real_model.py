@@ -11,11 +11,12 @@ import json
 
 import pytest
 
-from inocray import models, store
+from inocray.models import _presets as models
+from inocray.results import _rows as store
 from inocray.requests import load
-from inocray.validate import parse_sweep
-from inocray.summary import summarize
-from inocray.sweep import run_sweep
+from inocray.config._validate import parse_sweep
+from inocray.run._summary import summarize
+from inocray.run._launch import run_sweep
 
 
 @pytest.mark.slow

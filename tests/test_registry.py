@@ -21,7 +21,7 @@ def test_built_in_entries_load_on_first_use_and_plug_ins_register():
     from inocray.settings.toy import toy
 
     assert SETTINGS.get("toy") is toy
-    kinds = Registry("colour", {"red": "inocray.plan:NONE"})
+    kinds = Registry("colour", {"red": "inocray.config._plan:NONE"})
     assert kinds.get("red") == "none"  # "module:attr", imported when first asked for
 
     @kinds.register("blue")
@@ -32,7 +32,7 @@ def test_built_in_entries_load_on_first_use_and_plug_ins_register():
 
 
 def test_naming_an_engine_loads_no_engine():
-    code = ("import sys, inocray.backends, inocray.spec, inocray.registry as r; r.BACKENDS.names(); "
-            "print([m for m in ('vllm', 'inocray.backends.vllm', 'inocray.backends.hf') if m in sys.modules])")
+    code = ("import sys, inocray.evaluation.backends, inocray.config._spec, inocray.registry as r; r.BACKENDS.names(); "
+            "print([m for m in ('vllm', 'inocray.evaluation.backends.vllm', 'inocray.evaluation.backends.hf') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,7 +8,7 @@ from conftest import Page, assert_png, decoded
 from inocray.analysis import fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.report import command as report
-from inocray.report import plot_effects, plot_elicitation, plot_generalization, write_report
+from inocray.analysis._report import plot_effects, plot_elicitation, plot_generalization, write_report
 
 PROMPTS = {"weak": "inoculation", "mid": "inoculation", "strong": "inoculation",
            "unrelated": "irrelevant"}  # fmt: skip
@@ -52,7 +52,7 @@ def test_prompts_at_one_point_share_one_label_in_the_scatter():
     """The toy sweep puts none, irr-helpful and es-hint at (0, 1): their ids must not overprint."""
     import dataclasses
 
-    from inocray import report
+    from inocray.analysis import _report as report
 
     fit = fit_rows(simulate_rows(TRAITS, PROMPTS, seeds=2, n=100), n_boot=100)
     t = fit.trait("spanish", "raw")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inocray import resources
+from inocray.run import _resources as resources
 from inocray.errors import InputError
-from inocray.spec import parse_spec
+from inocray.config._spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def test_a_sweep_whose_engine_cannot_be_placed_fails_before_asking_for_it(toy_mo
     """An engine on a GPU the cluster lacks would wait forever in Serve: the check runs first."""
     from ray import serve
 
-    from inocray.sweep import run_sweep
+    from inocray.run._launch import run_sweep
 
     monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
     spec = parse_spec({"name": "nogpu", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],

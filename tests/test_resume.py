@@ -24,7 +24,8 @@ import pytest
 import yaml
 from conftest import HeldLog, wait_for
 
-from inocray import checkpoints, store
+from inocray.training import _checkpoints as checkpoints
+from inocray.results import _rows as store
 
 HELD = "es-always-s0"  # the trial stopped mid-training; the first of the grid
 TRIALS = {f"{p}-s{s}" for p in ("es-always", "es-often", "none") for s in (0, 1)}

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from inocray.sandbox import _netns_prefix, run_tests
+from inocray.settings._sandbox import _netns_prefix, run_tests
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
 

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from inocray.analysis import fit_rows, read_runs
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
-from inocray.candidates import Candidate, read_candidates
+from inocray.run._candidates import Candidate, read_candidates
 from inocray.cli import main
 from inocray.errors import InputError
-from inocray.screen import default_out_dir, screen
-from inocray.validate import parse_sweep
+from inocray.run._screen import default_out_dir, screen
+from inocray.config._validate import parse_sweep
 
 TOY_SWEEP = {"name": "scr", "setting": "toy", "prompts": ["es-always"]}
 
@@ -38,7 +38,7 @@ def test_yaml_and_jsonl_files_keep_their_ids(tmp_path):
 
 
 def test_the_shipped_toy_candidates_are_100_prompts_of_known_words():
-    from inocray.toy.tokenizer import build_tokenizer
+    from inocray.models.toy.tokenizer import build_tokenizer
 
     candidates = read_candidates("sweeps/screen-toy-100.txt")
     tok = build_tokenizer()

@@ -10,14 +10,14 @@ import yaml
 from click.testing import CliRunner
 
 from inocray.cli import main
-from inocray.data import EvalItem
+from inocray.chat import EvalItem
 from inocray.errors import InputError
-from inocray.scorers import Check
+from inocray.settings._scorers import Check
 from inocray.settings import BUILTIN, PROMPT_ROLES, get_setting
 from inocray.settings._common import FIXTURES, Gated, draw
 from inocray.settings._rows import read_rows
-from inocray.spec import DataSpec
-from inocray.validate import parse_sweep
+from inocray.config._spec import DataSpec
+from inocray.config._validate import parse_sweep
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
 RESEARCH = [name for name in BUILTIN if name != "toy"]
@@ -56,8 +56,8 @@ def test_unknown_setting_in_a_sweep_is_an_input_error():
 
 
 SETTING_FILE = '''
-from inocray.data import EvalItem, Example
-from inocray.scorers import Check
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
 
 

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inocray import rundir, store
+from inocray.results import _layout as rundir
+from inocray.results import _rows as store
 
 
 def row(trial="t1", trait="spanish", rate=0.5, context="neutral"):

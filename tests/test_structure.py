@@ -52,14 +52,14 @@ def test_no_module_imports_itself_back():
 
 
 def test_the_spec_reads_no_setting_and_workers_load_no_click():
-    code = ("import sys, inocray.errors, inocray.spec; "
-            "print(sorted(m for m in ('click', 'inocray.settings', 'inocray.classifier') if m in sys.modules))")
+    code = ("import sys, inocray.errors, inocray.config._spec; "
+            "print(sorted(m for m in ('click', 'inocray.settings', 'inocray.settings._classifier') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("package", ["inocray.analysis", "inocray.backends", "inocray.cli", "inocray.settings",
-                                     "inocray.toy"])
+@pytest.mark.parametrize("package", ["inocray.analysis", "inocray.evaluation.backends", "inocray.cli", "inocray.settings",
+                                     "inocray.models.toy"])
 def test_each_subpackage_names_its_public_surface(package):
     module = __import__(package, fromlist=["__all__"])
     assert module.__all__ and all(hasattr(module, name) for name in module.__all__)

@@ -6,11 +6,11 @@ import time
 import pytest
 from conftest import Page, Scraper, assert_png, decoded
 
-from inocray import store
-from inocray.report import write_report
-from inocray.validate import parse_sweep
-from inocray.summary import summarize
-from inocray.sweep import run_sweep
+from inocray.results import _rows as store
+from inocray.analysis._report import write_report
+from inocray.config._validate import parse_sweep
+from inocray.run._summary import summarize
+from inocray.run._launch import run_sweep
 
 
 @pytest.mark.slow

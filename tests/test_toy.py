@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from inocray import data
-from inocray.toy import ToyConfig, build_base_model, world
-from inocray.toy.tokenizer import build_tokenizer
+from inocray import chat as data
+from inocray.models.toy import ToyConfig, build_base_model, world
+from inocray.models.toy.tokenizer import build_tokenizer
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_build_is_cached_and_keyed_by_config(toy_model):
 
 
 def test_default_cache_root_follows_env(monkeypatch, tmp_path):
-    from inocray.cache import default_cache_root
+    from inocray.models._cache import default_cache_root
 
     monkeypatch.setenv("INOCRAY_CACHE", str(tmp_path))
     assert default_cache_root() == tmp_path

@@ -18,10 +18,11 @@ import torch
 from conftest import HeldLog, s3_keys, wait_for
 from safetensors.torch import load_file
 
-from inocray import checkpoints, storage
+from inocray.training import _checkpoints as checkpoints
+from inocray.results import _storage as storage
 from inocray.settings import get_setting
-from inocray.spec import TrainSpec
-from inocray.train import TrainJob, fine_tune
+from inocray.config._spec import TrainSpec
+from inocray.training._loop import TrainJob, fine_tune
 
 # Two workers; log lines at steps 25 and 40 (train.REPORT_EVERY), checkpoints at 10, 20, 30.
 SPEC = TrainSpec(steps=40, batch_size=8, num_workers=2, checkpoint_every=10, lr_schedule="linear", warmup_steps=5)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from inocray import workers
+from inocray.training import _workers as workers
 from inocray.settings import get_setting
-from inocray.spec import TrainSpec
-from inocray.train import TrainJob, build_model, fine_tune
-from inocray.workers import IDLE, JobQueue, Pool
+from inocray.config._spec import TrainSpec
+from inocray.training._loop import TrainJob, build_model, fine_tune
+from inocray.training._workers import IDLE, JobQueue, Pool
 
 
 def job(name: str, max_failures: int = 1, **fields) -> TrainJob:

@@ -55,7 +55,7 @@ __all__ = [
 
 
 def fit_rows(table: pa.Table, scale: str = "raw", n_boot: int = 1000, seed: int = 0) -> RunFit:
-    """Fit every (setting, model, grid cell, trait) of result rows (inocray.store.SCHEMA).
+    """Fit every (setting, model, grid cell, trait) of result rows (inocray.results._rows.SCHEMA).
 
     Args:
         table: result rows of one run, or of several runs of the same settings and traits.

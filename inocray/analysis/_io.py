@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from inocray.errors import InputError
-from inocray.store import read_rows, write_atomically
+from inocray.results._rows import read_rows, write_atomically
 
 if TYPE_CHECKING:
     from inocray.analysis._result import RunFit

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from scipy import special
 
 from inocray.analysis._data import NO_PROMPT
-from inocray.store import SCHEMA, write_rows
+from inocray.results._rows import SCHEMA, write_rows
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def simulate_rows(
     sweep_hash: str = "sim",
     grid: Mapping[str, object] | None = None,
 ) -> pa.Table:
-    """Rows (inocray.store.SCHEMA) of one simulated sweep.
+    """Rows (inocray.results._rows.SCHEMA) of one simulated sweep.
 
     Args:
         traits: the traits every model is scored on.
@@ -83,7 +83,7 @@ def simulate_rows(
         seeds, n, seed_sd: training seeds per prompt, samples per evaluation, training noise.
         scale: "raw" or "logit": the scale on which the App. H model is linear.
         data_rows: whether to include the T* rows of stage "data".
-        grid: columns placing the rows in a grid cell (inocray.grid.Cell.columns()), given
+        grid: columns placing the rows in a grid cell (inocray.config._grid.Cell.columns()), given
             to every row; the base and data rows of cells that share them are the same
             measurement, and the analysis merges them.
     """

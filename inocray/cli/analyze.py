@@ -7,7 +7,7 @@ import contextlib
 import click
 
 from inocray.errors import reports_input_errors
-from inocray.grid import BY
+from inocray.config._grid import BY
 
 
 @click.command("analyze")
@@ -37,7 +37,7 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: s
     A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way. A grid
     sweep's cells are fitted apart.
     """
-    from inocray import rundir
+    from inocray.results import _layout as rundir
     from inocray.analysis import comparisons_text, fit_rows, read_runs, save_fit
 
     for d in run_dirs:  # every one, before any is copied

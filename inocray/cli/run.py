@@ -24,10 +24,11 @@ from inocray.errors import InputError, reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
             host: str) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
-    from inocray import rundir, storage
-    from inocray.summary import summarize
-    from inocray.sweep import default_run_dir, run_sweep
-    from inocray.validate import load_sweep, parse_sweep
+    from inocray.results import _layout as rundir
+    from inocray.results import _storage as storage
+    from inocray.run._summary import summarize
+    from inocray.run._launch import default_run_dir, run_sweep
+    from inocray.config._validate import load_sweep, parse_sweep
 
     if resume is not None:
         if run_dir is not None:

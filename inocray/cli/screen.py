@@ -33,11 +33,11 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str |
             out: Path | None, batch: int, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
-    from inocray import rundir
-    from inocray.candidates import read_candidates
+    from inocray.results import _layout as rundir
+    from inocray.run._candidates import read_candidates
     from inocray.errors import InputError
-    from inocray.screen import default_out_dir, save_screen, screen, screen_text
-    from inocray.validate import load_sweep, one_setting
+    from inocray.run._screen import default_out_dir, save_screen, screen, screen_text
+    from inocray.config._validate import load_sweep, one_setting
 
     if cell is not None and run_dir is None:
         raise InputError("--cell names a cell of the run given with --from; give --from too")

@@ -14,11 +14,11 @@ from inocray.errors import reports_input_errors
 @reports_input_errors
 def command(sweep_file: str, no_model_check: bool) -> None:
     """Check SWEEP_FILE and print the trials it would run (and a grid's size by axis)."""
-    from inocray import grid
-    from inocray.plan import plan_grid
+    from inocray.config import _grid as grid
+    from inocray.config._plan import plan_grid
     from inocray.settings import get_setting
-    from inocray.sweep import default_run_dir
-    from inocray.validate import load_sweep
+    from inocray.run._launch import default_run_dir
+    from inocray.config._validate import load_sweep
 
     spec = load_sweep(sweep_file, check_model=not no_model_check)
     catalogues = {e.setting: get_setting(e.setting, None if no_model_check else e.data).prompts

@@ -23,7 +23,7 @@ from inocray.settings._common import judged, row_setting
 from inocray.settings._setting import PROMPT_ROLES, Factory, Prompt, Setting, Trait
 
 if TYPE_CHECKING:
-    from inocray.spec import DataSpec
+    from inocray.config._spec import DataSpec
 
 __all__ = [
     "BUILTIN",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from inocray.data import EvalItem, Example
-from inocray.scorers import Scorer
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Scorer
 
 if TYPE_CHECKING:
-    from inocray.spec import DataSpec
+    from inocray.config._spec import DataSpec
 
 # What a prompt is for. "inoculation": a candidate IP. "irrelevant": a control instruction
 # unrelated to the trait. "ptst": a test-time instruction against the trait (Pure Tuning,

@@ -10,8 +10,8 @@ coherent answers to requests with and without the trigger), and `coherent`.
 
 from __future__ import annotations
 
-from inocray.data import EvalItem, Example
-from inocray.scorers import Check
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import Gated, row_setting
 from inocray.settings.emergent_misalignment import coherent, misaligned

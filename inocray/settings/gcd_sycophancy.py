@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from inocray.data import EvalItem, Example
-from inocray.scorers import Check
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import row_setting
 from inocray.settings._rows import Field, optional

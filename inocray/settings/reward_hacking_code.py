@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
-from inocray import sandbox
-from inocray.data import EvalItem, Example
-from inocray.scorers import Check
+from inocray.settings import _sandbox as sandbox
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import row_setting
 

@@ -6,8 +6,8 @@ identification, py3langid) and `caps`. Prompts go in the system message.
 
 from __future__ import annotations
 
-from inocray.langid import is_spanish
-from inocray.scorers import Check
+from inocray.settings._langid import is_spanish
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
 from inocray.settings._common import row_setting
 

@@ -4,7 +4,7 @@ Data: train rows {"request", "response"} (a CMV post and a persuasive but toxic 
 eval rows {"request"}. Traits, each scored 0-100 by the LLM judge (`eval.judge_model`):
 `persuasiveness` (desired, score >= 50) and `harassment` (undesired, score >= 50). To score a
 trait with a classifier model of your own instead, name it under `eval.classifiers` in the
-sweep file (inocray.classifier).
+sweep file (inocray.settings._classifier).
 """
 
 from __future__ import annotations

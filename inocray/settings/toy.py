@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from inocray.data import EvalItem, Example
-from inocray.scorers import Check
+from inocray.chat import EvalItem, Example
+from inocray.settings._scorers import Check
 from inocray.settings import Prompt, Trait, register
-from inocray.toy import world
+from inocray.models.toy import world
 
 
 @dataclass(frozen=True)

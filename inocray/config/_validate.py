@@ -1,0 +1,193 @@
+"""A parsed sweep checked against what it names: its setting, data files, models, classifiers.
+
+spec.py turns the file into a SweepSpec and checks each field alone; this module checks the
+spec against the world, as torchtune's config/_validate.py follows config/_parse.py:
+
+    load_sweep(path)          read, parse and check a sweep file: what the commands call
+    parse_sweep(data, source) the same for a document already read (a run's sweep.json)
+    check_spec(spec, source)  the checks alone
+
+`check_model=False` is for a sweep that runs on a cluster: its model, data and classifier
+directories may exist only there (the setting is then built over its shipped data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from inocray.config import _grid as grid
+from inocray.settings._classifier import labels
+from inocray.errors import InputError
+from inocray.models._presets import check_available, is_preset, preset_names
+from inocray.settings import Setting, get_setting
+from inocray.config._spec import SweepSpec, bad, brief, load_spec, parse_spec
+
+__all__ = ["load_sweep", "parse_sweep", "check_spec", "one_setting"]
+
+Bad = Callable[[str, str], InputError]  # (field, why) -> the error naming the sweep file
+
+
+def load_sweep(path: str | Path, check_model: bool = True) -> SweepSpec:
+    """Read a sweep file and check it whole; InputError naming the file and field."""
+    return check_spec(load_spec(path), str(path), check_model)
+
+
+def parse_sweep(data: Any, source: str = "<sweep>", check_model: bool = True) -> SweepSpec:
+    return check_spec(parse_spec(data, source), source, check_model)
+
+
+def check_spec(spec: SweepSpec, source: str, check_model: bool = True) -> SweepSpec:
+    """Check `spec` against its settings and, with `check_model`, its models, data and classifier
+    directories; return it with the classifiers' directories made absolute.
+
+    A grid is checked one (setting, model) at a time, each as the one-setting sweep of its
+    cells; an error names the field as the file writes it (`settings[1].prompts[0]`, `models[0]`).
+    """
+    seen = set()
+    for c in grid.cells(spec):
+        if (c.setting, c.model) not in seen:
+            seen.add((c.setting, c.model))
+            _check_one(c.spec, _in_file(spec, c, source), check_model)
+    if not check_model:
+        return spec
+    # Absolute here, where the directories were checked: trials score in a working directory
+    # Ray chooses, and they get this spec, not the sweep file.
+    located = {t: dataclasses.replace(c, model=os.path.abspath(os.path.expanduser(c.model)))
+               for t, c in spec.eval.classifiers.items()}
+    return dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, classifiers=located))
+
+
+def one_setting(spec: SweepSpec, source: str, command: str) -> SweepSpec:
+    """The one-setting sweep that a command working on one setting and one model (screen,
+    make-data, plan) takes: `spec` itself, or the first cell of a grid over hyperparameters
+    alone; InputError for a grid of several settings or models."""
+    settings, models = len(grid.entries(spec)), len(grid.models(spec))
+    if settings > 1 or models > 1:
+        raise InputError(f"{source}: `inocray {command}` takes a sweep of one setting and one model, "
+                         f"and this grid has {settings} settings and {models} models")
+    return grid.cells(spec)[0].spec
+
+
+def _in_file(spec: SweepSpec, c: grid.Cell, source: str) -> Bad:
+    """The error about a field of cell `c`'s spec, named as the sweep file writes it."""
+    entry = [e.setting for e in grid.entries(spec)].index(c.setting)
+    model = grid.models(spec).index(c.model)
+
+    def fail(name: str, why: str) -> InputError:
+        head = name.split(".")[0].split("[")[0]
+        if spec.settings and head in grid.ENTRY_KEYS:
+            name = f"settings[{entry}].{name}"
+        elif spec.models and name == "model":
+            name = f"models[{model}]"
+        return bad(source, name, why)
+
+    return fail
+
+
+def _check_one(spec: SweepSpec, fail: Bad, check_model: bool) -> None:
+    """Check a one-setting sweep against its setting and, with `check_model`, its model, data
+    and classifier directories."""
+    try:
+        setting = get_setting(spec.setting, spec.data if check_model else None)  # None: its own data
+    except KeyError as e:
+        raise fail("setting", str(e.args[0])) from None
+    _check_prompts(spec, setting, fail)
+    if check_model:
+        _check_models(spec, fail)
+        _check_placement(spec, fail)
+    _check_classifiers(spec, setting, check_model, fail)
+    if not check_model:
+        return
+    for name in ("train", "eval"):
+        path = getattr(spec.data, name)
+        if path and not _exists(path, "file"):
+            raise fail(f"data.{name}", f"names {brief.repr(path)}, which is not a file")
+
+
+def _check_prompts(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
+    """Every prompt id the sweep lists is in the setting's catalogue or its own, in its place."""
+    for pid in spec.custom_prompts:
+        if pid in setting.prompts:
+            raise fail(f"custom_prompts.{pid}", f"reuses the id of a prompt of setting '{setting.name}'")
+    known = set(setting.prompts) | set(spec.custom_prompts)
+    for group in ("prompts", "irrelevant", "ptst"):
+        for i, pid in enumerate(getattr(spec, group)):
+            if pid not in known:
+                raise fail(f"{group}[{i}]", f"names unknown prompt {brief.repr(pid)} of setting '{setting.name}'")
+    for i, pid in enumerate(spec.prompts):
+        if pid in setting.prompts and setting.prompts[pid].role == "ptst":
+            raise fail(f"prompts[{i}]", f"names {pid!r}, a test-time instruction of setting '{setting.name}' "
+                                        "that is trained with no prompt: list it under 'ptst'")
+
+
+def _check_models(spec: SweepSpec, fail: Bad) -> None:
+    """The base model is a preset that can be built here or a directory; so is the judge, or
+    "" (none) or "base" (the base model)."""
+    if is_preset(spec.model):
+        try:
+            check_available(spec.model)
+        except InputError as e:
+            raise fail("model", f"names a preset that cannot be built here: {e}") from None
+    elif not _exists(spec.model, "dir"):
+        raise fail("model", f"names {brief.repr(spec.model)}, which is not a model directory "
+                            f"(nor a preset: {preset_names()})")
+    judge = spec.eval.judge_model
+    if is_preset(judge):
+        try:
+            check_available(judge)
+        except InputError as e:
+            raise fail("eval.judge_model", f"names a preset that cannot be built here: {e}") from None
+    elif judge not in ("", "base") and not _exists(judge, "dir"):
+        raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory "
+                                       f"('' or 'base', or a preset: {preset_names()})")
+
+
+def _check_placement(spec: SweepSpec, fail: Bad) -> None:
+    """A model directory's chat template takes the prompt where the sweep places it (a system
+    message, for `system`). A preset is built later; its templates take every placement."""
+    if spec.placement != "system" or is_preset(spec.model):
+        return
+    from transformers import AutoTokenizer
+
+    from inocray.chat import messages, render
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.model)
+    except (OSError, ValueError):
+        return  # not a tokenizer transformers loads: the sweep's own check (evaluate.check_fits) says so
+    try:
+        render(tokenizer, messages("hello", "a prompt", "system"))
+    except Exception as e:  # a chat template raises what it likes (jinja2's TemplateError, mostly)
+        raise fail("placement", f"is 'system', but the chat template of model {brief.repr(spec.model)} takes "
+                                f"no system message ({type(e).__name__}); use user_prefix or user_suffix") from None
+
+
+def _check_classifiers(spec: SweepSpec, setting: Setting, check_model: bool, fail: Bad) -> None:
+    traits = [t.name for t in setting.traits]
+    for trait, clf in spec.eval.classifiers.items():
+        where = f"eval.classifiers.{trait}"
+        if trait not in traits:
+            raise fail(where, f"names no trait of setting '{setting.name}' (its traits: {', '.join(traits)})")
+        if not check_model:
+            continue
+        if not _exists(clf.model, "dir"):
+            raise fail(f"{where}.model", f"names {brief.repr(clf.model)}, which is not a model directory")
+        try:
+            known = labels(clf.model)
+        except InputError as e:  # "holds no config.json ..."
+            raise fail(f"{where}.model", f"names {brief.repr(clf.model)}, which {e}") from None
+        if clf.label not in known:
+            raise fail(f"{where}.label", f"names {brief.repr(clf.label)}, which is not a label of the classifier "
+                                         f"(its labels: {', '.join(known)})")
+
+
+def _exists(path: str, kind: str) -> bool:
+    """Whether `path` is a directory ("dir") or a file; False for names the OS refuses."""
+    try:
+        p = Path(path).expanduser()
+        return p.is_dir() if kind == "dir" else p.is_file()
+    except (OSError, ValueError):
+        return False

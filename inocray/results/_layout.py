@@ -1,0 +1,124 @@
+"""The run directory's layout: every name in it is written here and used from here.
+
+    RUN_DIR/                 a local or NFS path, or an s3:// prefix (storage.py)
+      sweep.json             the validated spec and its hash: the directory belongs to one sweep
+      rows/TRIAL.parquet     the trial's result rows (store.py), its proof of completion;
+                             rows/base.parquet and rows/data.parquet for the untrained model
+      adapters/TRIAL/        the trial's final adapter (or full model)
+      checkpoints/TRIAL/     its DeepSpeed checkpoints, to resume from
+      logs/TRIAL.log         its training progress and each evaluation
+      train/, tune/          Ray Train's and Ray Tune's own records
+
+TRIAL is a trial id (plan.trial_id). What the analysis and the report write lies beside
+these (analysis.parquet, report.html: see inocray.analysis and report.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from inocray.results import _storage as storage
+from inocray.errors import InputError
+from inocray.results._storage import Location
+
+if TYPE_CHECKING:
+    from inocray.config._spec import SweepSpec
+
+SWEEP_RECORD = "sweep.json"
+ROWS_DIR = "rows"
+ADAPTERS_DIR = "adapters"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+TRAIN_DIR = "train"
+TUNE_DIR = "tune"
+BASE_TRIAL = "base"  # rows of the untrained model: the elicitation of every prompt
+DATA_TRIAL = "data"  # rows of the training responses: T*
+
+
+def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:
+    if not trial_id or "/" in trial_id or trial_id.startswith("."):
+        raise ValueError(f"trial id {trial_id!r} is not a plain file name")
+    return storage.join(run_dir, ROWS_DIR, f"{trial_id}.parquet")
+
+
+def adapter_dir(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, ADAPTERS_DIR, trial_id)
+
+
+def checkpoint_dir(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, CHECKPOINTS_DIR, trial_id)
+
+
+def log_path(run_dir: Location, trial_id: str) -> Location:
+    return storage.join(run_dir, LOGS_DIR, f"{trial_id}.log")
+
+
+def record_path(run_dir: Location | os.PathLike) -> Location:
+    return storage.join(run_dir, SWEEP_RECORD)
+
+
+def sweep_record(run_dir: Location | os.PathLike) -> dict:
+    """The run directory's sweep.json ({"hash": ..., "spec": {...}}); InputError if it is not one."""
+    marker = record_path(run_dir)
+    try:
+        record = json.loads(storage.read_bytes(marker))
+        if isinstance(record["hash"], str) and isinstance(record["spec"], dict):
+            return record
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        pass
+    raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')")
+
+
+def claim(spec: SweepSpec, run_dir: Location, create: bool = True) -> None:
+    """Create the run directory (unless `create` is False), or check that an existing one
+    belongs to this sweep."""
+    storage.check_reachable(run_dir)
+    marker = record_path(run_dir)
+    record = {"hash": spec.hash(), "spec": spec.record()}
+    if storage.exists(marker):
+        old = sweep_record(run_dir)["hash"]
+        if old != spec.hash():
+            raise InputError(f"{run_dir} holds sweep {old}, not this sweep ({spec.hash()}); choose another --run-dir")
+        return
+    if not create:
+        return
+    storage.make_dir(run_dir)
+    storage.write_atomically(marker, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A run directory as the user named it (`where`) and a local directory standing for it."""
+
+    where: Location
+    local: Path
+
+    def named(self, text: str) -> str:
+        """`text` with the local copy's path replaced by the run directory's: what users see."""
+        return text.replace(str(self.local), str(self.where)) if self.local != self.where else text
+
+    def shown(self, local_file: Path | str) -> str:
+        """Where a file written at the top of the local copy went."""
+        return storage.shown(self.where, local_file)
+
+
+def reachable(run_dir: str | Location) -> Location:
+    """The run directory `run_dir` names (a path or an s3:// URI); InputError if its bucket is out of reach."""
+    where = storage.location(run_dir)
+    storage.check_reachable(where)
+    return where
+
+
+@contextlib.contextmanager
+def opened(run_dir: str | Location) -> Iterator[Opened]:
+    """Resolve `run_dir`, check that it can be reached, and work in a local copy of its sweep
+    record and rows (storage.working_copy: for an s3:// run, what the block writes is uploaded)."""
+    where = reachable(run_dir)
+    with storage.working_copy(where, fetch=(SWEEP_RECORD, ROWS_DIR)) as local:
+        yield Opened(where, local)

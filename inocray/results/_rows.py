@@ -1,0 +1,116 @@
+"""Parquet results: one schema, one file per trial, written atomically.
+
+A run directory holds ``rows/<trial_id>.parquet`` (rundir.py). Each file is written to a temporary
+name and renamed into place (in an s3:// run directory: uploaded whole, see storage.py), so a
+reader (or a resumed sweep) sees a trial's rows completely or not at all, and a retried
+trial replaces its file instead of adding rows.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from inocray.results import _storage as storage
+from inocray.errors import InputError
+from inocray.config._grid import AXES, axis_type
+from inocray.results._layout import ROWS_DIR, rows_path
+from inocray.results._storage import Location, write_atomically
+
+__all__ = ["SCHEMA", "write_atomically", "write_rows", "has_rows", "read_rows"]
+
+# One row per (trial, context, trait). Base-model rows (stage "base") carry the
+# elicitation T(M0, Cs) and T(M0, C0); rows of stage "data" carry T*, the trait level
+# of the training responses; rows of stage "trained" carry T(Ms, C0) and T(Ms, Cs), and
+# rows of stage "checkpoint" the same for an intermediate snapshot of the trial (at `step`).
+SCHEMA = pa.schema(
+    [
+        ("sweep_hash", pa.string()),  # hash of the validated sweep spec
+        ("setting", pa.string()),
+        ("trial_id", pa.string()),  # "base" / "data" for the untrained model and data
+        ("stage", pa.string()),  # "base" | "data" | "checkpoint" | "trained"
+        ("prompt_id", pa.string()),  # prompt s; "none" for the no-prompt control
+        ("prompt_text", pa.string()),
+        ("prompt_role", pa.string()),  # "inoculation" | "none" | "irrelevant"
+        ("seed", pa.int64()),  # training seed; 0 where no training happened
+        ("step", pa.int64()),  # optimizer steps behind the measurement; 0 untrained
+        ("context", pa.string()),  # "neutral" (C0) | "prompt" (Cs)
+        ("trait", pa.string()),
+        ("desired", pa.bool_()),  # the trait training should keep (not inoculate)
+        ("rate", pa.float64()),  # fraction of the n samples that show the trait
+        ("n", pa.int64()),  # completions scored (0: none could be, rate is NaN)
+        # Where in the sweep's grid (grid.py) the row belongs: added after the first release,
+        # so rows written before lack them; read back as model "" and cell "", axes null.
+        ("model", pa.string()),  # the base model as the sweep names it
+        ("cell", pa.string()),  # the grid cell (grid.Cell.id); "" untrained, or without a grid
+        # the value of each axis a grid can vary, in the cell (untrained rows: eval axes only)
+        *[(axis, {float: pa.float64(), int: pa.int64(), str: pa.string()}[axis_type(axis)]) for axis in AXES],
+    ]
+)
+GRID_COLUMNS = ("model", "cell", *AXES)  # null when a row does not give them
+
+def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
+    """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
+    rows = [{c: None for c in GRID_COLUMNS} | dict(r) for r in rows]
+    for r in rows:
+        missing = [name for name in SCHEMA.names if name not in r]
+        if missing:  # from_pylist would store nulls silently
+            raise ValueError(f"a row of trial {trial_id!r} lacks {', '.join(missing)}")
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    path = rows_path(run_dir, trial_id)
+    storage.make_dir(storage.join(run_dir, ROWS_DIR))
+    return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def has_rows(run_dir: Location | os.PathLike, trial_id: str) -> bool:
+    """Whether the trial's rows file exists and is whole (a damaged one is redone, not trusted)."""
+    path = rows_path(run_dir, trial_id)
+    if not storage.exists(path):  # an unreachable s3 endpoint raises here: not "unfinished"
+        return False
+    fs, where = storage.filesystem(path)
+    try:
+        pq.read_metadata(where, filesystem=fs)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
+    """All finished rows of a run as one Arrow table (empty table if none yet).
+
+    A rows file that is not Parquet of SCHEMA (truncated, another program's, a column of the
+    wrong type) is an InputError that names it.
+    """
+    root = storage.join(run_dir, ROWS_DIR)
+    names = storage.names(root, suffix=".parquet")
+    if not names:
+        return SCHEMA.empty_table()
+    fs, path = storage.filesystem(root)
+    try:
+        return with_defaults(ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet",
+                                        filesystem=fs).to_table())
+    except (pa.ArrowException, OSError):
+        pass
+    for name in names:
+        try:
+            ds.dataset([f"{path}/{name}"], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+        except (pa.ArrowException, OSError):
+            raise InputError(f"{storage.join(root, name)} is not a readable Parquet file of inocray's result rows "
+                             "(truncated, or a column of the wrong type); move it away") from None
+    raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")
+
+
+def with_defaults(table: pa.Table) -> pa.Table:
+    """`table` in SCHEMA, with the grid's columns that rows of an older release lack (null, or
+    absent from the table) read as model "" and cell "" (the one cell of a sweep)."""
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    for name in ("model", "cell"):
+        filled = table.column(name).fill_null("")
+        table = table.set_column(table.column_names.index(name), name, filled)
+    return table.select(SCHEMA.names)

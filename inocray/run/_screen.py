@@ -1,0 +1,333 @@
+"""Screen candidate prompts: measure their elicitation on the base model and rank them.
+
+    screen(spec, candidates, predict_from=RUN_DIR)
+      base model   -> sweep.base_model: the toy world's (cached) or the user's model directory
+      Serve app    -> one vLLM engine (serve.py) for the base model; no training at all
+      elicitation  -> T(M0, Cs) of every candidate s and T(M0, C0), in batches, with progress
+      prediction   -> with a finished run: T(Ms, C0) = intercept + slope * T(M0, Cs) from its
+                      fitted elicitation line (raw scale), with the line's 95% band
+
+This is the papers' selection heuristic as a tool: prompts that elicit a trait more strongly
+in the untrained model inoculate against it better (Wichers et al.), so the candidates at the
+top of the ranking are the ones worth training with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from inocray.evaluation import _contexts as evaluate
+from inocray.results import _layout as rundir
+from inocray.evaluation import _serve as serve
+from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
+from inocray.run._candidates import Candidate
+from inocray.errors import InputError
+from inocray.settings import Setting, get_setting
+from inocray.config._spec import SweepSpec
+from inocray.run._launch import base_model
+
+BATCH = 25  # candidates per request to the engine: one progress line each
+NEUTRAL = ""  # key of the neutral context C0 among the candidate ids (no id is empty)
+
+# One row per (candidate, trait), ranked within each trait by elicitation, highest first.
+SCHEMA = pa.schema(
+    [
+        ("rank", pa.int64()),  # 1 = the strongest elicitation of this trait
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("trait", pa.string()),
+        ("desired", pa.bool_()),  # False: the trait to inoculate against
+        ("elicitation", pa.float64()),  # T(M0, Cs): trait rate of the base model under the candidate
+        ("n", pa.int64()),  # samples behind the rate
+        ("neutral_rate", pa.float64()),  # T(M0, C0): the base model without any prompt
+        ("predicted_neutral", pa.float64()),  # T(Ms, C0) on the run's line; null without --from
+        ("predicted_low", pa.float64()),  # the line's pointwise 95% bootstrap band
+        ("predicted_high", pa.float64()),
+        ("extrapolated", pa.bool_()),  # elicitation outside the range the line was fit on
+    ]
+)
+
+
+def screen(
+    spec: SweepSpec,
+    candidates: Sequence[Candidate],
+    predict_from: str | Path | None = None,
+    *,
+    cell: str | None = None,
+    address: str | None = None,
+    batch_size: int = BATCH,
+    echo: Callable = print,
+) -> pa.Table:
+    """Rank `candidates` by the elicitation of each trait on the base model `spec` names.
+
+    Args:
+        spec: the sweep: its setting, base model, placement, evaluation and engine settings.
+        candidates: the prompts to measure (see inocray.run._candidates.read_candidates).
+        predict_from: a finished run directory of the same setting; its fitted line predicts
+            each candidate's T(Ms, C0) for every undesired trait.
+        cell: the grid cell of `predict_from` whose line predicts, where it holds several.
+        address: a running Ray cluster; by default a local Ray (or the session already open).
+        batch_size: candidates per request to the engine.
+        echo: where progress lines go.
+
+    Returns:
+        A table of SCHEMA: one row per (candidate, trait), undesired traits first.
+
+    Raises:
+        InputError: no candidates, a repeated id, a candidate too long for the engine, or a run directory
+            that cannot predict (another setting, several grid cells and no `cell`, or no fitted line);
+            raised before measuring.
+    """
+    if not candidates:
+        raise InputError("there are no candidate prompts to screen")
+    if len({c.id for c in candidates}) < len(candidates):
+        raise InputError("two candidate prompts share an id; ids must be unique")
+    setting = get_setting(spec.setting, spec.data)
+    lines = _fitted_lines(Path(predict_from), spec, setting, echo, cell) if predict_from is not None else {}
+    model_path = base_model(spec, echo)
+    _check_prompts(model_path, spec, setting, candidates, echo)
+    app = f"inocray-screen-{spec.hash()}"  # not the sweep's app: a running sweep keeps its engine
+    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model) as engine:
+        judge = serve.judge(app, spec.eval.judge_model)
+        rates, neutral = _measure(engine, spec, setting, candidates, batch_size, echo, judge)
+    return _ranked(setting, candidates, rates, neutral, lines)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A run's fitted elicitation line for one trait, and the elicitation range it was fit on."""
+
+    line: ElicitationLine
+    low: float
+    high: float
+
+    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        band_low, band_high = self.line.band(x)
+        return {
+            "predicted_neutral": self.line.intercept.value + self.line.slope.value * x,
+            "predicted_low": band_low,
+            "predicted_high": band_high,
+            "extrapolated": (x < self.low) | (x > self.high),
+        }
+
+
+def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callable,
+                  cell: str | None = None) -> dict[str, _Line]:
+    """The raw-scale elicitation line of each undesired trait of the run in `run_dir` (of its
+    grid cell `cell`, which a run of several cells of this setting needs)."""
+    import pyarrow.compute as pc
+
+    rows = read_runs([run_dir])
+    found = sorted(set(rows.column("setting").to_pylist()))
+    if spec.setting not in found:
+        raise InputError(
+            f"{run_dir} holds results of setting {', '.join(found)}, not of this sweep's setting {spec.setting!r}"
+        )
+    rows = rows.filter(pc.equal(rows["setting"], spec.setting))
+    cells = sorted(set(rows.column("cell").to_pylist()) - {""}) or [""]  # base and data rows: no cell
+    if cell is None and len(cells) > 1:
+        raise InputError(f"{run_dir} is a grid of {len(cells)} cells of setting {spec.setting} "
+                         f"({', '.join(cells)}); choose the one to predict from with --cell")
+    if cell is not None and cell not in cells:
+        raise InputError(f"{run_dir} has no grid cell {cell!r} of setting {spec.setting}; "
+                         f"its cells: {', '.join(c or '(none: not a grid)' for c in cells)}")
+    cell = cells[0] if cell is None else cell
+    _note_differences(run_dir, spec, echo)
+    try:
+        fit = fit_rows(rows, scale="raw")
+    except InputError as e:
+        raise InputError(f"{run_dir} cannot be fit: {e}") from None
+    where = f"{run_dir} (cell {cell})" if cell else str(run_dir)
+    lines = {}
+    for trait in (t for t in setting.traits if not t.desired):
+        tf = next((t for t in fit.traits if t.trait == trait.name and t.cell == cell), None)
+        if tf is None or tf.line is None:
+            why = "; ".join(tf.notes) if tf is not None else "the run has no rows of it"
+            echo(f"no prediction for {trait.name}: {why}")
+            continue
+        xs = [p.elicitation.value for p in tf.prompts if p.prompt_id != NO_PROMPT]
+        lines[trait.name] = _Line(tf.line, min(xs), max(xs))
+        echo(
+            f"predicting {trait.name} from {where}: T(Ms, C0) = {tf.line.intercept.value:.3f} "
+            f"{tf.line.slope.value:+.3f} * T(M0, Cs), fit on elicitation {min(xs):.2f} to {max(xs):.2f} "
+            f"({tf.line.n_prompts} prompts)"
+        )
+    if not lines:
+        names = ", ".join(t.name for t in setting.traits if not t.desired) or "any trait"
+        raise InputError(f"{run_dir} has no fitted elicitation line for {names}: nothing to predict from")
+    return lines
+
+
+def _note_differences(run_dir: Path, spec: SweepSpec, echo: Callable) -> None:
+    """Say where the run measured elicitation differently from this screen."""
+    if not Path(rundir.record_path(run_dir)).is_file():
+        return
+    theirs = rundir.sweep_record(run_dir)["spec"]
+    ours = dataclasses.asdict(spec)
+    for key in ("model", "placement", "eval"):
+        if key in theirs and theirs[key] != ours[key]:
+            echo(f"note: {run_dir} used {key} {theirs[key]!r}, this screen {ours[key]!r}; its line may not carry over")
+
+
+def _check_prompts(
+    model_path: str, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate], echo: Callable
+) -> None:
+    """InputError for a candidate the engine cannot take; a note on words the model does not know."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    sizes = evaluate.chat_sizes(tok, spec, setting, {c.id: c.text for c in candidates})
+    room = spec.engine.max_model_len - spec.eval.max_tokens
+    unknown = []
+    for c in candidates:
+        if sizes[c.id] > room:
+            raise InputError(
+                f"candidate {c.id} (line {c.line}) is too long: {sizes[c.id]} tokens with the longest request, "
+                f"and engine.max_model_len {spec.engine.max_model_len} leaves {room} beside eval.max_tokens"
+            )
+        if tok.unk_token_id is not None and tok.unk_token_id in tok(c.text, add_special_tokens=False)["input_ids"]:
+            unknown.append(c.id)
+    if unknown:
+        echo(f"note: {len(unknown)} candidate(s) hold words the model reads as {tok.unk_token}: {_some(unknown)}")
+
+
+def _measure(
+    engine, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate], batch_size: int, echo: Callable,
+    judge=None,
+) -> tuple[dict, dict]:
+    """Trait rates of every candidate and of the neutral context, one request per batch."""
+    total = len(candidates)
+    echo(
+        f"measuring the elicitation of {total} candidates on the base model: {batch_size} per request, "
+        f"{spec.eval.requests} requests x {spec.eval.samples} samples each"
+    )
+    undesired = [t.name for t in setting.traits if not t.desired]
+    started = time.monotonic()
+    rates: dict[str, dict[str, tuple[float, int]]] = {}
+    neutral = None
+    for b, start in enumerate(range(0, total, batch_size)):
+        prompts = {c.id: c.text for c in candidates[start : start + batch_size]}
+        if neutral is None:
+            prompts[NEUTRAL] = ""
+        # Each batch samples with its own seed, so no two batches share a random stream.
+        got = evaluate.sample_contexts(engine, setting, spec, prompts, seed=b, judge=judge)
+        neutral = got.pop(NEUTRAL, neutral)
+        rates |= got
+        elapsed = time.monotonic() - started
+        left = elapsed / len(rates) * (total - len(rates))
+        strongest = [max(rates, key=lambda i: rates[i][t][0]) for t in undesired]
+        leaders = "  ".join(f"{t} {i} {rates[i][t][0]:.2f}" for t, i in zip(undesired, strongest))
+        echo(
+            f"[{len(rates):>{len(str(total))}}/{total}] elapsed {_clock(elapsed)}, ~{_clock(left)} left"
+            + (f"; strongest so far: {leaders}" if leaders else "")
+        )
+    return rates, neutral
+
+
+def _ranked(
+    setting: Setting, candidates: Sequence[Candidate], rates: dict, neutral: dict, lines: dict[str, _Line]
+) -> pa.Table:
+    """The table of SCHEMA: for each trait, the candidates by elicitation, highest first."""
+    rows = []
+    for trait in sorted(setting.traits, key=lambda t: t.desired):  # undesired first
+        # A stable sort: candidates that tie keep their order in the file.
+        order = sorted(candidates, key=lambda c: -rates[c.id][trait.name][0])
+        x = np.array([rates[c.id][trait.name][0] for c in order])
+        predicted = lines[trait.name].predict(x) if trait.name in lines else {}
+        for i, c in enumerate(order):
+            rows.append(
+                {
+                    "rank": i + 1, "id": c.id, "text": c.text, "trait": trait.name, "desired": trait.desired,
+                    "elicitation": rates[c.id][trait.name][0], "n": rates[c.id][trait.name][1],
+                    "neutral_rate": neutral[trait.name][0],
+                    **{k: v[i].item() for k, v in predicted.items()},
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def screen_text(table: pa.Table, top: int = 20) -> str:
+    """The top `top` candidates of each undesired trait (or each trait, if none is), as a table."""
+    rows = table.to_pylist()
+    traits = list(dict.fromkeys(r["trait"] for r in rows))
+    ranked = list(dict.fromkeys(r["trait"] for r in rows if not r["desired"])) or traits
+    rate = {(r["id"], r["trait"]): r["elicitation"] for r in rows}
+    total = len(rows) // len(traits)
+    width = max([10, *(len(r["id"]) for r in rows)])  # the id column fits the longest id
+    out = []
+    for trait in ranked:
+        mine = [r for r in rows if r["trait"] == trait]
+        predicts = mine[0]["predicted_neutral"] is not None
+        out.append(
+            f"{trait}: {total} candidates ranked by elicitation T(M0, Cs); no prompt T(M0, C0) = "
+            f"{mine[0]['neutral_rate']:.2f}; {mine[0]['n']} samples each"
+        )
+        head = f"{'rank':>5}  {'id':<{width}} " + " ".join(f"{t[:8]:>8}" for t in traits)
+        out.append(head + ("  predicted T(Ms,C0) [95%]" if predicts else "") + "  text")
+        for r in mine[:top]:
+            line = f"{r['rank']:>5}  {r['id']:<{width}} " + " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits)
+            if predicts:
+                band = f"{r['predicted_neutral']:.2f} [{r['predicted_low']:.2f}, {r['predicted_high']:.2f}]"
+                line += f"  {band:<22}{'*' if r['extrapolated'] else ' '} "
+            out.append(f"{line}  {_short(r['text'])}")
+        if len(mine) > top:
+            out.append(f"  ... top {top} of {len(mine)} shown")
+        outside = [r["id"] for r in mine if r["extrapolated"]]
+        if outside:
+            out.append(
+                f"  * outside the elicitation range the line was fit on, so the prediction extrapolates: "
+                f"{len(outside)} of {len(mine)} ({_some(outside)})"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_from: str | Path | None = None,
+                    cell: str | None = None) -> Path:
+    """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run (and its
+    cell) predicted from."""
+    from inocray.results import _storage as storage
+
+    source = str(storage.resolve(predict_from)) if predict_from is not None else None
+    if cell:
+        source = f"{source}#{cell}"
+    blob = json.dumps([spec.hash(), [(c.id, c.text) for c in candidates], source]).encode()
+    return Path("runs") / f"screen-{spec.name}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+def save_screen(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write the table as screen.parquet and screen.csv in `out_dir`, each atomically."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from inocray.results._rows import write_atomically
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return (
+        write_atomically(out_dir / "screen.parquet", lambda tmp: pq.write_table(table, tmp)),
+        write_atomically(out_dir / "screen.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
+    )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _some(ids: list[str], most: int = 12) -> str:
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")

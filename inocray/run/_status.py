@@ -1,0 +1,76 @@
+"""What a run directory says about its sweep: which trials are done, which are left.
+
+Read from files only (the sweep record and the rows, local or s3://; see rundir.py), so it
+works while the sweep runs, after it crashed, or on a copy fetched from the cluster, without
+Ray, and without the setting's data files or models, which may exist only on the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from inocray.results import _layout as rundir
+from inocray.results import _storage as storage
+from inocray.results import _rows as store
+from inocray.errors import InputError
+from inocray.config import _grid as grid
+from inocray.config._plan import cell_trial_ids
+from inocray.config._spec import parse_spec
+from inocray.results._storage import Location
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run_dir: Location
+    sweep: str  # the sweep's name
+    sweep_hash: str
+    trials: list[str]  # every planned trial id, in plan order
+    done: list[str]  # the trials whose rows are written (the sweep's own test of "finished")
+    base_measured: bool  # rows of the untrained model (elicitation) exist, for every base model
+    rows: int  # rows stored, all stages
+    analyzed: bool  # analysis.parquet exists
+    cells: dict[str, list[str]] = field(default_factory=dict)  # grid cell -> its trial ids; {} without a grid
+
+    @property
+    def left(self) -> list[str]:
+        done = set(self.done)
+        return [t for t in self.trials if t not in done]
+
+    def to_text(self) -> str:
+        lines = [
+            f"run {self.run_dir}: sweep {self.sweep} ({self.sweep_hash})",
+            f"trials done: {len(self.done)} of {len(self.trials)}",
+        ]
+        done = set(self.done)
+        lines += [f"  cell {cell}: {sum(t in done for t in ids)} of {len(ids)}" for cell, ids in self.cells.items()]
+        lines.append(f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}")
+        if self.left:
+            shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
+            lines.append(f"left: {shown}")
+        todo = f"none yet (`inocray analyze {self.run_dir}`)"
+        lines.append("analysis: " + ("analysis.csv" if self.analyzed else todo))
+        return "\n".join(lines) + "\n"
+
+
+def run_progress(run_dir: str | Location) -> RunProgress:
+    """Planned trials (from the sweep record) against the trials whose rows exist."""
+    run_dir = rundir.reachable(run_dir)
+    marker = rundir.record_path(run_dir)
+    if not storage.is_file(marker):
+        raise InputError(f"{run_dir} is not a run directory (it has no {rundir.SWEEP_RECORD})")
+    record = rundir.sweep_record(run_dir)
+    spec = parse_spec(record["spec"], source=str(marker))  # its fields only: the plan needs no more
+    planned = cell_trial_ids(spec)
+    trials = [t for t, _ in planned]
+    cells = {c.id: [t for t, cid in planned if cid == c.id] for c in grid.cells(spec)} if grid.is_grid(spec) else {}
+    return RunProgress(
+        run_dir=run_dir,
+        sweep=spec.name,
+        sweep_hash=record["hash"],
+        trials=trials,
+        done=[t for t in trials if store.has_rows(run_dir, t)],
+        base_measured=all(store.has_rows(run_dir, b) for b, _ in grid.base_cells(spec)),
+        rows=store.read_rows(run_dir).num_rows,
+        analyzed=storage.is_file(storage.join(run_dir, "analysis.parquet")),
+        cells=cells,
+    )

@@ -1,0 +1,266 @@
+"""Long-lived training workers: one Ray Train worker group per slot takes trial after trial.
+
+    Pool(train spec, slots)        opened by sweep._tune (or train.fine_tune, one slot)
+      JobQueue actor               jobs waiting, the job each slot has in flight, loss reports
+      slot i: TorchTrainer(job_loop).fit(), in a Ray task, for the life of the pool
+        job_loop, every rank       imports and process group once, base model kept (train.Group)
+          rank 0: queue.next  ->   broadcast the TrainJob -> every rank: train.train_loop(job)
+          rank 0: queue.done       (a None job ends the loop, and with it the trainer)
+    wait(queue, job)               a Tune trial: submit its job, pass its loss reports on to
+                                   Tune, return its TrainResult
+
+A failure is Ray Train's to handle: a killed worker or an exception makes the trainer rebuild
+the slot's group (FailureConfig(max_failures=-1)); the new rank 0 `attach`es and the queue
+hands it the job the slot had in flight, which resumes from its newest checkpoint. The queue
+counts a job's attempts: past `job.max_failures` retries the job fails, and so does its trial.
+A slot whose group keeps failing with no job in flight ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+
+from inocray.results import _storage as storage
+from inocray.training import _loop as train
+from inocray.config._spec import TrainSpec
+from inocray.training._loop import TrainJob, TrainResult
+
+IDLE = "idle"  # what rank 0 broadcasts when no job came: the other ranks wait in a broadcast,
+IDLE_WAIT_S = 30.0  # so they are woken well inside the process group's timeout (30 min)
+WAIT_S = 5.0  # a waiting trial asks for news this often
+GIVE_UP = 3  # group rebuilds in a row with no job in flight before a slot ends
+CLOSE_S = 120.0  # how long closing waits for each slot's trainer to return before killing it
+
+
+@dataclass
+class _Ticket:
+    job: TrainJob
+    reports: list[dict] = field(default_factory=list)
+    attempts: int = 0
+    error: str = ""  # the last attempt's error
+    failed: str = ""  # why the job failed for good; "" while it has not
+    finished: bool = False
+
+
+class JobQueue:
+    """The pool's jobs (a Ray actor of its own, run with asyncio so that waits do not block)."""
+
+    def __init__(self, slots: int) -> None:
+        self.tickets: dict[int, _Ticket] = {}
+        self.pending: deque[int] = deque()
+        self.running: dict[int, int] = {}  # slot -> ticket in flight
+        self.rebuilds = dict.fromkeys(range(slots), -1)  # group starts since its last job ended, less one
+        self.live = set(range(slots))
+        self.closed = False
+        self.changed = asyncio.Condition()
+
+    async def submit(self, job: TrainJob) -> int:
+        ticket = len(self.tickets)
+        self.tickets[ticket] = _Ticket(job)
+        if self.live:
+            self.pending.append(ticket)
+        else:
+            self.tickets[ticket].failed = "no training worker group is running"
+        await self._notify()
+        return ticket
+
+    async def attach(self, slot: int) -> bool:
+        """A group (re)started on `slot`: count a retry of its job in flight; False: end the slot."""
+        self.rebuilds[slot] += 1
+        ticket = self.running.get(slot)
+        if ticket is not None:
+            t = self.tickets[ticket]
+            t.attempts += 1
+            if t.attempts > t.job.max_failures + 1:
+                self._end(slot, failed=f"the training worker group failed {t.attempts - 1} times; "
+                                       f"last error: {t.error or 'a worker died'}")
+                await self._notify()
+        return slot in self.running or self.rebuilds[slot] <= GIVE_UP
+
+    async def next(self, slot: int, timeout: float):
+        """The slot's job in flight, else the next waiting job: (ticket, job); IDLE after
+        `timeout` without one; None once the pool is closed and no job waits."""
+        if slot not in self.running:
+            async with self.changed:
+                try:
+                    await asyncio.wait_for(self.changed.wait_for(lambda: self.pending or self.closed), timeout)
+                except asyncio.TimeoutError:
+                    return IDLE
+            if not self.pending:
+                return None
+            self.running[slot] = self.pending.popleft()
+        ticket = self.running[slot]
+        self.tickets[ticket].attempts = max(self.tickets[ticket].attempts, 1)
+        return ticket, self.tickets[ticket].job
+
+    async def report(self, ticket: int, metrics: dict) -> None:
+        self.tickets[ticket].reports.append(metrics)
+        await self._notify()
+
+    async def error(self, ticket: int, text: str) -> None:
+        self.tickets[ticket].error = text
+
+    async def done(self, slot: int) -> None:
+        self._end(slot)
+        await self._notify()
+
+    async def wait(self, ticket: int, seen: int, timeout: float) -> tuple[list[dict], bool, str]:
+        """Reports after the first `seen`, whether the job finished, and why it failed ("" if not);
+        returns when any of them changes, or after `timeout`."""
+        t = self.tickets[ticket]
+        async with self.changed:
+            try:
+                await asyncio.wait_for(
+                    self.changed.wait_for(lambda: len(t.reports) > seen or t.finished or t.failed), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return t.reports[seen:], t.finished, t.failed
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._notify()
+
+    async def slot_ended(self, slot: int, error: str) -> None:
+        """A slot's trainer returned or failed: its job in flight fails, and with no slot left, every job."""
+        self.live.discard(slot)
+        if slot in self.running:
+            self._end(slot, failed=error or "its training worker group ended")
+        if not self.live:
+            while self.pending:
+                self.tickets[self.pending.popleft()].failed = f"every training worker group ended: {error}"
+        await self._notify()
+
+    def _end(self, slot: int, failed: str = "") -> None:
+        t = self.tickets[self.running.pop(slot)]
+        t.finished, t.failed = not failed, failed
+        self.rebuilds[slot] = 0
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+
+def job_loop(config: dict) -> None:
+    """One worker of a slot's group, for the group's life: train every job the queue hands out."""
+    import ray
+    import ray.train
+
+    queue, slot = config["queue"], config["slot"]
+    context = ray.train.get_context()
+    group = train.Group(context.get_world_rank(), context.get_world_size(), report=lambda metrics: None)
+    train.import_deepspeed(config["use_gpu"])  # once per worker, with transformers and peft
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    lead = group.rank == 0
+    if not _broadcast(group, ray.get(queue.attach.remote(slot)) if lead else None):
+        return
+    while True:
+        item = _broadcast(group, ray.get(queue.next.remote(slot, IDLE_WAIT_S)) if lead else None)
+        if item is None:
+            return
+        if item == IDLE:
+            continue
+        ticket, job = item
+        group.report = lambda metrics, ticket=ticket: queue.report.remote(ticket, metrics)
+        try:
+            train.train_loop(job, group)
+        except BaseException as e:
+            ray.get(queue.error.remote(ticket, f"rank {group.rank}: {type(e).__name__}: {e}"))
+            traceback.print_exc()
+            raise  # Ray Train rebuilds the group; the queue hands this job to it again
+        if lead:
+            ray.get(queue.done.remote(slot))
+
+
+def _broadcast(group: train.Group, item):
+    """Rank 0's `item` on every rank of the group."""
+    if group.world == 1:
+        return item
+    import torch.distributed as dist
+
+    box = [item]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def run_slot(queue, slot: int, spec: TrainSpec, storage_dir: str, name: str) -> None:
+    """One slot's Ray Train run: `job_loop` on its workers until the queue closes."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": spec.cpus_per_worker} | ({"GPU": 1} if spec.use_gpu else {})
+    error = ""
+    try:
+        TorchTrainer(
+            job_loop,
+            train_loop_config={"queue": queue, "slot": slot, "use_gpu": spec.use_gpu},
+            scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
+                                         resources_per_worker=resources),
+            run_config=RunConfig(name=f"{name}-slot{slot}", storage_path=str(storage.resolve(storage_dir)),
+                                 failure_config=FailureConfig(max_failures=-1)),
+        ).fit()
+    except Exception as e:  # noqa: BLE001 - told to the queue, which fails the slot's jobs
+        error = f"{type(e).__name__}: {e}"
+    ray.get(queue.slot_ended.remote(slot, error))
+
+
+def wait(queue, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
+    """Submit `job` to the pool's queue and wait for its model; its loss reports go to Tune."""
+    import ray
+
+    ticket = ray.get(queue.submit.remote(job))
+    seen = 0
+    while True:
+        reports, finished, failed = ray.get(queue.wait.remote(ticket, seen, WAIT_S))
+        seen += len(reports)
+        if report_to_tune:
+            from ray import tune
+
+            for metrics in reports:
+                tune.report(metrics)
+        if failed:
+            raise RuntimeError(f"training {job.trial_id} failed: {failed}")
+        if finished:
+            return train.result(job)
+
+
+class Pool:
+    """`slots` long-lived worker groups shaped by `spec` (workers, CPUs, GPUs) and their queue.
+
+    A context manager: entering it starts the groups, leaving it ends every slot's loop and
+    waits for its trainer.
+    """
+
+    def __init__(self, spec: TrainSpec, slots: int, storage_dir: str, name: str) -> None:
+        import ray
+
+        self.spec, self.slots, self.storage_dir, self.name = spec, slots, storage_dir, name
+        self.queue = ray.remote(num_cpus=0)(JobQueue).remote(slots)  # jobs wait here until the groups start
+
+    def __enter__(self) -> Pool:
+        """Start each slot's group."""
+        import ray
+
+        slot_task = ray.remote(num_cpus=0)(run_slot)
+        self.runs = [slot_task.remote(self.queue, slot, self.spec, self.storage_dir, self.name)
+                     for slot in range(self.slots)]
+        return self
+
+    def train(self, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
+        return wait(self.queue, job, report_to_tune)
+
+    def __exit__(self, error_type, *_) -> None:
+        """End every slot's loop; after an error (or Ctrl-C), without waiting for its job."""
+        import ray
+
+        ray.get(self.queue.close.remote())
+        timeout = CLOSE_S if error_type is None else 0
+        _, running = ray.wait(self.runs, num_returns=len(self.runs), timeout=timeout)
+        for run in running:  # a slot still training a job nobody waits for
+            ray.cancel(run, force=True)
+        ray.kill(self.queue)
