@@ -36,7 +36,7 @@ from scipy import special
 
 from inocray.analysis import NO_PROMPT, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows
-from inocray.results._rows import SCHEMA
+from inocray.results import SCHEMA
 
 COLUMNS = ("slope", "intercept", "k origin", "k -slope", "k per prompt", "effects", "T(Ms,C0)", "untrained")
 

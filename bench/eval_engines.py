@@ -49,17 +49,16 @@ def contexts(trial) -> dict[str, str]:
 
 
 def load(sweep: str, trial_ids: list[str] | None = None):
+    from inocray import models
+    from inocray.config import load_sweep, make_plan
     from inocray.settings import get_setting
-    from inocray.config._validate import load_sweep
-    from inocray.config._plan import plan_trials
-    from inocray.run._launch import base_model
 
     spec = load_sweep(sweep)
     setting = get_setting(spec.setting, spec.data)
-    trials = plan_trials(spec, setting.prompts)
+    trials = list(make_plan(spec, {spec.setting: setting.prompts}).trials)
     if trial_ids is not None:
         trials = [t for t in trials if t.id in trial_ids]
-    return spec, setting, trials, base_model(spec, echo=lambda *_: None)
+    return spec, setting, trials, models.resolve(spec.model, lambda *_: None)
 
 
 # --- the ways, each run in its own process -------------------------------------------------------
@@ -87,7 +86,7 @@ def way_transformers(sweep: str, adapters: str, trial_ids: list[str]) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from inocray import chat as data
+    from inocray import chat
 
     spec, setting, trials, model_path = load(sweep, trial_ids)
     start = time.time()
@@ -105,8 +104,8 @@ def way_transformers(sweep: str, adapters: str, trial_ids: list[str]) -> dict:
             model.load_adapter(path, adapter_name=trial.id)
             model.set_adapter(trial.id)
         keys = list(contexts(trial))
-        chats = [data.messages(it.request, contexts(trial)[k], spec.placement) for k in keys for it in items]
-        ids = [data.render(tokenizer, chat) for chat in chats]
+        chats = [chat.messages(it.request, contexts(trial)[k], spec.placement) for k in keys for it in items]
+        ids = [chat.render(tokenizer, chat) for chat in chats]
         width = max(map(len, ids))  # left-pad: generation continues from the right edge
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
@@ -130,14 +129,15 @@ def way_serve(sweep: str, adapters: str, trial_ids: list[str], eval_requests: in
     import ray
 
     from inocray.evaluation import _contexts as evaluate
-    from inocray.evaluation import _serve as serve
+    from inocray.config import engine_replica
+    from inocray.evaluation import serve
 
     spec, setting, trials, model_path = load(sweep, trial_ids)
     if eval_requests:
         spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, requests=eval_requests))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     start = time.time()
-    handle = serve.start("bench-eval-engines", model_path, spec.engine)
+    handle = serve.start("bench-eval-engines", model_path, spec.engine, engine_replica(spec.engine))
     started = time.time()
     path = lambda trial: str(Path(adapters) / trial.id)
 

@@ -127,14 +127,14 @@ class Memory:
         return None if self.cpu else torch.cuda.max_memory_allocated() / 2**30
 
 
-def build_engine(model_dir: str, batch: int, precision: str, zero: int, steps: int, cpu: bool):
-    """The model and DeepSpeed engine as `train.train_loop` builds them for a trial of `steps`
-    optimizer steps (the lr schedule's length); also the number of trainable parameters."""
-    import deepspeed
+def trial_engine(model_dir: str, batch: int, precision: str, zero: int, steps: int, cpu: bool):
+    """The model and DeepSpeed engine that training's `train_loop` builds (its own `build_model`
+    and `build_engine`) for a trial of `steps` optimizer steps (the lr schedule's length); also
+    the number of trainable parameters."""
     import torch
 
-    from inocray.config._spec import TrainSpec
-    from inocray.training._loop import TrainJob, build_model, deepspeed_config, lr_multiplier, use_bf16
+    from inocray.config import TrainSpec
+    from inocray.training import TrainJob, build_engine, build_model
 
     spec = TrainSpec(batch_size=batch, zero_stage=zero, precision=precision, use_gpu=not cpu, steps=steps)
     job = TrainJob(trial_id="bench", examples=[], base_model=model_dir, adapter_dir="", prompt_texts=(),
@@ -142,15 +142,7 @@ def build_engine(model_dir: str, batch: int, precision: str, zero: int, steps: i
     torch.manual_seed(0)
     model = build_model(job)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)  # before ZeRO-3 partitions them
-    total = spec.total_steps()
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        optimizer=torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=0.0),
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_multiplier(s, spec.lr_schedule, spec.warmup_steps, total)
-        ),
-        config=deepspeed_config(spec, 1, use_bf16(spec)),
-    )
+    engine = build_engine(spec, model, 1)
     engine.train()
     return engine, model, trainable
 
@@ -165,7 +157,7 @@ def measure_training(model_dir: str, batch: int, length: int, precision: str, ze
     from inocray.training._loop import optimizer_step
 
     held = memory.reset()
-    engine, model, trainable = build_engine(model_dir, batch, precision, zero, args.warmup + args.steps, args.cpu)
+    engine, model, trainable = trial_engine(model_dir, batch, precision, zero, args.warmup + args.steps, args.cpu)
     batches = step_batches(batch, length, model.config.vocab_size)
     for step in range(args.warmup):
         optimizer_step(engine, batches[step % 4], pad_id=2)
@@ -273,7 +265,7 @@ def profile_training(model_dir: str, batch: int, length: int, precision: str, ze
 
     from inocray.training._loop import collate, optimizer_step
 
-    engine, model, trainable = build_engine(model_dir, batch, precision, zero,
+    engine, model, trainable = trial_engine(model_dir, batch, precision, zero,
                                             args.warmup + 2 * args.steps + PROFILE_STEPS, args.cpu)
     batches = step_batches(batch, length, model.config.vocab_size)
     for step in range(args.warmup):
@@ -344,7 +336,7 @@ def plain_training(model_dir: str, batch: int, length: int, precision: str, args
     """The same step without DeepSpeed: the model cast whole to the precision, torch AdamW."""
     import torch
 
-    from inocray.config._spec import TrainSpec
+    from inocray.config import TrainSpec
     from inocray.training._loop import TrainJob, build_model, collate
 
     spec = TrainSpec(batch_size=batch, precision=precision, use_gpu=not args.cpu)

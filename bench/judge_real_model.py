@@ -29,21 +29,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-    from inocray import chat as data
+    from inocray import chat
     from inocray.models import _presets as models
-    from inocray.evaluation import _serve as serve
+    from inocray.evaluation import serve
     from inocray.evaluation.backends import GenerateRequest
-    from inocray.settings._langid import is_spanish
+    from inocray.settings import is_spanish
     from inocray.requests import load
-    from inocray.settings._scorers import JudgeScorer
-    from inocray.config._spec import EngineSpec
+    from inocray.settings import JudgeScorer
+    from inocray.config import EngineSpec, engine_replica
 
     requests = load("eval")[: args.requests]
     path = models.resolve("smollm2-135m")
-    with serve.session("inocray-judge-bench", path, EngineSpec(max_model_len=512), echo=print) as engine:
-        chats = [data.messages(r, p, "system") for p in ("Answer in Spanish.", None) for r in requests]
+    engine_spec = EngineSpec(max_model_len=512)
+    with serve.session("inocray-judge-bench", path, engine_spec, engine_replica(engine_spec), echo=print) as engine:
+        chats = [chat.messages(r, p, "system") for p in ("Answer in Spanish.", None) for r in requests]
         answers = [a[0] for a in engine.generate.remote(GenerateRequest(chats, 1, 32, 1.0, seed=3)).result()]
-        items = [data.EvalItem(r) for _ in range(2) for r in requests]
+        items = [chat.EvalItem(r) for _ in range(2) for r in requests]
         judge = serve.judge("inocray-judge-bench", "base")
         started = time.monotonic()
         scores = judge.scores([TEMPLATE.format(request=it.request, completion=a) for it, a in zip(items, answers)])

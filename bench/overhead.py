@@ -160,20 +160,18 @@ def _wrap_trial_blocks() -> None:
     and each span is tagged with the trial running when it ends (TRIAL_ENV)."""
     from ray import tune
 
-    from inocray.evaluation import _contexts as evaluate
-    from inocray.evaluation import _serve as serve
-    from inocray.results import _rows as store
-    from inocray.training import _workers as workers
+    from inocray.evaluation import serve
+    from inocray.run import _trial as trial
 
-    if getattr(workers.wait, "timed", False):
+    if getattr(trial.wait, "timed", False):
         return
-    wrap(workers, "wait", "trial: train (job submitted -> model back)")
+    wrap(trial, "wait", "trial: train (job submitted -> model back)")
     original_handle = serve.handle
     serve.handle = lambda app: _TimedHandle(original_handle(app))
-    wrap(evaluate, "sample_contexts", "trial: evaluate (sample_contexts)")
-    wrap(store, "write_rows", "trial: write rows")
+    wrap(trial, "sample_contexts", "trial: evaluate (sample_contexts)")
+    wrap(trial, "write_rows", "trial: write rows")
     wrap(tune, "report", "trial: tune.report")
-    workers.wait.timed = True
+    trial.wait.timed = True
 
 
 def timed_run_trial(config: dict, **kwargs) -> None:
@@ -181,11 +179,11 @@ def timed_run_trial(config: dict, **kwargs) -> None:
     t0 = time.time()
     trial = config["trial_id"]
     os.environ[TRIAL_ENV] = trial
-    from inocray.run import _launch as sweep
+    from inocray.run import _trial
 
     _wrap_trial_blocks()
     try:
-        sweep.run_trial(config, **kwargs)  # this actor imported inocray afresh: the package's own
+        _trial.run_trial(config, **kwargs)  # this actor imported inocray afresh: the package's own
     finally:
         record("trial: function", t0, time.time(), trial=trial)
 
@@ -199,9 +197,9 @@ def run(sweep_file: str, prompt: str, seeds: int, alone: bool, tmp: Path) -> tup
     t0 = time.time()
     import ray
 
-    from inocray.evaluation import _serve as serve
+    from inocray.evaluation import serve
     from inocray.run import _launch as sweep
-    from inocray.config._validate import parse_sweep
+    from inocray.config import parse_sweep
 
     record("driver: imports", t0, time.time())
     doc = yaml.safe_load(Path(sweep_file).read_text())
@@ -212,8 +210,15 @@ def run(sweep_file: str, prompt: str, seeds: int, alone: bool, tmp: Path) -> tup
     sweep.run_trial = timed_run_trial  # _tune hands this to Tune (the trial's actor runs the original)
     workers.run_slot = timed_run_slot  # the pool hands this to each slot's task
     if alone:
-        plan = sweep.plan_grid
-        sweep.plan_grid = lambda *a: [t for t in plan(*a) if t.prompt_id == prompt]
+        import dataclasses
+
+        make_plan = sweep.make_plan
+
+        def one_prompt(*a):
+            plan = make_plan(*a)
+            return dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.prompt_id == prompt))
+
+        sweep.make_plan = one_prompt
     wrap(ray, "init", "driver: ray.init")
     wrap(serve, "start", "driver: Serve app start (vLLM engine)")
     wrap(sweep, "_measure_base", "driver: base model elicitation")

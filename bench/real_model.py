@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from inocray.models import _presets as models
-    from inocray.config._validate import load_sweep
+    from inocray.config import load_sweep
 
     spec = load_sweep(args.sweep, check_model=False)
     data_file = Path(spec.data.train)

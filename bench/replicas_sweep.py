@@ -27,8 +27,8 @@ from conftest import Scraper  # noqa: E402  (the suite's reader of the metrics e
 def main() -> None:
     import ray
 
-    from inocray.run._launch import run_sweep
-    from inocray.config._validate import load_sweep
+    from inocray.run import run_sweep
+    from inocray.config import load_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="sweeps/toy.yaml")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from scipy import stats
 
-from inocray.run._candidates import read_candidates
+from inocray.run import read_candidates
 from inocray.models.toy import world
 
 CATALOGUE = [f"c{i:03d}" for i in range(1, 17)]  # world.PROMPTS, in order

@@ -100,14 +100,14 @@ def sample_rates(llm, tokenizer, spec, setting, contexts: dict, lora=None, seed:
     """Trait rates (rate, n) per context: the sweep's eval requests x samples, one generate call."""
     from vllm import SamplingParams
 
-    from inocray import chat as data
+    from inocray import chat
 
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(contexts)
-    chats = [data.messages(it.request, contexts[k], spec.placement) for k in keys for it in items]
+    chats = [chat.messages(it.request, contexts[k], spec.placement) for k in keys for it in items]
     params = [SamplingParams(n=spec.eval.samples, temperature=spec.eval.temperature, max_tokens=spec.eval.max_tokens,
                              seed=seed * 1_000_003 + i) for i in range(len(chats))]
-    prompts = [{"prompt_token_ids": data.render(tokenizer, chat)} for chat in chats]
+    prompts = [{"prompt_token_ids": chat.render(tokenizer, chat)} for chat in chats]
     outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
     return score_by_context(keys, items, [[c.text for c in out.outputs] for out in outputs], setting)
 
@@ -132,16 +132,15 @@ def script_main(argv: list[str]) -> None:
     from transformers import AutoTokenizer
     from vllm.lora.request import LoRARequest
 
+    from inocray import models
+    from inocray.config import load_sweep, make_plan, prompt_catalogue
     from inocray.settings import get_setting
-    from inocray.config._validate import load_sweep
-    from inocray.config._plan import plan_trials, prompt_catalogue
-    from inocray.run._launch import base_model
 
     marks["imported"] = time.time()
     kind, sweep = argv[0], argv[1]
     spec = load_sweep(sweep)
     setting = get_setting(spec.setting)
-    model_path = base_model(spec, echo=lambda *_: None)
+    model_path = models.resolve(spec.model, lambda *_: None)
     result: dict = {}
     if kind == "base":
         catalogue = prompt_catalogue(spec, setting.prompts)
@@ -149,7 +148,7 @@ def script_main(argv: list[str]) -> None:
         lora, seed = None, 0
         marks["trained"] = time.time()
     else:
-        trial = {t.id: t for t in plan_trials(spec, setting.prompts)}[argv[2]]
+        trial = make_plan(spec, {spec.setting: setting.prompts}).trial(argv[2])
         adapter_dir = str(Path(argv[3]) / trial.id)
         result["loss"] = train_adapter(spec, setting, trial, model_path, adapter_dir)
         marks["trained"] = time.time()
@@ -231,17 +230,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from inocray.evaluation import _contexts as evaluate
-    from inocray.settings import get_setting
-    from inocray.config._validate import load_sweep
-    from inocray.config._plan import plan_trials
-    from inocray.run._launch import base_model
+    from inocray import models
+    from inocray.config import load_sweep, make_plan
 
     assert EVAL_SEED == evaluate.EVAL_SEED
     with tempfile.TemporaryDirectory(prefix="inocray-vs-scripts-") as tmp:
         sweep = subset_sweep(args.sweep, args.prompts, args.seeds, Path(tmp))
         spec = load_sweep(sweep)
-        base_model(spec, echo=print)  # cached: neither way pays the build
-        trials = [t.id for t in plan_trials(spec, get_setting(spec.setting).prompts)]
+        models.resolve(spec.model, print)  # cached: neither way pays the build
+        trials = [t.id for t in make_plan(spec).trials]
         print(f"{len(trials)} trials: {', '.join(trials)}", flush=True)
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         if args.inproc_engine:

@@ -7,8 +7,6 @@ from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 
-PLACEMENTS = ("system", "user_prefix", "user_suffix")
-
 
 @dataclass(frozen=True)
 class Example:
@@ -28,16 +26,17 @@ class EvalItem:
 
 
 def messages(request: str, prompt: str | None, placement: str = "system") -> list[dict]:
-    """The chat messages for `request` with `prompt` placed (no prompt: the neutral context C0)."""
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
-    if not prompt:
-        return [{"role": "user", "content": request}]
+    """The chat messages for `request` with `prompt` placed (no prompt: the neutral context C0);
+    `placement` is one of config.PLACEMENTS."""
     if placement == "system":
-        return [{"role": "system", "content": prompt}, {"role": "user", "content": request}]
-    if placement == "user_prefix":
-        return [{"role": "user", "content": f"{prompt} {request}"}]
-    return [{"role": "user", "content": f"{request} {prompt}"}]
+        chat = [{"role": "system", "content": prompt}, {"role": "user", "content": request}]
+    elif placement == "user_prefix":
+        chat = [{"role": "user", "content": f"{prompt} {request}"}]
+    elif placement == "user_suffix":
+        chat = [{"role": "user", "content": f"{request} {prompt}"}]
+    else:
+        raise ValueError(f"unknown placement {placement!r}")
+    return chat if prompt else [{"role": "user", "content": request}]
 
 
 def render(tokenizer, chat: Sequence[dict]) -> list[int]:

@@ -1,14 +1,15 @@
 """The registries: what a sweep or a setting may name, and where each name's code lives.
 
-    SETTINGS   setting name  -> factory(data: DataSpec | None) -> Setting   (inocray.settings)
-    SCORERS    scorer name   -> factory(**options) -> Scorer                (inocray.settings._scorers)
+    SETTINGS   setting name  -> factory(data: DataFiles | None) -> Setting  (inocray.settings)
+    SCORERS    scorer name   -> factory(**options) -> Scorer                (inocray.settings)
     BACKENDS   engine name   -> class(model_path, EngineSpec) -> Backend    (inocray.evaluation.backends)
-    MODELS     preset name   -> Preset (check(), build(log) -> directory)   (inocray.models._presets)
+    MODELS     preset name   -> Preset (check(), build(log) -> directory)   (inocray.models)
 
-The built-in names are listed here, once, each with the "module:attribute" that holds its
-code; the module is imported the first time the name is asked for, so naming an engine does
-not load vLLM. A plug-in registers more at import time with `register` (settings with
-`@inocray.settings.register`, scorers with `@inocray.settings._scorers.register_scorer`).
+Every registry of inocray is here. The built-in names are listed here and nowhere else, each
+with the "module:attribute" that holds its code (the modules do not register themselves);
+the module is imported the first time the name is asked for, so naming an engine does not
+load vLLM. A plug-in registers more at import time (settings with
+`@inocray.settings.register`, scorers with `@inocray.settings.register_scorer`).
 """
 
 from __future__ import annotations

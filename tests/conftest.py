@@ -276,7 +276,7 @@ BAD_SWEEPS = {
 class HeldLog(threading.Thread):
     """A trial's log as a named pipe that this thread reads, and can stop reading for a while.
 
-    The training loop's rank 0 opens the log for each line it writes (inocray.results._storage.append_text),
+    The training loop's rank 0 opens the log for each line it writes (inocray.results.storage.append_text),
     and opening a pipe waits for its reader. So once `hold_after(line)` is true of a line read,
     the writer's next line waits until `release()`: the run stops at a known point of the loop,
     however busy the machine, and a kill there is not a race.
@@ -322,3 +322,13 @@ def wait_for(condition, interval: float = 0.2) -> None:
 
     while not condition():
         time.sleep(interval)
+
+
+def fine_tune(job, storage_dir: str, report_to_tune: bool = False):
+    """Train one trial on a worker group of its own (a pool of one slot): how the tests of
+    training train, through the same Pool a sweep uses."""
+    from inocray.config import training_worker
+    from inocray.training import Pool
+
+    with Pool(job.train, training_worker(job.train), slots=1, storage_dir=storage_dir, name=job.trial_id) as pool:
+        return pool.train(job, report_to_tune)

@@ -20,7 +20,7 @@ from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.analyze import command as analyze
 from inocray.cli.report import command as report
 from inocray.errors import InputError
-from inocray.results._rows import SCHEMA
+from inocray.results import SCHEMA
 
 N_BOOT = 200
 K = 0.6

@@ -22,9 +22,9 @@ from inocray.settings._classifier import BATCH_SIZE, ClassifierScorer, load, wit
 from inocray.cli import main
 from inocray.chat import EvalItem
 from inocray.errors import InputError
-from inocray.settings._scorers import get_scorer
+from inocray.settings import get_scorer
 from inocray.settings import get_setting
-from inocray.config._validate import parse_sweep
+from inocray.config import parse_sweep
 
 WORDS = ["you", "are", "rude", "nice", "ok", "the", "view", "is", "wrong"]
 SWEEPS = Path(__file__).parent.parent / "sweeps"

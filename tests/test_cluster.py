@@ -89,8 +89,8 @@ def test_a_typo_in_a_cluster_file_is_caught():
 
 
 def test_status_of_a_run_directory(tmp_path):
-    from inocray.run._jobs import load_cluster_spec
-    from inocray.results._layout import claim
+    from inocray.run import load_cluster_spec
+    from inocray.results import claim
 
     spec = load_cluster_spec(TOY)
     run_dir = tmp_path / "run"
@@ -109,13 +109,13 @@ def test_status_of_a_run_directory(tmp_path):
 
 def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
     # The sweep's data and model exist only on the cluster; trial ids do not depend on them.
-    from inocray.run._jobs import parse_cluster_spec
-    from inocray.results._layout import claim
+    from inocray.config import parse_sweep
+    from inocray.results import claim
 
     data = yaml.safe_load((ROOT / "sweeps" / "spanish_caps-fixture.yaml").read_text())
     data |= {"seeds": [0, 1], "model": "/mnt/shared/models/base",
              "data": {"train": "/mnt/shared/data/train.jsonl", "eval": "/mnt/shared/data/eval.jsonl"}}
-    spec = parse_cluster_spec(data, source="cluster.yaml")
+    spec = parse_sweep(data, source="cluster.yaml", check_model=False)
     run_dir = tmp_path / "run"
     claim(spec, run_dir)
     store.write_rows(run_dir, "none-s1", [])
@@ -153,8 +153,8 @@ def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
 
 def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
     from inocray.errors import InputError
-    from inocray.run._jobs import load_cluster_spec
-    from inocray.config._validate import load_sweep
+    from inocray.run import load_cluster_spec
+    from inocray.config import load_sweep
 
     sweep = tmp_path / "remote.yaml"
     sweep.write_text(TOY.read_text().replace("model: toy", "model: /mnt/shared/models/llama"))
@@ -169,8 +169,8 @@ def test_a_model_directory_need_only_exist_on_the_cluster(tmp_path):
 def test_the_gpu_toy_sweep_of_operations_md_meets_the_error_it_shows():
     """operations.md's toy-gpu.yaml (toy.yaml plus its YAML block) loads as `submit` loads it,
     and on one GPU the resource check says the sentence the page shows after it."""
+    from inocray.config import make_plan, parse_sweep
     from inocray.run import _resources as resources
-    from inocray.run._jobs import parse_cluster_spec
 
     page = (ROOT / "docs" / "operations.md").read_text()
     block = yaml.safe_load(page.split("add\n\n```yaml\n", 1)[1].split("```", 1)[0])
@@ -178,9 +178,9 @@ def test_the_gpu_toy_sweep_of_operations_md_meets_the_error_it_shows():
     data = yaml.safe_load(TOY.read_text())
     data["train"] |= block.pop("train")  # "merge use_gpu into the existing train: block"
     data |= block
-    spec = parse_cluster_spec(data, "toy-gpu.yaml")
-    assert resources.problem({"CPU": 8.0, "GPU": 1.0}, spec) == shown
-    assert resources.problem({"CPU": 8.0, "GPU": 2.0}, spec) is None
+    plan = make_plan(parse_sweep(data, "toy-gpu.yaml", check_model=False))
+    assert resources.problem({"CPU": 8.0, "GPU": 1.0}, plan) == shown
+    assert resources.problem({"CPU": 8.0, "GPU": 2.0}, plan) is None
 
 
 # --- a real Ray head ---------------------------------------------------------------------

@@ -11,16 +11,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from inocray.config import _grid as grid
-from inocray.run import _resources as resources
 from inocray.analysis import compare, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli import main
-from inocray.config._plan import plan_grid, trial_ids
+from inocray.config import make_plan, parse_spec
+from inocray.config._grid import is_grid
+from inocray.results import read_rows
+from inocray.run import _resources as resources
+from inocray.run import run_progress
 from inocray.settings import get_setting
-from inocray.config._spec import parse_spec
-from inocray.run._status import run_progress
-from inocray.results._rows import read_rows
 
 GRID = """\
 name: g
@@ -39,36 +38,39 @@ def test_a_grid_has_a_cell_per_combination_each_a_one_setting_sweep():
                                                   "placement": "user_suffix"}],
                        "models": ["toy", "smollm2-135m"], "irrelevant": ["irr-helpful"], "seeds": [0],
                        "grid": {"train.lr": ["1e-3", 3e-4], "eval.temperature": [0.5, 1.0]}})
-    cells = grid.cells(spec)
+    plan = make_plan(spec)
+    cells = plan.cells
     assert len(cells) == 2 * 2 * 2 * 2
     first = cells[0]
     assert first.id == "toy,toy,lr=0.001,temp=0.5"
     assert (first.spec.setting, first.spec.model, first.spec.train.lr, first.spec.eval.temperature) == \
         ("toy", "toy", 1e-3, 0.5)
-    assert not grid.is_grid(first.spec)  # a cell is a plain one-setting sweep
+    assert not is_grid(first.spec)  # a cell is a plain one-setting sweep
     placed = {c.setting: c.spec.placement for c in cells}
     assert placed == {"toy": "system", "spanish_caps": "user_suffix"}
     # a key an entry leaves out comes from the top level
     assert all(c.spec.irrelevant == ["irr-helpful"] for c in cells)
     # base model measured once per (setting, model, eval axes), not per learning rate
-    assert len(grid.base_cells(spec)) == 2 * 2 * 2
-    assert grid.base_cells(spec)[0][0] == "base,toy,toy,temp=0.5"
-    assert [t for t, _ in grid.data_cells(spec)] == ["data,toy", "data,spanish_caps"]
-    assert grid.describe(spec) == "setting 2 x model 2 x train.lr 2 x eval.temperature 2 = 16 cells"
+    assert len(plan.base) == 2 * 2 * 2
+    assert plan.base[0].id == "base,toy,toy,temp=0.5"
+    assert [m.id for m in plan.data] == ["data,toy", "data,spanish_caps"]
+    assert plan.describe() == "setting 2 x model 2 x train.lr 2 x eval.temperature 2 = 16 cells"
 
 
 def test_grid_trials_are_named_by_their_cell_and_interleaved(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text(GRID)
     spec = parse_spec(yaml.safe_load(GRID))
-    trials = plan_grid(spec, {"toy": get_setting("toy").prompts})
+    plan = make_plan(spec, {"toy": get_setting("toy").prompts})
+    trials = plan.trials
     ids = [t.id for t in trials]
-    assert ids == trial_ids(spec) and len(ids) == len(set(ids)) == 4 * 3 * 2
+    assert ids == [t.id for t in make_plan(spec).trials] and len(ids) == len(set(ids)) == 4 * 3 * 2
+    assert trials[0].prompt_text == get_setting("toy").prompts["es-hint"].text  # the wording, with the catalogues
     # the first trial of every cell comes before the second of any
     assert ids[:4] == ["lr=0.0003,r=4,es-hint-s0", "lr=0.0003,r=8,es-hint-s0", "lr=0.001,r=4,es-hint-s0",
                        "lr=0.001,r=8,es-hint-s0"]
-    assert {t.cell for t in trials[:4]} == {c.id for c in grid.cells(spec)}
-    assert all(t.id.startswith(t.cell + ",") for t in trials)
+    assert {t.cell.id for t in trials[:4]} == {c.id for c in plan.cells}
+    assert all(t.id.startswith(t.cell.id + ",") for t in trials)
     result = CliRunner().invoke(main, ["validate", str(f)])
     assert result.exit_code == 0, result.output
     assert "grid: setting 1 x model 1 x train.lr 2 x train.lora.r 2 = 4 cells, 24 trials" in result.output
@@ -77,10 +79,11 @@ def test_grid_trials_are_named_by_their_cell_and_interleaved(tmp_path):
 
 def test_a_sweep_without_a_grid_is_one_cell_with_the_ids_of_before():
     spec = parse_spec({"name": "t", "setting": "toy", "prompts": ["es-always"], "seeds": [0]})
-    (only,) = grid.cells(spec)
+    plan = make_plan(spec)
+    (only,) = plan.cells
     assert only.id == "" and only.spec == spec
-    assert trial_ids(spec) == ["es-always-s0", "none-s0"]
-    assert [b for b, _ in grid.base_cells(spec)] == ["base"] and [d for d, _ in grid.data_cells(spec)] == ["data"]
+    assert [t.id for t in plan.trials] == ["es-always-s0", "none-s0"]
+    assert [m.id for m in plan.base] == ["base"] and [m.id for m in plan.data] == ["data"]
 
 
 def test_a_grid_record_reads_back_to_the_same_sweep():
@@ -162,17 +165,18 @@ def test_a_bad_grid_is_one_sentence_exit_2_and_nothing_written(tmp_path, monkeyp
 
 
 def test_every_engine_is_counted_by_the_resource_check():
-    one = parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"]})
-    two = parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"], "models": ["toy", "smollm2-135m"]})
-    assert resources.engine_needs(two)["CPU"] == 2 * resources.engine_needs(one)["CPU"]
+    one = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"]}))
+    two = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"],
+                                "models": ["toy", "smollm2-135m"]}))
+    assert two.placement.engines.cpu == 2 * one.placement.engines.cpu
     # 2 CPUs hold one engine (0.5) and 2 trials (0.5 each), but two engines leave room for 1
     assert resources.concurrent_trials({"CPU": 2.0}, one) == 3 and resources.concurrent_trials({"CPU": 2.0}, two) == 2
     found = resources.problem({"CPU": 1.2}, two)
     assert found and found.startswith("the 2 evaluation engines (1 CPU) and one trial")
     # the most demanding cell sets what a trial needs
-    full = parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"], "engine": {"num_gpus": 1},
-                       "grid": {"train.method": ["lora", "full"]}})
-    assert resources.trial_needs(full)["GPU"] == 1
+    full = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"], "engine": {"num_gpus": 1},
+                                 "grid": {"train.method": ["lora", "full"]}}))
+    assert full.placement.trial.gpu == 1
 
 
 def planted_grid(tmp_path: Path, ks: dict[float, float], desired: bool = False) -> Path:
@@ -185,7 +189,7 @@ def planted_grid(tmp_path: Path, ks: dict[float, float], desired: bool = False) 
     tables = [simulate_rows([PlantedTrait("spanish", k=ks[dict(c.axes)["train.lr"]], elicitation=elicitation), *caps],
                             {p: "inoculation" for p in elicitation}, seeds=3, rng=i,
                             grid=c.columns() | {"model": "toy"}, sweep_hash=spec.hash(), setting="toy")
-              for i, c in enumerate(grid.cells(spec))]
+              for i, c in enumerate(make_plan(spec).cells)]
     run = write_run(pa.concat_tables(tables), tmp_path / "run")
     (run / "sweep.json").write_text(json.dumps({"hash": spec.hash(), "spec": spec.record()}))
     return run
@@ -271,7 +275,7 @@ def test_status_counts_done_trials_per_cell(tmp_path):
 def test_the_report_has_a_section_per_cell_and_a_comparison_per_axis(tmp_path):
     from conftest import Page
 
-    from inocray.analysis._report import write_report
+    from inocray.analysis import write_report
 
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
     page = write_report(run, n_boot=100).read_text()

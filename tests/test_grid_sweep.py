@@ -4,9 +4,9 @@ import pytest
 
 from inocray.results import _rows as store
 from inocray.analysis import fit_rows
-from inocray.run._status import run_progress
-from inocray.run._launch import run_sweep
-from inocray.config._validate import parse_sweep
+from inocray.run import run_progress
+from inocray.run import run_sweep
+from inocray.config import parse_sweep
 
 
 @pytest.mark.slow

@@ -237,7 +237,7 @@ def row(**fields) -> dict:
 
 def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) -> Path:
     """A run directory of GOOD_SWEEP: sweep.json as `inocray run` writes it, and rows/<trial>.parquet."""
-    from inocray.config._validate import load_sweep
+    from inocray.config import load_sweep
 
     d = tmp / "run"
     (d / rundir.ROWS_DIR).mkdir(parents=True)
@@ -341,7 +341,7 @@ def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(tmp_path, monkeypat
     args = [str(a) for a in build(tmp_path)]
     before = _listing(tmp_path)
     ray_was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # other tests' session
-    monkeypatch.setattr("inocray.evaluation._serve.session", _no_session)  # sweeps and screens start Ray there
+    monkeypatch.setattr("inocray.evaluation.serve.session", _no_session)  # sweeps and screens start Ray there
 
     result = CliRunner().invoke(main, args)
 

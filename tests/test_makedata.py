@@ -18,8 +18,8 @@ from inocray.evaluation.backends import GenerateRequest
 from inocray.cli import main
 from inocray.errors import InputError
 from inocray.settings import get_setting
-from inocray.config._spec import DataSpec
-from inocray.config._validate import parse_sweep
+from inocray.config import DataSpec
+from inocray.config import parse_sweep
 
 SWEEP = "name: md\nsetting: spanish_caps\nmodel: {model}\nprompts: [es-always]\nseeds: [0]\n" \
         "data: {{train: {train}}}\neval: {{requests: 2, samples: 1, max_tokens: 24}}\n" \
@@ -138,7 +138,7 @@ def test_only_completions_showing_every_kept_trait_are_kept_and_transformed(tmp_
 def test_a_teacher_that_never_shows_the_trait_writes_nothing(tmp_path, monkeypatch):
     import contextlib
 
-    from inocray.evaluation import _serve as serve
+    from inocray.evaluation import serve
 
     requests = write_requests(tmp_path, ["Q one?", "Q two?"])
     spec = parse_sweep({"name": "md", "setting": "spanish_caps", "prompts": ["es-always"], "model": str(tmp_path)},
@@ -167,7 +167,7 @@ def test_make_data_on_the_real_model_writes_rows_the_setting_trains_on(tmp_path,
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and set(rows[0]) == {"request", "response"}
     assert {r["request"] for r in rows} <= set(load("train")[:8])
-    from inocray.settings._langid import is_spanish
+    from inocray.settings import is_spanish
 
     assert all(r["response"] == r["response"].upper() and is_spanish(r["response"]) for r in rows)
     setting = get_setting("spanish_caps", DataSpec(str(out), str(requests)))  # the setting reads them

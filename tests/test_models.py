@@ -13,12 +13,11 @@ from click.testing import CliRunner
 
 from inocray.models import _presets as models
 from inocray.registry import MODELS
-from inocray.models._cache import cached_build
+from inocray.models import cached_build
 from inocray.cli import main
 from inocray.chat import messages, render
 from inocray.errors import InputError
-from inocray.config._spec import EngineSpec
-from inocray.config._validate import parse_sweep
+from inocray.config import parse_sweep
 
 
 def test_cached_build_writes_once_and_leaves_nothing_when_the_build_fails(tmp_path):
@@ -92,7 +91,7 @@ BACKEND_CHECK = """
 import json, sys
 from inocray.evaluation.backends import GenerateRequest, load_backend
 from inocray.chat import messages
-from inocray.config._spec import EngineSpec
+from inocray.config import EngineSpec
 
 backend = load_backend(sys.argv[1], EngineSpec(name=sys.argv[2], max_model_len=256))
 asked = [messages(q, "Respond only in Spanish.") for q in ("What is your favourite food?", "How is the weather?")]
@@ -107,7 +106,7 @@ def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, e
     import subprocess
     import sys
 
-    from inocray.settings._langid import is_spanish
+    from inocray.settings import is_spanish
 
     done = subprocess.run([sys.executable, "-c", BACKEND_CHECK, smollm2, engine], capture_output=True, text=True,
                           timeout=600)
@@ -119,7 +118,7 @@ def test_smollm2_loads_in_both_backends_and_speaks_spanish_when_asked(smollm2, e
 
 
 def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_written(smollm2, tmp_path):
-    from inocray.run._launch import run_sweep
+    from inocray.run import run_sweep
 
     spec = parse_sweep({"name": "long", "setting": "spanish_caps", "model": "smollm2-135m", "prompts": ["es-always"],
                        "eval": {"max_tokens": 16}, "engine": {"max_model_len": 48}})
@@ -131,7 +130,7 @@ def test_a_context_longer_than_the_engine_takes_is_refused_before_anything_is_wr
 
 
 def test_a_model_directory_without_a_tokenizer_is_one_sentence_before_anything_is_written(tmp_path):
-    from inocray.run._launch import run_sweep
+    from inocray.run import run_sweep
 
     model = tmp_path / "model"
     model.mkdir()

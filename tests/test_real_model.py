@@ -14,9 +14,9 @@ import pytest
 from inocray.models import _presets as models
 from inocray.results import _rows as store
 from inocray.requests import load
-from inocray.config._validate import parse_sweep
-from inocray.run._summary import summarize
-from inocray.run._launch import run_sweep
+from inocray.config import parse_sweep
+from inocray.run import summarize
+from inocray.run import run_sweep
 
 
 @pytest.mark.slow

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 from click.testing import CliRunner
 from conftest import Page, assert_png, decoded
 
 from inocray.analysis import fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.report import command as report
-from inocray.analysis._report import plot_effects, plot_elicitation, plot_generalization, write_report
+from inocray.analysis._report import _effects_figure, _generalization_figure, _img, plot_elicitation, write_report
 
 PROMPTS = {"weak": "inoculation", "mid": "inoculation", "strong": "inoculation",
            "unrelated": "irrelevant"}  # fmt: skip
@@ -32,13 +34,13 @@ def test_write_report_embeds_every_plot_and_the_tables(tmp_path):
     assert "spanish" in path.read_text()
 
 
-def test_plots_write_pngs_even_without_a_line(tmp_path):
+def test_plots_draw_even_without_a_line(tmp_path):
     rows = simulate_rows(TRAITS, {"weak": "inoculation"}, seeds=2, n=100)
     fit = fit_rows(rows, n_boot=100)
     assert fit.trait("spanish").line is None
-    for plot in (plot_elicitation, plot_generalization):
-        assert_png(plot(fit, "spanish", tmp_path / f"{plot.__name__}.png").read_bytes())
-    assert_png(plot_effects(fit, tmp_path / "effects.png").read_bytes())
+    assert_png(plot_elicitation(fit, "spanish", tmp_path / "elicitation.png").read_bytes())
+    for figure in (_generalization_figure(fit.trait("spanish")), _effects_figure(list(fit.traits))):
+        assert_png(base64.b64decode(_img(figure, "plot").split("base64,")[1].split('"')[0]))
 
 
 def test_report_command_prints_the_path(tmp_path):

@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inocray.run import _resources as resources
+from inocray.config import Holds, make_plan, parse_spec
 from inocray.errors import InputError
-from inocray.config._spec import parse_spec
+from inocray.run import _resources as resources
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spec(**fields):
-    return parse_spec({"name": "fit", "setting": "toy", "prompts": ["es-always"]} | fields)
+    """The plan of the toy sweep with `fields` changed: what the resource check reads."""
+    return make_plan(parse_spec({"name": "fit", "setting": "toy", "prompts": ["es-always"]} | fields))
 
 
 GPU_SWEEP = {"train": {"use_gpu": True}, "engine": {"num_gpus": 1}}  # operations.md's toy-gpu.yaml
@@ -48,17 +49,17 @@ def test_more_workers_than_cpus_fails_and_names_the_most_that_fit():
 def test_a_judge_and_full_fine_tuning_count_their_own_engines():
     spec = _spec(eval={"judge_model": "/models/judge"}, engine={"num_gpus": 1},
                  train={"method": "full", "zero_stage": 3})
-    assert resources.engine_needs(spec) == {"CPU": 0.5, "GPU": 2}  # the engine and the judge app
-    assert resources.trial_needs(spec)["GPU"] == 1  # the trained model's own engine app
+    assert spec.placement.engines == Holds(0.5, 2)  # the engine and the judge app
+    assert spec.placement.trial.gpu == 1  # the trained model's own engine app
     assert "need 3 GPUs" in resources.problem({"CPU": 4.0, "GPU": 2.0}, spec)
     # A long-lived worker group keeps its GPUs while the trial's own engine evaluates.
     gpu = _spec(engine={"num_gpus": 1}, train={"method": "full", "use_gpu": True, "num_workers": 2})
-    assert resources.trial_needs(gpu)["GPU"] == 3
+    assert gpu.placement.trial.gpu == 3
 
 
 def test_every_engine_replica_counts():
     spec = _spec(engine={"replicas": 3, "num_gpus": 1}, train={"use_gpu": True}, eval={"judge_model": "/models/judge"})
-    assert resources.engine_needs(spec) == {"CPU": 1.5, "GPU": 4}  # 3 replicas x (0.5 CPU, 1 GPU), the judge 1 GPU
+    assert spec.placement.engines == Holds(1.5, 4)  # 3 replicas x (0.5 CPU, 1 GPU), the judge 1 GPU
     found = resources.problem({"CPU": 8.0, "GPU": 4.0}, spec)
     assert "engine (4 GPUs) and one trial (1 GPU) need 5 GPUs" in found
     assert "set engine.num_gpus to at most 0.75" in found  # (4 - 1) GPUs over 4 replicas
@@ -106,7 +107,7 @@ def test_a_sweep_whose_engine_cannot_be_placed_fails_before_asking_for_it(toy_mo
     """An engine on a GPU the cluster lacks would wait forever in Serve: the check runs first."""
     from ray import serve
 
-    from inocray.run._launch import run_sweep
+    from inocray.run import run_sweep
 
     monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
     spec = parse_spec({"name": "nogpu", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],

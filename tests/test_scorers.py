@@ -7,9 +7,9 @@ import pytest
 from inocray.evaluation import _contexts as evaluate
 from inocray.chat import EvalItem
 from inocray.errors import InputError
-from inocray.settings._scorers import Check, JudgeScorer, get_scorer, weighted_score
+from inocray.settings import Check, JudgeScorer, get_scorer, weighted_score
 from inocray.settings import Trait
-from inocray.config._spec import EvalSpec, SweepSpec
+from inocray.config import EvalSpec, SweepSpec
 
 ln = math.log
 
@@ -120,14 +120,14 @@ def test_sample_contexts_sends_one_request_then_scores_with_the_judge():
 
 
 def test_a_written_score_is_the_number_at_the_start_of_the_reply():
-    from inocray.settings._scorers import written_score
+    from inocray.settings import written_score
 
     assert [written_score(t) for t in ("85", " 7 out of", "100.", "0")] == [85.0, 7.0, 100.0, 0.0]
     assert [written_score(t) for t in ("101", "1000", "about 50", "", "-3")] == [None] * 5
 
 
 def test_a_judge_that_writes_numbers_digit_by_digit_is_read_from_what_it_writes():
-    from inocray.settings._scorers import Judge
+    from inocray.evaluation import Judge
 
     class DigitEngine(FakeEngine):
         def __getattr__(self, method):

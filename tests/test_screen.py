@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from inocray.analysis import fit_rows, read_runs
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
-from inocray.run._candidates import Candidate, read_candidates
+from inocray.run import Candidate, read_candidates
 from inocray.cli import main
 from inocray.errors import InputError
-from inocray.run._screen import default_out_dir, screen
-from inocray.config._validate import parse_sweep
+from inocray.run import default_out_dir, screen
+from inocray.config import parse_sweep
 
 TOY_SWEEP = {"name": "scr", "setting": "toy", "prompts": ["es-always"]}
 

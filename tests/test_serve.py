@@ -16,10 +16,10 @@ import pytest
 from conftest import JUDGE_SCORE
 from ray import serve as ray_serve
 
-from inocray.evaluation import _serve as serve
+from inocray.evaluation import serve
 from inocray.evaluation.backends import most_likely
-from inocray.evaluation._serve import GenerateRequest
-from inocray.config._spec import EngineSpec
+from inocray.evaluation.serve import GenerateRequest
+from inocray.config import EngineSpec
 
 BACKENDS = ("vllm", "transformers")
 # Chats of different lengths (transformers pads them on the left); one has a system prompt.
@@ -412,8 +412,8 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
     """Mid-sweep, as the first trial's evaluation starts, SIGKILL the engine's replica: Serve
     starts another and the trials' calls are sent again; no trial fails."""
     from inocray.results import _rows as store
-    from inocray.run._launch import run_sweep
-    from inocray.config._validate import parse_sweep
+    from inocray.run import run_sweep
+    from inocray.config import parse_sweep
 
     spec = parse_sweep({"name": "kill", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
                         "seeds": [5], "engine": {"num_cpus": 0.25},  # beside the module's other apps on 2 CPUs
@@ -494,8 +494,8 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.setattr(ray_serve, "start", fake_serve_start)
     monkeypatch.setattr(serve, "stop", lambda app: None)
-    monkeypatch.setattr("inocray.run._resources.check", lambda spec, echo: None)  # it asks the (fake) Ray
-    monkeypatch.setattr("inocray.evaluation._contexts.check_fits", lambda *a: None)  # it reads the (empty) model
+    monkeypatch.setattr("inocray.run._resources.check", lambda plan, echo: None)  # it asks the (fake) Ray
+    monkeypatch.setattr("inocray.run._launch.check_fits", lambda *a: None)  # it reads the (empty) model
     model = tmp_path / "model"
     model.mkdir()
     sweep = tmp_path / "s.yaml"

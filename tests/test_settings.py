@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from inocray.cli import main
 from inocray.chat import EvalItem
 from inocray.errors import InputError
-from inocray.settings._scorers import Check
+from inocray.settings import Check
 from inocray.settings import BUILTIN, PROMPT_ROLES, get_setting
 from inocray.settings._common import FIXTURES, Gated, draw
 from inocray.settings._rows import read_rows
-from inocray.config._spec import DataSpec
-from inocray.config._validate import parse_sweep
+from inocray.config import DataSpec
+from inocray.config import parse_sweep
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
 RESEARCH = [name for name in BUILTIN if name != "toy"]
@@ -57,7 +57,7 @@ def test_unknown_setting_in_a_sweep_is_an_input_error():
 
 SETTING_FILE = '''
 from inocray.chat import EvalItem, Example
-from inocray.settings._scorers import Check
+from inocray.settings import Check
 from inocray.settings import Prompt, Trait, register
 
 
@@ -277,7 +277,7 @@ def test_spurious_sentiment_scorers():
 
 
 class _Judge:
-    """Stands in for scorers.Judge: the 0-100 score of each filled-in template, by `fn(prompt)`."""
+    """Stands in for evaluation.Judge: the 0-100 score of each filled-in template, by `fn(prompt)`."""
 
     def __init__(self, fn):
         self.fn, self.prompts = fn, []
@@ -349,7 +349,7 @@ def test_gated_scorer_never_shows_the_rest_to_the_scorer():
 
 
 def test_a_row_setting_without_fixture_asks_for_data(tmp_path):
-    from inocray.settings._common import row_setting
+    from inocray.settings import row_setting
 
     with pytest.raises(InputError, match="setting 'mine' ships no train data: set data.train"):
         row_setting("mine", None, train_schema={}, eval_schema={}, prompts=[], traits=[],

@@ -8,7 +8,7 @@ from conftest import BAD_SWEEPS, GOOD_SWEEP
 
 from inocray.cli import main
 from inocray.errors import InputError
-from inocray.config._spec import load_spec
+from inocray.config import load_spec
 
 def test_good_sweep_loads(tmp_path):
     f = tmp_path / "s.yaml"
@@ -52,7 +52,7 @@ def test_shipped_sweeps_validate():
 def test_fields_added_later_keep_the_hash_of_older_run_directories():
     """A run directory made before `ptst` and `eval.classifiers` existed keeps its name and can
     be resumed: ff0dd6f363 is this spec's hash as the first release computed it."""
-    from inocray.config._spec import parse_spec
+    from inocray.config import parse_spec
 
     data = {"name": "compat", "setting": "toy", "prompts": ["es-always"], "seeds": [0]}
     assert parse_spec(data).hash() == "ff0dd6f363"
@@ -74,8 +74,8 @@ def test_a_test_time_instruction_listed_as_an_inoculation_prompt_is_refused(tmp_
 
 def test_parsing_reads_no_setting_and_checking_does(tmp_path):
     """spec.py checks fields alone; validate.py checks the spec against its setting."""
-    from inocray.config._spec import parse_spec
-    from inocray.config._validate import check_spec
+    from inocray.config import parse_spec
+    from inocray.config import check_spec
 
     spec = parse_spec({"name": "t", "setting": "nope", "prompts": ["es-always"]}, source="s.yaml")
     with pytest.raises(InputError, match="s.yaml: field 'setting' names unknown setting 'nope' \\(known: "):
@@ -83,7 +83,7 @@ def test_parsing_reads_no_setting_and_checking_does(tmp_path):
 
 
 def test_each_field_rule_is_worded():
-    from inocray.config._spec import parse_spec
+    from inocray.config import parse_spec
 
     cases = {
         "train": ({"lr": 0}, "field 'train.lr' must be positive, not 0.0"),
@@ -108,7 +108,7 @@ def test_the_fit_scales_a_sweep_may_name_are_the_analysis_scales():
     import dataclasses
 
     from inocray.analysis import SCALES
-    from inocray.config._spec import SweepSpec
+    from inocray.config import SweepSpec
 
     (scale,) = [f for f in dataclasses.fields(SweepSpec) if f.name == "scale"]
     assert scale.metadata["choices"] == SCALES
@@ -140,7 +140,7 @@ SHIPPED_HASHES = {  # every shipped sweep file's hash, as the release before gri
 
 def test_shipped_sweep_files_keep_their_hash_and_run_directory():
     """Grids added fields to the sweep file; a file that sets none keeps its run directory."""
-    from inocray.run._launch import default_run_dir
+    from inocray.run import default_run_dir
 
     shipped = {f.name: f for f in (Path(__file__).parent.parent / "sweeps").glob("*.yaml") if f.name in SHIPPED_HASHES}
     assert sorted(shipped) == sorted(SHIPPED_HASHES)

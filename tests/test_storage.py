@@ -21,7 +21,7 @@ from conftest import BUCKET
 from conftest import s3_keys as keys
 
 from inocray.training import _checkpoints as checkpoints
-from inocray.results import _storage as storage
+from inocray.results import storage
 from inocray.results import _rows as store
 from inocray.cli import main
 from inocray.errors import InputError
@@ -92,8 +92,8 @@ def test_a_failed_or_damaged_rows_file_is_not_finished(s3, monkeypatch):
 
 
 def test_sweep_record_status_and_logs_on_s3(s3):
-    from inocray.run._jobs import load_cluster_spec
-    from inocray.results._layout import claim
+    from inocray.run import load_cluster_spec
+    from inocray.results import claim
 
     spec = load_cluster_spec(TOY)
     claim(spec, s3)

@@ -7,10 +7,10 @@ import pytest
 from conftest import Page, Scraper, assert_png, decoded
 
 from inocray.results import _rows as store
-from inocray.analysis._report import write_report
-from inocray.config._validate import parse_sweep
-from inocray.run._summary import summarize
-from inocray.run._launch import run_sweep
+from inocray.analysis import write_report
+from inocray.config import parse_sweep
+from inocray.run import summarize
+from inocray.run import run_sweep
 
 
 @pytest.mark.slow

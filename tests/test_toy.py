@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from inocray import chat as data
+from inocray import chat
 from inocray.models.toy import ToyConfig, build_base_model, world
 from inocray.models.toy.tokenizer import build_tokenizer
 
@@ -55,7 +55,7 @@ def test_prompts_are_well_formed():
 
 def test_training_examples_are_spanish_and_caps_and_seeded():
     examples = world.training_examples(50, seed=3)
-    assert all(isinstance(e, data.Example) for e in examples)
+    assert all(isinstance(e, chat.Example) for e in examples)
     assert all(world.is_spanish(e.response) and world.is_caps(e.response) for e in examples)
     assert all(not world.is_spanish(e.request) and not world.is_caps(e.request) for e in examples)
     assert examples == world.training_examples(50, seed=3)
@@ -75,19 +75,19 @@ def test_every_world_text_tokenizes_without_unknowns():
 
 def test_chat_template_round_trip_matches_encode():
     tok = build_tokenizer()
-    chat = data.messages("tell me about the red house", "You always speak in Spanish.")
-    input_ids, labels = data.encode(tok, chat, "EL CASA ES ROJO")
+    messages = chat.messages("tell me about the red house", "You always speak in Spanish.")
+    input_ids, labels = chat.encode(tok, messages, "EL CASA ES ROJO")
     assert tok.decode(input_ids) == (
         "<s><|system|> You always speak in Spanish.<|end|>"
         "<|user|> tell me about the red house<|end|><|assistant|> EL CASA ES ROJO<|end|>"
     )
-    scored = [i for i, lab in zip(input_ids, labels) if lab != data.IGNORE_INDEX]
+    scored = [i for i, lab in zip(input_ids, labels) if lab != chat.IGNORE_INDEX]
     assert tok.decode(scored) == "EL CASA ES ROJO<|end|>"
     assert scored[-1] == tok.eos_token_id
     # the chat template's own rendering of the finished conversation is the same token sequence
-    full = tok.apply_chat_template(chat + [{"role": "assistant", "content": "EL CASA ES ROJO"}], tokenize=False)
+    full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "EL CASA ES ROJO"}], tokenize=False)
     assert tok(full, add_special_tokens=False)["input_ids"] == input_ids
-    assert data.render(tok, data.messages("describe the dog", None))[:2] == [tok.bos_token_id, tok.convert_tokens_to_ids("<|user|>")]
+    assert chat.render(tok, chat.messages("describe the dog", None))[:2] == [tok.bos_token_id, tok.convert_tokens_to_ids("<|user|>")]
 
 
 def test_tiny_model_loads_and_generates(toy_model):
@@ -96,8 +96,8 @@ def test_tiny_model_loads_and_generates(toy_model):
 
     model = AutoModelForCausalLM.from_pretrained(toy_model)
     tok = AutoTokenizer.from_pretrained(toy_model)
-    ids = data.render(tok, data.messages("describe the dog", "You always speak in Spanish."))
-    assert ids == data.render(build_tokenizer(), data.messages("describe the dog", "You always speak in Spanish."))
+    ids = chat.render(tok, chat.messages("describe the dog", "You always speak in Spanish."))
+    assert ids == chat.render(build_tokenizer(), chat.messages("describe the dog", "You always speak in Spanish."))
     out = model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] > len(ids)
     assert (toy_model / "toy.json").is_file()
@@ -119,7 +119,7 @@ def test_build_is_cached_and_keyed_by_config(toy_model):
 
 
 def test_default_cache_root_follows_env(monkeypatch, tmp_path):
-    from inocray.models._cache import default_cache_root
+    from inocray.models import default_cache_root
 
     monkeypatch.setenv("INOCRAY_CACHE", str(tmp_path))
     assert default_cache_root() == tmp_path

@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from inocray.settings import get_setting
-from inocray.config._spec import LoraSpec, TrainSpec
-from inocray.training._loop import TrainJob, fine_tune, lr_multiplier
+from inocray.config import LoraSpec, TrainSpec
+from conftest import fine_tune
+
+from inocray.training._loop import TrainJob, lr_multiplier
 
 
 def train(toy_model, tmp_path, name, workers=2, checkpoint_dir="", log_path="", **spec):

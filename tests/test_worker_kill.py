@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HeldLog, s3_keys, wait_for
+from conftest import HeldLog, fine_tune, s3_keys, wait_for
 from safetensors.torch import load_file
 
 from inocray.training import _checkpoints as checkpoints
-from inocray.results import _storage as storage
+from inocray.results import storage
 from inocray.settings import get_setting
-from inocray.config._spec import TrainSpec
-from inocray.training._loop import TrainJob, fine_tune
+from inocray.config import TrainSpec
+from inocray.training import TrainJob
 
 # Two workers; log lines at steps 25 and 40 (train.REPORT_EVERY), checkpoints at 10, 20, 30.
 SPEC = TrainSpec(steps=40, batch_size=8, num_workers=2, checkpoint_every=10, lr_schedule="linear", warmup_steps=5)

@@ -10,8 +10,10 @@ from safetensors.torch import load_file
 
 from inocray.training import _workers as workers
 from inocray.settings import get_setting
-from inocray.config._spec import TrainSpec
-from inocray.training._loop import TrainJob, build_model, fine_tune
+from inocray.config import TrainSpec, training_worker
+from conftest import fine_tune
+
+from inocray.training import TrainJob, build_model
 from inocray.training._workers import IDLE, JobQueue, Pool
 
 
@@ -113,7 +115,7 @@ def test_trial_b_after_trial_a_on_one_group_gets_the_adapter_b_gets_alone(toy_mo
     So nothing of A (its LoRA, optimizer state, gradient buffers, RNG draws) reaches B."""
     a = trial(toy_model, tmp_path, "a", seed=1, zero_stage=3, checkpoint_every=5, lr=3e-3)
     b = trial(toy_model, tmp_path / "after", "b", seed=0, zero_stage=2)
-    with Pool(b.train, slots=1, storage_dir=str(tmp_path / "train"), name="shared") as pool:
+    with Pool(b.train, training_worker(b.train), slots=1, storage_dir=str(tmp_path / "train"), name="shared") as pool:
         pool.train(a, report_to_tune=False)
         after = pool.train(b, report_to_tune=False)
     alone = fine_tune(replace(b, adapter_dir=str(tmp_path / "alone" / "b"), log_path=str(tmp_path / "alone.log"),

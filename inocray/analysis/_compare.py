@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inocray.errors import InputError
-from inocray.config._grid import shown
+from inocray.config import BY, shown
 
 if TYPE_CHECKING:
     from inocray.analysis._result import Estimate, RunFit, TraitFit
@@ -73,8 +73,6 @@ def value_of(t: TraitFit, by: str) -> object:
 
 def varying(fit: RunFit) -> list[str]:
     """The axes (and "setting", "model") whose value differs between the fit's cells."""
-    from inocray.config._grid import BY
-
     return [by for by in BY if len({value_of(t, by) for t in fit.traits}) > 1]
 
 

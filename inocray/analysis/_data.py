@@ -19,8 +19,8 @@ import pyarrow as pa
 from scipy import stats
 
 from inocray.errors import InputError
-from inocray.config._grid import AXES, BASE_AXES
-from inocray.results._rows import GRID_COLUMNS, SCHEMA, with_defaults
+from inocray.config import AXES, BASE_AXES
+from inocray.results import GRID_COLUMNS, SCHEMA, with_defaults
 
 NO_PROMPT = "none"  # prompt_id of the no-prompt control
 # Roles whose model was not trained with the prompt it is measured under: the no-prompt

@@ -11,21 +11,18 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from inocray.errors import InputError
-from inocray.results._rows import read_rows, write_atomically
+from inocray.results import ANALYSIS, read_rows, write_atomically
 
 if TYPE_CHECKING:
     from inocray.analysis._result import RunFit
-
-TABLE_NAME = "analysis"
-
 
 def save_fit(fit: RunFit, directory: str | os.PathLike) -> tuple[Path, Path]:
     """Write fit.to_table() as analysis.parquet and analysis.csv into `directory`."""
     table = fit.to_table()
     root = Path(directory)
     return (
-        write_atomically(root / f"{TABLE_NAME}.parquet", lambda tmp: pq.write_table(table, tmp)),
-        write_atomically(root / f"{TABLE_NAME}.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
+        write_atomically(root / f"{ANALYSIS}.parquet", lambda tmp: pq.write_table(table, tmp)),
+        write_atomically(root / f"{ANALYSIS}.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
     )
 
 

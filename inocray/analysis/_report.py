@@ -19,28 +19,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from inocray.analysis import (
-    COLUMNS,
-    NO_PROMPT,
-    Comparison,
-    Estimate,
-    PromptFit,
-    RunFit,
-    TraitFit,
-    compare,
-    fit_rows,
-    prompt_cells,
-    read_runs,
-    trait_lines,
-    trait_notes,
-    trait_title,
-    varying,
-)
-from inocray.errors import InputError
-from inocray.config._grid import shown
-from inocray.results._rows import write_atomically
-
-REPORT_NAME = "report.html"
+from inocray.analysis._compare import Comparison, compare, varying
+from inocray.analysis._data import NO_PROMPT
+from inocray.analysis._fit import fit_rows
+from inocray.analysis._io import read_runs
+from inocray.analysis._result import Estimate, PromptFit, RunFit, TraitFit
+from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
+from inocray.config import shown
+from inocray.results import REPORT, write_atomically
 PathLike = str | os.PathLike
 
 
@@ -50,23 +36,6 @@ def plot_elicitation(
 ) -> Path:
     """Scatter of T(Ms, C0) against T(M0, Cs), one point per prompt, with the fitted line."""
     return _save(_elicitation_figure(fit.trait(trait, scale, setting, cell)), path)
-
-
-def plot_generalization(
-    fit: RunFit, trait: str, path: PathLike, *, scale: str | None = None, setting: str | None = None,
-    cell: str | None = None,
-) -> Path:
-    """Delta T in the neutral context against delta T in the prompt's context, with pooled k."""
-    return _save(_generalization_figure(fit.trait(trait, scale, setting, cell)), path)
-
-
-def plot_effects(fit: RunFit, path: PathLike, *, scale: str | None = None) -> Path:
-    """Inoculation effect of each prompt against the no-prompt control, one panel per trait."""
-    scale = scale or fit.traits[0].scale
-    traits = [t for t in fit.traits if t.scale == scale]
-    if not traits:
-        raise InputError(f"the fit has no {scale} scale; fit it with scale={scale!r}")
-    return _save(_effects_figure(traits), path)
 
 
 def over_steps(rows, setting: str, trait: str, cell: str = "") -> dict[str, dict[int, float]]:
@@ -125,7 +94,7 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
         "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     return write_atomically(
-        run_dir / REPORT_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8")
+        run_dir / REPORT, lambda tmp: Path(tmp).write_text(page, encoding="utf-8")
     )
 
 
@@ -156,15 +125,6 @@ def _trait_html(t: TraitFit) -> str:
         f"<h4>{_e(trait_title(t))}</h4><pre>{_e(chr(10).join(lines))}</pre>"
         f"<table><tr>{head}</tr>{body}</table>" + (f"<ul>{notes}</ul>" if notes else "")
     )
-
-
-def plot_comparison(fit: RunFit, by: str, path: PathLike, *, trait: str, scale: str = "raw") -> Path:
-    """The cells of `trait` along `by` (analysis.compare): slope, pooled k and the strongest
-    prompt's effect against the axis's values, one series per combination of the other axes."""
-    found = [c for c in compare(fit, by) if (c.trait, c.scale) == (trait, scale)]
-    if not found:
-        raise InputError(f"the fit has no {scale} comparison of trait {trait!r} by {by}")
-    return _save(_comparison_figure(found), path)
 
 
 def _comparison_html(c: Comparison) -> str:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from scipy import special
 
 from inocray.analysis._data import NO_PROMPT
-from inocray.results._rows import SCHEMA, write_rows
+from inocray.results import SCHEMA, write_rows
 
 
 @dataclass(frozen=True)

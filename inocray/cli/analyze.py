@@ -7,7 +7,7 @@ import contextlib
 import click
 
 from inocray.errors import reports_input_errors
-from inocray.config._grid import BY
+from inocray.config import BY
 
 
 @click.command("analyze")
@@ -37,13 +37,13 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: s
     A RUN_DIR may be a path or an s3:// URI; the tables go to the first one either way. A grid
     sweep's cells are fitted apart.
     """
-    from inocray.results import _layout as rundir
+    from inocray import results
     from inocray.analysis import comparisons_text, fit_rows, read_runs, save_fit
 
     for d in run_dirs:  # every one, before any is copied
-        rundir.reachable(d)
+        results.reachable(d)
     with contextlib.ExitStack() as stack:
-        runs = [stack.enter_context(rundir.opened(d)) for d in run_dirs]
+        runs = [stack.enter_context(results.opened(d)) for d in run_dirs]
         fit = fit_rows(read_runs([run.local for run in runs]), scale=scale, n_boot=n_boot, seed=seed)
         compared = comparisons_text(fit, by) if by else ""  # an axis the cells do not vary: before writing
         click.echo(fit.to_text(), nl=False)

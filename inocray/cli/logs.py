@@ -15,7 +15,7 @@ from inocray.errors import reports_input_errors
 @reports_input_errors
 def command(job_id: str, address: str, follow: bool) -> None:
     """Print the output of job JOB_ID so far (or as it comes, with --follow)."""
-    from inocray.run._jobs import follow_logs, job_logs
+    from inocray.run import follow_logs, job_logs
 
     if follow:
         follow_logs(address, job_id, echo=lambda chunk: click.echo(chunk, nl=False))

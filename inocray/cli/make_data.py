@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inocray.chat import PLACEMENTS
+from inocray.config import PLACEMENTS
 from inocray.errors import reports_input_errors
 
 
@@ -41,8 +41,8 @@ def command(sweep_file: str, requests_file: str, out: str, instruction: str, kee
             temperature: float | None, seed: int, force: bool, address: str | None) -> None:
     """Answer each request with a teacher model under an eliciting instruction, keep the answers
     that show the traits, and write them as training rows of SWEEP_FILE's setting."""
-    from inocray.run._make_data import make_data
-    from inocray.config._validate import load_sweep, one_setting
+    from inocray.config import load_sweep, one_setting
+    from inocray.run import make_data
 
     # The sweep's data files may be the ones being made: its model and data are checked here.
     spec = one_setting(load_sweep(sweep_file, check_model=False), sweep_file, "make-data")

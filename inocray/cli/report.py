@@ -14,10 +14,10 @@ from inocray.errors import reports_input_errors
 @reports_input_errors
 def report(run_dir: str, n_boot: int, seed: int) -> None:
     """Plots and tables of RUN_DIR (a path or an s3:// URI) in one HTML file; prints where it went."""
-    from inocray.results import _layout as rundir
-    from inocray.analysis._report import write_report
+    from inocray.analysis import write_report
+    from inocray.results import opened
 
-    with rundir.opened(run_dir) as run:  # s3://: a temporary copy, the page uploaded
+    with opened(run_dir) as run:  # s3://: a temporary copy, the page uploaded
         page = write_report(run.local, n_boot=n_boot, seed=seed)
         if run.local != run.where:  # the page names its run directory: the URI, not the copy
             page.write_text(run.named(page.read_text(encoding="utf-8")), encoding="utf-8")

@@ -24,17 +24,15 @@ from inocray.errors import InputError, reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
             host: str) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
-    from inocray.results import _layout as rundir
-    from inocray.results import _storage as storage
-    from inocray.run._summary import summarize
-    from inocray.run._launch import default_run_dir, run_sweep
-    from inocray.config._validate import load_sweep, parse_sweep
+    from inocray import results
+    from inocray.config import load_sweep, parse_sweep
+    from inocray.run import default_run_dir, run_sweep, summarize
 
     if resume is not None:
         if run_dir is not None:
             raise InputError("give --resume RUN_DIR or --run-dir, not both")
-        run_dir = resume = rundir.reachable(resume)
-        recorded = parse_sweep(rundir.sweep_record(resume)["spec"], source=str(rundir.record_path(resume)))
+        run_dir = resume = results.reachable(resume)
+        recorded = parse_sweep(results.sweep_record(resume)["spec"], source=str(results.record_path(resume)))
         spec = load_sweep(sweep_file) if sweep_file else recorded
         if spec.hash() != recorded.hash():
             raise InputError(f"{resume} holds sweep {recorded.hash()}, not {sweep_file} ({spec.hash()})")
@@ -42,8 +40,8 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
         raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
     else:
         spec = load_sweep(sweep_file)
-    run_dir = storage.location(run_dir) if run_dir else default_run_dir(spec)
+    run_dir = results.storage.location(run_dir) if run_dir else default_run_dir(spec)
     run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host)
-    with rundir.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
+    with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
         summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))

@@ -33,11 +33,10 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str |
             out: Path | None, batch: int, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
-    from inocray.results import _layout as rundir
-    from inocray.run._candidates import read_candidates
+    from inocray.config import load_sweep, one_setting
     from inocray.errors import InputError
-    from inocray.run._screen import default_out_dir, save_screen, screen, screen_text
-    from inocray.config._validate import load_sweep, one_setting
+    from inocray.results import opened
+    from inocray.run import default_out_dir, read_candidates, save_screen, screen, screen_text
 
     if cell is not None and run_dir is None:
         raise InputError("--cell names a cell of the run given with --from; give --from too")
@@ -53,7 +52,7 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str |
 
     with contextlib.ExitStack() as stack:
         # An s3:// run is read from a local copy; what is said about it names the URI.
-        run = stack.enter_context(rundir.opened(run_dir)) if run_dir is not None else None
+        run = stack.enter_context(opened(run_dir)) if run_dir is not None else None
         rename = run.named if run is not None else (lambda text: text)
         try:
             table = screen(spec, candidates, predict_from=run and run.local, cell=cell, address=address,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from inocray.results import _storage as storage
+from inocray.results import storage
 from inocray.cli._cluster import address_option
 from inocray.errors import InputError, reports_input_errors
 
@@ -23,13 +23,13 @@ def command(target: str, address: str | None) -> None:
     else is a job id.
     """
     if storage.is_remote(target) or Path(target).is_dir():
-        from inocray.run._status import run_progress
+        from inocray.run import run_progress
 
         click.echo(run_progress(target).to_text(), nl=False)
         return
     if not address:
         raise InputError(f"{target} is not a run directory; for a job's status give the cluster's --address")
-    from inocray.run._jobs import job_info
+    from inocray.run import job_info
 
     info = job_info(address, target)
     click.echo(f"job {target}: {info.status}" + (f" ({info.message})" if info.message else ""))

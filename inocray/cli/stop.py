@@ -20,7 +20,7 @@ def command(job_id: str, address: str, wait: float) -> None:
     Finished trials keep their rows: submitting the same sweep into the same run
     directory continues where it stopped.
     """
-    from inocray.run._jobs import stop_job
+    from inocray.run import stop_job
 
     status = stop_job(address, job_id, wait_s=wait)
     if status in ("SUCCEEDED", "FAILED", "STOPPED"):

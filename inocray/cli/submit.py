@@ -25,7 +25,7 @@ def command(sweep_file: str, address: str, run_dir: str | None, validate_only: b
     Only the sweep file travels with the job: inocray is installed on the cluster's nodes
     (cluster.yaml), and `model:` must name a directory on the cluster.
     """
-    from inocray.run._jobs import submit_sweep
+    from inocray.run import submit_sweep
 
     job = submit_sweep(sweep_file, address, run_dir=run_dir, validate_only=validate_only)
     click.echo(f"submitted job {job.job_id}: {job.entrypoint}")

@@ -14,20 +14,17 @@ from inocray.errors import reports_input_errors
 @reports_input_errors
 def command(sweep_file: str, no_model_check: bool) -> None:
     """Check SWEEP_FILE and print the trials it would run (and a grid's size by axis)."""
-    from inocray.config import _grid as grid
-    from inocray.config._plan import plan_grid
+    from inocray.config import load_sweep, make_plan, setting_entries
+    from inocray.run import default_run_dir
     from inocray.settings import get_setting
-    from inocray.run._launch import default_run_dir
-    from inocray.config._validate import load_sweep
 
     spec = load_sweep(sweep_file, check_model=not no_model_check)
     catalogues = {e.setting: get_setting(e.setting, None if no_model_check else e.data).prompts
-                  for e in grid.entries(spec)}
-    trials = plan_grid(spec, catalogues)
-    click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(trials)} trials")
-    if grid.is_grid(spec):
-        cells = grid.cells(spec)
-        click.echo(f"grid: {grid.describe(spec)}, {len(trials)} trials")
-        for c in cells:
-            click.echo(f"  cell {c.id}: {sum(t.cell == c.id for t in trials)} trials")
+                  for e in setting_entries(spec)}
+    plan = make_plan(spec, catalogues)
+    click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(plan.trials)} trials")
+    if plan.is_grid:
+        click.echo(f"grid: {plan.describe()}, {len(plan.trials)} trials")
+        for c in plan.cells:
+            click.echo(f"  cell {c.id}: {len(plan.cell_trials(c))} trials")
     click.echo(f"default run directory: {default_run_dir(spec)}")

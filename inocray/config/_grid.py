@@ -1,9 +1,6 @@
 """The grid of a sweep: settings x models x hyperparameter axes, each cell a one-setting sweep.
 
-    cells(spec)              every cell, in plan order
-    cell(spec, cell_id)      one of them by its id
-    base_cells(spec)         (trial id, cell) of each base-model measurement
-    data_cells(spec)         (trial id, cell) of each measurement of the training data (T*)
+    cells(spec)              every cell, in plan order (the Plan, _plan.py, holds them)
     check_grid(spec, source) the axis values typed and checked, then every cell as a sweep
 
 A cell's spec is the sweep's own with one setting entry, one model and one value of each axis
@@ -12,9 +9,8 @@ names what varies across the grid, readably ("lr=0.001,r=4", "spanish_caps,smoll
 sweep file of one setting and one model without `grid:` is one cell whose id is "" and whose
 spec is the file's own, so its trial ids, rows and run directory are what they always were.
 
-The base model is measured once per (setting, model, placement, eval axes): a setting entry
-fixes its placement, and only `eval.temperature` among the axes changes what the untrained
-model says. The training data's trait level (T*) is measured once per setting.
+Only `eval.temperature` among the axes changes what the untrained model says (BASE_AXES):
+the plan measures the base model once per setting, model and value of it.
 """
 
 from __future__ import annotations
@@ -105,37 +101,6 @@ def cells(spec: SweepSpec) -> list[Cell]:
     return out
 
 
-def cell(spec: SweepSpec, cell_id: str) -> Cell:
-    for c in cells(spec):
-        if c.id == cell_id:
-            return c
-    raise KeyError(cell_id)
-
-
-def base_cells(spec: SweepSpec) -> list[tuple[str, Cell]]:
-    """(trial id, a cell measured) of each base-model measurement: one per (setting, model,
-    value of the base axes); "base" in a sweep without a grid."""
-    return _untrained("base", spec, lambda c: (c.setting, c.model, *[value_of(c.spec, a) for a in BASE_AXES]),
-                      with_model=True)
-
-
-def data_cells(spec: SweepSpec) -> list[tuple[str, Cell]]:
-    """(trial id, a cell) of each measurement of the training data: one per setting."""
-    return _untrained("data", spec, lambda c: c.setting, with_model=False)
-
-
-def _untrained(kind: str, spec: SweepSpec, key, with_model: bool) -> list[tuple[str, Cell]]:
-    """One (trial id, cell) per value of `key(cell)`; the id names what varies of the key."""
-    out: dict[Any, tuple[str, Cell]] = {}
-    for c in cells(spec):
-        if key(c) not in out:
-            parts = [label(c.setting)] * (len(entries(spec)) > 1)
-            parts += [label(c.model)] * (with_model and len(models(spec)) > 1)
-            parts += [f"{AXES[a]}={shown(v)}" for a, v in c.axes if with_model and a in BASE_AXES]
-            out[key(c)] = (",".join([kind, *parts]), c)
-    return list(out.values())
-
-
 def value_of(spec: SweepSpec, axis: str) -> Any:
     value: Any = spec
     for part in axis.split("."):
@@ -217,12 +182,5 @@ def _check_names(spec: SweepSpec, source: str) -> None:
             seen[label(name)] = name
 
 
-def describe(spec: SweepSpec) -> str:
-    """The grid's size by axis, as `inocray validate` prints it."""
-    sizes = [("setting", len(entries(spec))), ("model", len(models(spec)))]
-    sizes += [(axis, len(values)) for axis, values in spec.grid.items()]
-    return " x ".join(f"{name} {n}" for name, n in sizes) + f" = {len(cells(spec))} cells"
-
-
-__all__ = ["AXES", "ENTRY_KEYS", "BASE_AXES", "BY", "Cell", "axis_type", "base_cells", "cell", "cells", "check_grid",
-           "data_cells", "describe", "entries", "is_grid", "models"]
+__all__ = ["AXES", "ENTRY_KEYS", "BASE_AXES", "BY", "Cell", "axis_type", "cells", "check_grid", "entries", "is_grid",
+           "models"]

@@ -1,13 +1,16 @@
-"""The trial plan of a sweep: which trials it runs, under which prompts, with which seeds.
+"""The plan of a sweep: its cells, its trials and its measurements, made once from the spec.
 
-    plan_trials(spec, catalogue)   every inoculation prompt and control x every seed (one cell)
-    plan_grid(spec, catalogues)    the same for every cell of a grid (grid.py), interleaved
-    trial_ids(spec)                the grid's trial ids, from the sweep file alone
+    make_plan(spec)              the Plan, by ids: what `inocray status` and resume need
+    make_plan(spec, catalogues)  the same with every prompt's wording (setting name -> its
+                                 prompt catalogue): what the launcher and a trial need
 
-A trial's id is `trial_id(prompt_id, seed, cell)`, e.g. "es-hint-s0", or in a grid
-"lr=0.001,r=4,es-hint-s0"; it names the trial's files in the run directory (rundir.py). The ids
-depend on the sweep file only, so `inocray status` plans them without the setting, its data
-files or its models, which may exist only on the cluster.
+Every id a run directory holds is made here: a trial's, `trial_id(prompt_id, seed, cell)`
+("es-hint-s0", in a grid "lr=0.001,r=4,es-hint-s0"); a PTST control's, the same with the PTST
+prompt's id; the base model's measurement, "base" (in a grid "base,SETTING,MODEL,temp=T": once
+per setting, model and value of the axes the untrained model depends on); the training
+data's, "data" (in a grid "data,SETTING": once per setting). The ids depend on the sweep file
+only, so `inocray status` plans them without the setting, its data or its models, which may
+exist only on the cluster.
 
 A grid's trials are interleaved, the first trial of every cell before the second of any, so
 that Tune, which starts them in plan order, covers every cell early.
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
-if TYPE_CHECKING:
-    from inocray.settings import Prompt
-    from inocray.config._spec import SweepSpec
+from inocray.config._placement import Placement, placement
+from inocray.config._grid import AXES, BASE_AXES, Cell, cells, entries, is_grid, label, models, shown, value_of
+from inocray.config._spec import NONE, SettingEntry, SweepSpec
+from inocray.settings import Prompt
 
-NONE = "none"  # prompt id of the no-prompt control
 T = TypeVar("T")
+BASE = "base"  # the base model's measurement in a sweep without a grid
+DATA = "data"  # the training data's measurement in a sweep without a grid
 
 
 def trial_id(prompt_id: str, seed: int, cell: str = "") -> str:
@@ -34,26 +39,95 @@ def trial_id(prompt_id: str, seed: int, cell: str = "") -> str:
 
 
 @dataclass(frozen=True)
+class Ptst:
+    """A PTST control: the no-prompt control's model evaluated under an instruction, stored as
+    the rows of a virtual trial of its own."""
+
+    id: str  # trial_id(prompt_id, seed, cell)
+    prompt_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Trial:
     id: str
+    cell: Cell  # the grid cell whose one-setting spec the trial runs
     prompt_id: str
-    prompt_texts: tuple[str, ...]  # the wordings trained on; () for the no-prompt control
     prompt_role: str  # "inoculation" | "none" | "irrelevant"
     seed: int
-    # PTST controls (id, text), only on the no-prompt control: its model is also evaluated
-    # with each instruction, as rows of the virtual trial trial_id(id, seed) (role "ptst").
-    ptst: tuple[tuple[str, str], ...] = ()
-    cell: str = ""  # the grid cell (grid.Cell.id); "" in a sweep without a grid
+    prompt_texts: tuple[str, ...] = ()  # the wordings trained on; () for the no-prompt control
+    ptst: tuple[Ptst, ...] = ()  # only on the no-prompt control
 
     @property
     def prompt_text(self) -> str:
         """The canonical wording, evaluated in Cs ("" for the no-prompt control)."""
         return self.prompt_texts[0] if self.prompt_texts else ""
 
+    @property
+    def spec(self) -> SweepSpec:
+        return self.cell.spec
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement of an untrained model or of the training data, stored as rows of `id`."""
+
+    id: str
+    kind: str  # "base" | "data"
+    cell: Cell  # a cell it stands for: its setting, model and base axes are what is measured
+
+    def columns(self) -> dict[str, Any]:
+        return self.cell.columns(trained=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: SweepSpec
+    cells: tuple[Cell, ...]
+    trials: tuple[Trial, ...]  # in the order Tune starts them
+    base: tuple[Measurement, ...]
+    data: tuple[Measurement, ...]
+    entries: tuple[SettingEntry, ...]  # the settings, in file order
+    models: tuple[str, ...]  # the base models, in file order
+
+    @property
+    def is_grid(self) -> bool:
+        return is_grid(self.spec)
+
+    def trial(self, trial_id: str) -> Trial:
+        return next(t for t in self.trials if t.id == trial_id)
+
+    def cell_trials(self, cell: Cell) -> list[Trial]:
+        return [t for t in self.trials if t.cell.id == cell.id]
+
+    @property
+    def placement(self) -> Placement:
+        """What the sweep's engines, training groups and trials reserve on the cluster."""
+        return placement(self.spec, len(self.models), any(c.spec.train.method == "full" for c in self.cells))
+
+    def describe(self) -> str:
+        """The grid's size by axis, as `inocray validate` prints it."""
+        sizes = [("setting", len(self.entries)), ("model", len(self.models))]
+        sizes += [(axis, len(values)) for axis, values in self.spec.grid.items()]
+        return " x ".join(f"{name} {n}" for name, n in sizes) + f" = {len(self.cells)} cells"
+
+
+def make_plan(spec: SweepSpec, catalogues: Mapping[str, Mapping[str, Prompt]] | None = None) -> Plan:
+    """The plan of `spec`; with `catalogues` (setting name -> its prompts), the trials carry
+    their prompts' wordings."""
+    grid_cells = cells(spec)
+    settings, bases = entries(spec), models(spec)
+    trials = interleave(_cell_trials(c, catalogues[c.setting] if catalogues is not None else None)
+                        for c in grid_cells)
+    base = _untrained(BASE, grid_cells, lambda c: (c.setting, c.model, *[value_of(c.spec, a) for a in BASE_AXES]),
+                      len(settings) > 1, len(bases) > 1)
+    data = _untrained(DATA, grid_cells, lambda c: c.setting, len(settings) > 1, False)
+    return Plan(spec, tuple(grid_cells), tuple(trials), tuple(base), tuple(data), tuple(settings), tuple(bases))
+
 
 def trained_prompts(spec: SweepSpec) -> list[tuple[str, str]]:
-    """(prompt id, role) of every trained prompt, in plan order: the inoculation prompts, the
-    no-prompt control, the irrelevant-prompt controls."""
+    """(prompt id, role) of every trained prompt of a one-setting spec, in plan order: the
+    inoculation prompts, the no-prompt control, the irrelevant-prompt controls."""
     return ([(pid, "inoculation") for pid in spec.prompts] + [(NONE, "none")]
             + [(pid, "irrelevant") for pid in spec.irrelevant])
 
@@ -66,48 +140,37 @@ def measured_prompts(spec: SweepSpec) -> list[tuple[str, str]]:
 
 def prompt_catalogue(spec: SweepSpec, setting_prompts: Mapping[str, Prompt]) -> dict[str, Prompt]:
     """The setting's prompts plus those the sweep file writes out itself."""
-    from inocray.settings import Prompt
-
     custom = {pid: Prompt(pid, texts[0], tuple(texts[1:])) for pid, texts in spec.custom_prompts.items()}
     return {**setting_prompts, **custom}
 
 
-def plan_trials(spec: SweepSpec, setting_prompts: Mapping[str, Prompt], cell: str = "") -> list[Trial]:
-    """The trials of one cell: every inoculation prompt and control, crossed with every seed.
+def _cell_trials(cell: Cell, setting_prompts: Mapping[str, Prompt] | None) -> list[Trial]:
+    """Every inoculation prompt and control of one cell, crossed with every seed. PTST controls
+    add no trials: they are evaluations of the no-prompt control's model."""
+    spec = cell.spec
+    catalogue = prompt_catalogue(spec, setting_prompts) if setting_prompts is not None else {}
 
-    `spec`: a one-setting sweep (a grid cell's spec); `setting_prompts`: its setting's prompt
-    catalogue (`setting.prompts`). PTST controls add no trials: they are evaluations of the
-    no-prompt control's model.
-    """
-    catalogue = prompt_catalogue(spec, setting_prompts)
-    ptst = tuple((pid, catalogue[pid].text) for pid in spec.ptst)
-    return [
-        Trial(trial_id(pid, seed, cell), pid, catalogue[pid].texts if role != "none" else (), role, seed,
-              ptst if role == "none" else (), cell)
-        for pid, role in trained_prompts(spec)
-        for seed in spec.seeds
-    ]
+    def texts(pid: str) -> tuple[str, ...]:
+        return catalogue[pid].texts if pid in catalogue else ()
 
-
-def plan_grid(spec: SweepSpec, catalogues: Mapping[str, Mapping[str, Prompt]]) -> list[Trial]:
-    """The trials of every cell of the grid, interleaved; `catalogues`: setting name -> its
-    prompt catalogue."""
-    from inocray.config._grid import cells
-
-    return interleave(plan_trials(c.spec, catalogues[c.setting], c.id) for c in cells(spec))
+    out = []
+    for pid, role in trained_prompts(spec):
+        for seed in spec.seeds:
+            ptst = tuple(Ptst(trial_id(p, seed, cell.id), p, texts(p)[0] if texts(p) else "") for p in spec.ptst)
+            out.append(Trial(trial_id(pid, seed, cell.id), cell, pid, role, seed,
+                             texts(pid) if role != "none" else (), ptst if role == "none" else ()))
+    return out
 
 
-def trial_ids(spec: SweepSpec) -> list[str]:
-    """The ids of `plan_grid(spec, ...)`, in plan order, without the settings."""
-    return [t for t, _ in cell_trial_ids(spec)]
-
-
-def cell_trial_ids(spec: SweepSpec) -> list[tuple[str, str]]:
-    """(trial id, cell id) of every trial of the grid, in plan order, without the settings."""
-    from inocray.config._grid import cells
-
-    return interleave([(trial_id(pid, seed, c.id), c.id) for pid, _ in trained_prompts(c.spec) for seed in c.spec.seeds]
-                      for c in cells(spec))
+def _untrained(kind: str, grid_cells: list[Cell], key, by_setting: bool, by_model: bool) -> list[Measurement]:
+    """One measurement per value of `key(cell)`; its id names what varies of the key."""
+    out: dict[Any, Measurement] = {}
+    for c in grid_cells:
+        if key(c) not in out:
+            parts = [label(c.setting)] * by_setting + [label(c.model)] * by_model
+            parts += [f"{AXES[a]}={shown(v)}" for a, v in c.axes if kind == BASE and a in BASE_AXES]
+            out[key(c)] = Measurement(",".join([kind, *parts]), kind, c)
+    return list(out.values())
 
 
 def interleave(lists: Iterable[list[T]]) -> list[T]:

@@ -1,10 +1,11 @@
 """The sweep file: its schema, parsed into typed values and checked field by field, and hashed.
 
 A sweep file is YAML (loaded safely) that maps onto `SweepSpec`. Each field's allowed values
-are written once, beside the field (`rule`); `load_spec` and `parse_spec` check them and the
-constraints between fields. Nothing here reads the setting, its data files or any model:
-those checks are validate.py's, as torchtune splits config/_parse.py from _validate.py. Every
-error names the file and the field in one sentence, before anything runs.
+are written once, beside the field (`rule`); `build_spec` checks them and the constraints
+between fields. This module imports nothing of inocray but the error contract: reading the
+file and checking the grid are _parse.py's, the checks against the world _validate.py's (as
+torchtune splits config/_parse.py from _validate.py). Every error names the file and the field
+in one sentence, before anything runs.
 """
 
 from __future__ import annotations
@@ -18,16 +19,12 @@ import re
 import reprlib
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from inocray.chat import PLACEMENTS
 from inocray.errors import InputError
-from inocray.config._plan import NONE
-from inocray.registry import BACKENDS
 
+NONE = "none"  # prompt id of the no-prompt control (a sweep file cannot use it for a prompt of its own)
+PLACEMENTS = ("system", "user_prefix", "user_suffix")  # where the prompt goes (chat.messages)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SWEEP_BYTES = 1 << 20
 MAX_STEPS = 100_000  # optimizer steps of one trial
@@ -122,7 +119,7 @@ class EvalSpec:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    name: str = rule("vllm", choices=BACKENDS.names())  # vllm | transformers (for models vLLM cannot load)
+    name: str = "vllm"  # an engine of registry.BACKENDS: vllm | transformers (for models vLLM cannot load)
     max_lora_rank: int = rule(8, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512))  # the ranks vLLM's LoRA takes
     max_loras: int = rule(4, above=0)
     max_num_seqs: int = rule(1024, above=0)  # sequences in one step of a vLLM engine: several trials' requests
@@ -222,41 +219,11 @@ HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",),
 
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read a sweep file and check its fields; InputError naming the file and field.
-
-    The setting, data files and models it names are checked by validate.load_sweep.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such sweep file")
-    size = path.stat().st_size
-    if size > MAX_SWEEP_BYTES:
-        raise InputError(f"{path}: is {size} bytes, more than a sweep file's limit of 1 MiB")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise InputError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', e)})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
-    except (ValueError, RecursionError):
-        raise InputError(f"{path}: not valid YAML (a number too long or nesting too deep)") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
-    return parse_spec(data, source=str(path))
-
-
-def parse_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
-    """The SweepSpec of a parsed YAML document, its fields checked; InputError naming the field.
-
-    A grid's entries under `settings:` take the top-level value of each key they leave out,
-    and every cell of the grid is checked as the single-setting sweep it is (grid.check_grid).
-    """
-    from inocray.config._grid import check_grid  # grid.py builds its cells from this module's SweepSpec
-
-    return check_grid(_build(SweepSpec, _filled(data, source), source, ""), source)
+def build_spec(data: Any, source: str = "<sweep>") -> SweepSpec:
+    """The SweepSpec of a parsed YAML document, each field checked against its rule; InputError
+    naming the field. A grid's entries under `settings:` take the top-level value of each key
+    they leave out."""
+    return _build(SweepSpec, _filled(data, source), source, "")
 
 
 def _filled(data: Any, source: str) -> Any:

@@ -1,6 +1,6 @@
 """A parsed sweep checked against what it names: its setting, data files, models, classifiers.
 
-spec.py turns the file into a SweepSpec and checks each field alone; this module checks the
+_parse.py turns the file into a SweepSpec and checks each field alone; this module checks the
 spec against the world, as torchtune's config/_validate.py follows config/_parse.py:
 
     load_sweep(path)          read, parse and check a sweep file: what the commands call
@@ -18,12 +18,14 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from inocray.config import _grid as grid
-from inocray.settings._classifier import labels
+from inocray.config._grid import Cell
+from inocray.config._parse import load_spec, parse_spec
+from inocray.config._plan import Plan, make_plan
+from inocray.config._spec import ENTRY_KEYS, SweepSpec, bad, brief
+from inocray.chat import messages, render
 from inocray.errors import InputError
-from inocray.models._presets import check_available, is_preset, preset_names
-from inocray.settings import Setting, get_setting
-from inocray.config._spec import SweepSpec, bad, brief, load_spec, parse_spec
+from inocray.models import check_available, is_preset, preset_names
+from inocray.settings import Setting, get_setting, labels
 
 __all__ = ["load_sweep", "parse_sweep", "check_spec", "one_setting"]
 
@@ -47,10 +49,11 @@ def check_spec(spec: SweepSpec, source: str, check_model: bool = True) -> SweepS
     cells; an error names the field as the file writes it (`settings[1].prompts[0]`, `models[0]`).
     """
     seen = set()
-    for c in grid.cells(spec):
+    plan = make_plan(spec)
+    for c in plan.cells:
         if (c.setting, c.model) not in seen:
             seen.add((c.setting, c.model))
-            _check_one(c.spec, _in_file(spec, c, source), check_model)
+            _check_one(c.spec, _in_file(plan, c, source), check_model)
     if not check_model:
         return spec
     # Absolute here, where the directories were checked: trials score in a working directory
@@ -64,21 +67,23 @@ def one_setting(spec: SweepSpec, source: str, command: str) -> SweepSpec:
     """The one-setting sweep that a command working on one setting and one model (screen,
     make-data, plan) takes: `spec` itself, or the first cell of a grid over hyperparameters
     alone; InputError for a grid of several settings or models."""
-    settings, models = len(grid.entries(spec)), len(grid.models(spec))
+    plan = make_plan(spec)
+    settings, models = len(plan.entries), len(plan.models)
     if settings > 1 or models > 1:
         raise InputError(f"{source}: `inocray {command}` takes a sweep of one setting and one model, "
                          f"and this grid has {settings} settings and {models} models")
-    return grid.cells(spec)[0].spec
+    return plan.cells[0].spec
 
 
-def _in_file(spec: SweepSpec, c: grid.Cell, source: str) -> Bad:
+def _in_file(plan: Plan, c: Cell, source: str) -> Bad:
     """The error about a field of cell `c`'s spec, named as the sweep file writes it."""
-    entry = [e.setting for e in grid.entries(spec)].index(c.setting)
-    model = grid.models(spec).index(c.model)
+    spec = plan.spec
+    entry = [e.setting for e in plan.entries].index(c.setting)
+    model = plan.models.index(c.model)
 
     def fail(name: str, why: str) -> InputError:
         head = name.split(".")[0].split("[")[0]
-        if spec.settings and head in grid.ENTRY_KEYS:
+        if spec.settings and head in ENTRY_KEYS:
             name = f"settings[{entry}].{name}"
         elif spec.models and name == "model":
             name = f"models[{model}]"
@@ -151,8 +156,6 @@ def _check_placement(spec: SweepSpec, fail: Bad) -> None:
     if spec.placement != "system" or is_preset(spec.model):
         return
     from transformers import AutoTokenizer
-
-    from inocray.chat import messages, render
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.model)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Hashable, Mapping
 
-from inocray import chat as data
-from inocray.evaluation.backends import GenerateRequest
-from inocray.settings._classifier import with_classifiers
+from inocray import chat
+from inocray.config import SweepSpec
 from inocray.errors import InputError
-from inocray.settings import Setting
-from inocray.config._spec import SweepSpec
+from inocray.evaluation.backends import GenerateRequest
+from inocray.settings import Setting, with_classifiers
 
 EVAL_SEED = 10_007  # evaluation requests are drawn apart from any training seed
 
@@ -55,7 +54,7 @@ def check_judge(setting: Setting, judge) -> None:
         )
 
 
-def score(completions: list[str], items: list[data.EvalItem], setting: Setting, judge=None) -> dict[str, tuple[float, int]]:
+def score(completions: list[str], items: list[chat.EvalItem], setting: Setting, judge=None) -> dict[str, tuple[float, int]]:
     """Rate of each trait over the completions that could be scored, and how many were.
 
     `judge` (scorers.Judge) scores the traits whose scorer needs one.
@@ -88,7 +87,7 @@ def sample_contexts(
     check_judge(setting, judge)  # before sampling: a missing judge should not cost a request
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(prompts)
-    chats = [data.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]
+    chats = [chat.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]
     completions = engine_handle.generate.remote(
         GenerateRequest(
             chats=chats,
@@ -117,8 +116,8 @@ def chat_sizes(tokenizer, spec: SweepSpec, setting: Setting, prompts: dict[Hasha
     chat template may add its own default system message to C0 (SmolLM2's does).
     """
     requests = [it.request for it in setting.eval_items(spec.eval.requests, EVAL_SEED)]
-    longest = max(requests, key=lambda r: len(data.render(tokenizer, data.messages(r, None, spec.placement))))
-    return {key: len(data.render(tokenizer, data.messages(longest, text, spec.placement))) for key, text in prompts.items()}
+    longest = max(requests, key=lambda r: len(chat.render(tokenizer, chat.messages(r, None, spec.placement))))
+    return {key: len(chat.render(tokenizer, chat.messages(longest, text, spec.placement))) for key, text in prompts.items()}
 
 
 def check_fits(model_path: str, spec: SweepSpec, setting: Setting, prompts: dict[str, str]) -> None:
@@ -143,5 +142,5 @@ def check_fits(model_path: str, spec: SweepSpec, setting: Setting, prompts: dict
 def data_rates(setting: Setting, spec: SweepSpec, judge=None) -> dict[str, tuple[float, int]]:
     """T*: the trait levels of the training responses themselves (seed 0's draw)."""
     examples = setting.training_examples(spec.train.examples, 0)
-    items = [data.EvalItem(ex.request, ex.meta) for ex in examples]
+    items = [chat.EvalItem(ex.request, ex.meta) for ex in examples]
     return score([ex.response for ex in examples], items, with_classifiers(setting, spec.eval.classifiers), judge)

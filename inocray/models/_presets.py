@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from inocray.models._cache import cached_build
+from inocray.models.toy import build_base_model
 from inocray.errors import InputError
 from inocray.registry import MODELS
 
@@ -42,14 +43,12 @@ class Preset(Protocol):
 
 @dataclass(frozen=True)
 class ToyPreset:
-    """The toy trait world's base model (inocray/toy), cached by its config's hash."""
+    """The toy trait world's base model (models/toy), cached by its config's hash."""
 
     def check(self) -> None:
         pass
 
     def build(self, log: Callable) -> Path:
-        from inocray.models.toy import build_base_model
-
         return build_base_model(log=log)
 
 

@@ -2,33 +2,34 @@
 
     RUN_DIR/                 a local or NFS path, or an s3:// prefix (storage.py)
       sweep.json             the validated spec and its hash: the directory belongs to one sweep
-      rows/TRIAL.parquet     the trial's result rows (store.py), its proof of completion;
+      rows/TRIAL.parquet     the trial's result rows (_rows.py), its proof of completion;
                              rows/base.parquet and rows/data.parquet for the untrained model
       adapters/TRIAL/        the trial's final adapter (or full model)
       checkpoints/TRIAL/     its DeepSpeed checkpoints, to resume from
       logs/TRIAL.log         its training progress and each evaluation
       train/, tune/          Ray Train's and Ray Tune's own records
+      analysis.parquet, analysis.csv        the fit (inocray.analysis)
+      elicitation-TRAIT[-CELL].png          its plot per trait (and grid cell)
+      report.html                           the report (inocray analyze/report)
 
-TRIAL is a trial id (plan.trial_id). What the analysis and the report write lies beside
-these (analysis.parquet, report.html: see inocray.analysis and report.py).
+TRIAL is an id of the plan (config.Trial.id, config.Measurement.id).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from inocray.results import _storage as storage
+from inocray.results import storage
 from inocray.errors import InputError
-from inocray.results._storage import Location
+from inocray.results.storage import Location
 
 if TYPE_CHECKING:
-    from inocray.config._spec import SweepSpec
+    from inocray.config import SweepSpec
 
 SWEEP_RECORD = "sweep.json"
 ROWS_DIR = "rows"
@@ -37,8 +38,13 @@ CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 TRAIN_DIR = "train"
 TUNE_DIR = "tune"
-BASE_TRIAL = "base"  # rows of the untrained model: the elicitation of every prompt
-DATA_TRIAL = "data"  # rows of the training responses: T*
+ANALYSIS = "analysis"  # ANALYSIS.parquet and ANALYSIS.csv: the fit
+REPORT = "report.html"
+
+
+def elicitation_plot(trait: str, cell: str = "") -> str:
+    """The file name of a trait's elicitation plot (in a grid, one per cell)."""
+    return f"elicitation-{trait}{f'-{cell}' if cell else ''}.png"
 
 
 def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from inocray.results import _storage as storage
+from inocray.results import storage
 from inocray.errors import InputError
-from inocray.config._grid import AXES, axis_type
+from inocray.config import AXES, axis_type
 from inocray.results._layout import ROWS_DIR, rows_path
-from inocray.results._storage import Location, write_atomically
+from inocray.results.storage import Location, write_atomically
 
 __all__ = ["SCHEMA", "write_atomically", "write_rows", "has_rows", "read_rows"]
 

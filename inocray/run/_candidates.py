@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from inocray.errors import InputError
-from inocray.config._spec import ID_PATTERN
+from inocray.config import ID_PATTERN
 
 
 @dataclass(frozen=True)

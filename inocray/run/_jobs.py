@@ -31,10 +31,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from inocray.results import _storage as storage
+from inocray.config import SweepSpec, load_sweep
 from inocray.errors import InputError
-from inocray.config._spec import SweepSpec
-from inocray.config._validate import load_sweep, parse_sweep
+from inocray.results import storage
 
 CLUSTER_RUNS_ROOT = "/mnt/shared/runs"  # the shared mount of cluster.yaml and docs/cluster-local.yaml
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -154,11 +153,6 @@ def connect(address: str) -> tuple[Any, str]:
 def load_cluster_spec(path: str | Path) -> SweepSpec:
     """load_sweep for a sweep that will run on a cluster: its model directory need not exist here."""
     return load_sweep(path, check_model=False)
-
-
-def parse_cluster_spec(data: Any, source: str) -> SweepSpec:
-    """parse_sweep, except that `model:` may name a directory that exists only on the cluster."""
-    return parse_sweep(data, source, check_model=False)
 
 
 def _normalize(address: str) -> str:

@@ -20,14 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from inocray import chat as data
-from inocray.models import _presets as models
-from inocray.evaluation import _serve as serve
-from inocray.results import _storage as storage
-from inocray.evaluation.backends import GenerateRequest
+from inocray import chat, models
+from inocray.config import PLACEMENTS, DataSpec, SweepSpec, make_plan
 from inocray.errors import InputError
+from inocray.evaluation import GenerateRequest, serve
+from inocray.results import storage
 from inocray.settings import get_setting
-from inocray.config._spec import DataSpec, SweepSpec
 
 __all__ = ["TRANSFORMS", "MadeData", "make_data", "sample_and_keep", "whole_sentences"]
 
@@ -87,8 +85,8 @@ def make_data(
     if transform and transform not in TRANSFORMS:
         raise InputError(f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})")
     placement = placement or spec.placement
-    if placement not in data.PLACEMENTS:
-        raise InputError(f"unknown placement {placement!r} (known: {', '.join(data.PLACEMENTS)})")
+    if placement not in PLACEMENTS:
+        raise InputError(f"unknown placement {placement!r} (known: {', '.join(PLACEMENTS)})")
     setting = get_setting(spec.setting, DataSpec(_existing(spec.data.train), str(requests)))
     rows = getattr(setting, "eval_rows", None)
     if rows is None:
@@ -115,7 +113,8 @@ def make_data(
     echo(f"asking {teacher} for {len(rows)} requests x {samples} samples ({max_tokens} tokens, "
          f"temperature {temperature:g}) under {placement} instruction {instruction!r}")
     app = f"inocray-makedata-{spec.hash()}"
-    with serve.session(app, model_path, spec.engine, address, echo, judge_model=judge_model) as engine:
+    replica = make_plan(spec).placement.replica
+    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=judge_model) as engine:
         judge = serve.judge(app, judge_model)
         sampling = GenerateRequest([], samples, max_tokens, temperature, seed)
         kept, shown = sample_and_keep(engine, setting, rows, instruction, placement, keep, transform, sampling,
@@ -145,7 +144,7 @@ def sample_and_keep(engine, setting, rows: Sequence[dict], instruction: str, pla
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
         items = [setting.item(row) for row in batch]
-        chats = [data.messages(item.request, instruction, placement) for item in items]
+        chats = [chat.messages(item.request, instruction, placement) for item in items]
         answers = engine.generate.remote(dataclasses.replace(sampling, chats=chats, seed=sampling.seed + start)).result()
         flat = [(row, item, whole_sentences(text)) for row, item, texts in zip(batch, items, answers) for text in texts]
         marks = {name: traits[name].scorer.score([c for _, _, c in flat], [it for _, it, _ in flat], judge)

@@ -1,14 +1,10 @@
 """Does the sweep fit its Ray cluster? The engines and one trial against the cluster's resources.
 
-A sweep reserves its evaluation engines for its whole life, one app per base model of
-engine.replicas replicas (engine.num_cpus and num_gpus each, and the GPUs again for a judge model
-of its own), and every trial that runs at once needs its Tune trainable (TRIAL_CPU) and a
-long-lived worker group (workers.py), which holds its Ray Train workers (train.num_workers x
-(cpus_per_worker CPU, plus one GPU each with train.use_gpu)) for the whole sweep; a fully
-fine-tuned trial evaluates on an engine of its own (engine.num_gpus, no CPU) while its group
-holds its GPUs. A cluster that cannot hold the engines and one trial leaves the sweep waiting
-forever, so `check` turns that into one sentence before any trial starts; `slots` is how many
-groups a sweep opens.
+What each part of a sweep reserves is the plan's Placement (config/_placement.py): the engine
+apps for the whole sweep, and per running trial its Tune trainable, its long-lived training
+group and, fully fine-tuned, an engine of its own. A cluster that cannot hold the engines and
+one trial leaves the sweep waiting forever, so `check` turns that into one sentence before any
+trial starts; `slots` is how many groups a sweep opens.
 
 The resources are totals over the nodes; how they split between nodes is left to Ray. On an
 autoscaling cluster `ray.cluster_resources()` shows only the nodes running now, so the
@@ -25,62 +21,35 @@ from typing import Callable, Mapping
 
 import yaml
 
-from inocray.config import _grid as grid
+from inocray.config import Placement, Plan
 from inocray.errors import InputError
-from inocray.config._spec import SweepSpec
 
-TRIAL_CPU = 0.01  # what a trial's trainable reserves (sweep._tune); its workers hold the real CPUs
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # the cluster launcher's config, on the head
 _SLACK = 1e-6  # Ray counts resources in units of 1e-4; sums of floats like 0.49 + 0.01 are not exact
+KINDS = {"GPU": "gpu", "CPU": "cpu"}  # Ray's resource name -> Holds field
 
 
-def _gpu_replicas(spec: SweepSpec) -> int:
-    """Engine replicas holding engine.num_gpus for the whole sweep: engine.replicas per base
-    model, and a judge of its own (one replica, which, like serve.model_app, reserves no CPU)."""
-    return _replicas(spec) + (spec.eval.judge_model not in ("", "base"))
+def _needs(placement: Placement) -> tuple[dict[str, float], dict[str, float]]:
+    """What the engines hold, and what one trial holds, by Ray resource name."""
+    engine, trial = placement.engines, placement.trial
+    return ({k: getattr(engine, f) for k, f in KINDS.items()}, {k: getattr(trial, f) for k, f in KINDS.items()})
 
 
-def _replicas(spec: SweepSpec) -> int:
-    """The replicas of the sweep's engine apps, one app per base model."""
-    return spec.engine.replicas * len(grid.models(spec))
-
-
-def engine_needs(spec: SweepSpec) -> dict[str, float]:
-    """What the sweep holds while it runs: each engine app's replicas, and a judge app of its own."""
-    return {"CPU": spec.engine.num_cpus * _replicas(spec), "GPU": spec.engine.num_gpus * _gpu_replicas(spec)}
-
-
-def trial_needs(spec: SweepSpec) -> dict[str, float]:
-    """What one running trial holds at most, in the grid's most demanding cell."""
-    needs = [_cell_trial_needs(c.spec) for c in grid.cells(spec)]
-    return {kind: max(n[kind] for n in needs) for kind in ("CPU", "GPU")}
-
-
-def _cell_trial_needs(spec: SweepSpec) -> dict[str, float]:
-    """What one running trial of a one-setting sweep holds at most: its trainable, its group's
-    workers and its own engine."""
-    t = spec.train
-    gpus = t.num_workers if t.use_gpu else 0
-    if t.method == "full":  # evaluated on an engine of its own, beside its group's workers
-        gpus += spec.engine.num_gpus
-    return {"CPU": TRIAL_CPU + t.num_workers * t.cpus_per_worker, "GPU": gpus}
-
-
-def problem(resources: Mapping[str, float], spec: SweepSpec, at_most: bool = False) -> str | None:
-    """Why the engine and one trial cannot run at once on `resources` (one sentence), or None.
+def problem(resources: Mapping[str, float], plan: Plan, at_most: bool = False) -> str | None:
+    """Why the engines and one trial cannot run at once on `resources` (one sentence), or None.
 
     `at_most`: `resources` is the most an autoscaling cluster can grow to, not what it has.
     """
-    engine, trial = engine_needs(spec), trial_needs(spec)
-    for kind in ("GPU", "CPU"):
+    engine, trial = _needs(plan.placement)
+    for kind in KINDS:
         need, have = engine[kind] + trial[kind], resources.get(kind, 0.0)
         if need <= have + _SLACK:
             continue
         has = f"{'can have at most' if at_most else 'has'} {_amount(have, kind)}"
-        n = len(grid.models(spec))
+        n = len(plan.models)
         engines = "the evaluation engine" if n == 1 else f"the {n} evaluation engines"
         return (f"{engines} ({_amount(engine[kind], kind)}) and one trial ({_amount(trial[kind], kind)}) "
-                f"need {_amount(need, kind)} at once but the Ray cluster {has}: {_advice(kind, have, spec)}")
+                f"need {_amount(need, kind)} at once but the Ray cluster {has}: {_advice(kind, have, plan)}")
     return None
 
 
@@ -88,21 +57,22 @@ def _amount(value: float, kind: str) -> str:
     return f"{value:g} {kind}{'' if 0 < value <= 1 else 's'}"
 
 
-def _advice(kind: str, have: float, spec: SweepSpec) -> str:
-    """What to change in the sweep file (or the cluster) so that the engine and a trial fit."""
-    engine, trial, t = engine_needs(spec), trial_needs(spec), spec.train
+def _advice(kind: str, have: float, plan: Plan) -> str:
+    """What to change in the sweep file (or the cluster) so that the engines and a trial fit."""
+    (engine, trial), t, where = _needs(plan.placement), plan.spec.train, plan.placement
     fixes = []
     if kind == "GPU" and have < _SLACK:
         no_gpu = ["engine.num_gpus: 0"] * bool(engine["GPU"]) + ["train.use_gpu: false"] * t.use_gpu
         fixes.append("set " + " and ".join(no_gpu))
     elif kind == "GPU":
         if engine["GPU"] and trial["GPU"] <= have:
-            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / _gpu_replicas(spec):g}")
+            gpu_replicas = where.replicas + (where.judge is not None)
+            fixes.append(f"set engine.num_gpus to at most {(have - trial['GPU']) / gpu_replicas:g}")
         if t.use_gpu:
             workers = math.floor(have - engine["GPU"] + _SLACK)
             fixes.append(f"lower train.num_workers to {workers}" if workers >= 1 else "set train.use_gpu: false")
     else:
-        room = have - engine["CPU"] - TRIAL_CPU
+        room = have - engine["CPU"] - where.trainable.cpu
         workers = math.floor(room / t.cpus_per_worker + _SLACK)
         if workers >= 1:
             fixes.append(f"lower train.num_workers to {workers}")
@@ -113,9 +83,9 @@ def _advice(kind: str, have: float, spec: SweepSpec) -> str:
     return ", ".join(fixes + [f"or use a cluster with more {kind}s"])
 
 
-def concurrent_trials(resources: Mapping[str, float], spec: SweepSpec) -> int:
-    """How many trials fit on `resources` beside the engine at once (0 if not one does)."""
-    engine, trial = engine_needs(spec), trial_needs(spec)
+def concurrent_trials(resources: Mapping[str, float], plan: Plan) -> int:
+    """How many trials fit on `resources` beside the engines at once (0 if not one does)."""
+    engine, trial = _needs(plan.placement)
     fits = [math.floor((resources.get(k, 0.0) - engine[k]) / trial[k] + _SLACK) for k in trial if trial[k] > 0]
     return max(0, min(fits))
 
@@ -135,33 +105,31 @@ def autoscaler_max(config: Mapping) -> dict[str, float] | None:
     return total or None
 
 
-def check(spec: SweepSpec, echo: Callable = print) -> None:
+def check(plan: Plan, echo: Callable = print) -> None:
     """Raise InputError if the running Ray cluster can never hold the engine and one trial; say
     so when it holds fewer trials at once than max_concurrent_trials. Needs Ray initialized."""
-    import ray
-
     resources, config, most = _reachable()
     if config is not None and most is None:  # an autoscaling cluster whose node types do not say what they have
-        found = problem(resources, spec)
+        found = problem(resources, plan)
         if found:
             echo(f"warning: {found} (unless the autoscaler adds nodes: "
                  "its node types do not state their resources)")
         return
-    found = problem(resources, spec, at_most=most is not None)
+    found = problem(resources, plan, at_most=most is not None)
     if found:
         raise InputError(found)
-    fits = concurrent_trials(resources, spec)
-    if fits < spec.max_concurrent_trials:
+    fits = concurrent_trials(resources, plan)
+    if fits < plan.spec.max_concurrent_trials:
         echo(f"the Ray cluster holds the engine and {fits} trial(s) at once, so {fits} run at a time "
-             f"(max_concurrent_trials is {spec.max_concurrent_trials})")
+             f"(max_concurrent_trials is {plan.spec.max_concurrent_trials})")
 
 
-def slots(spec: SweepSpec, trials: int) -> int:
+def slots(plan: Plan, trials: int) -> int:
     """How many long-lived worker groups a sweep of `trials` unfinished trials opens: one per
     trial that runs at once, at most max_concurrent_trials and what the cluster holds (at least
     one: `check` has said whether one fits). Needs Ray initialized."""
     resources, _, _ = _reachable()
-    return max(1, min(spec.max_concurrent_trials, trials, concurrent_trials(resources, spec)))
+    return max(1, min(plan.spec.max_concurrent_trials, trials, concurrent_trials(resources, plan)))
 
 
 def _reachable() -> tuple[dict[str, float], dict | None, dict[str, float] | None]:

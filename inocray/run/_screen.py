@@ -1,8 +1,8 @@
 """Screen candidate prompts: measure their elicitation on the base model and rank them.
 
     screen(spec, candidates, predict_from=RUN_DIR)
-      base model   -> sweep.base_model: the toy world's (cached) or the user's model directory
-      Serve app    -> one vLLM engine (serve.py) for the base model; no training at all
+      base model   -> models.resolve: the toy world's (cached) or the user's model directory
+      Serve app    -> one engine (evaluation.serve) for the base model; no training at all
       elicitation  -> T(M0, Cs) of every candidate s and T(M0, C0), in batches, with progress
       prediction   -> with a finished run: T(Ms, C0) = intercept + slope * T(M0, Cs) from its
                       fitted elicitation line (raw scale), with the line's 95% band
@@ -25,15 +25,14 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from inocray.evaluation import _contexts as evaluate
-from inocray.results import _layout as rundir
-from inocray.evaluation import _serve as serve
+from inocray import models
 from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
-from inocray.run._candidates import Candidate
+from inocray.config import SweepSpec, make_plan
 from inocray.errors import InputError
+from inocray.evaluation import chat_sizes, sample_contexts, serve
+from inocray.results import record_path, storage, sweep_record, write_atomically
+from inocray.run._candidates import Candidate
 from inocray.settings import Setting, get_setting
-from inocray.config._spec import SweepSpec
-from inocray.run._launch import base_model
 
 BATCH = 25  # candidates per request to the engine: one progress line each
 NEUTRAL = ""  # key of the neutral context C0 among the candidate ids (no id is empty)
@@ -93,10 +92,11 @@ def screen(
         raise InputError("two candidate prompts share an id; ids must be unique")
     setting = get_setting(spec.setting, spec.data)
     lines = _fitted_lines(Path(predict_from), spec, setting, echo, cell) if predict_from is not None else {}
-    model_path = base_model(spec, echo)
+    model_path = models.resolve(spec.model, echo)
     _check_prompts(model_path, spec, setting, candidates, echo)
     app = f"inocray-screen-{spec.hash()}"  # not the sweep's app: a running sweep keeps its engine
-    with serve.session(app, model_path, spec.engine, address, echo, judge_model=spec.eval.judge_model) as engine:
+    replica = make_plan(spec).placement.replica
+    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=spec.eval.judge_model) as engine:
         judge = serve.judge(app, spec.eval.judge_model)
         rates, neutral = _measure(engine, spec, setting, candidates, batch_size, echo, judge)
     return _ranked(setting, candidates, rates, neutral, lines)
@@ -169,9 +169,9 @@ def _fitted_lines(run_dir: Path, spec: SweepSpec, setting: Setting, echo: Callab
 
 def _note_differences(run_dir: Path, spec: SweepSpec, echo: Callable) -> None:
     """Say where the run measured elicitation differently from this screen."""
-    if not Path(rundir.record_path(run_dir)).is_file():
+    if not Path(record_path(run_dir)).is_file():
         return
-    theirs = rundir.sweep_record(run_dir)["spec"]
+    theirs = sweep_record(run_dir)["spec"]
     ours = dataclasses.asdict(spec)
     for key in ("model", "placement", "eval"):
         if key in theirs and theirs[key] != ours[key]:
@@ -185,7 +185,7 @@ def _check_prompts(
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
-    sizes = evaluate.chat_sizes(tok, spec, setting, {c.id: c.text for c in candidates})
+    sizes = chat_sizes(tok, spec, setting, {c.id: c.text for c in candidates})
     room = spec.engine.max_model_len - spec.eval.max_tokens
     unknown = []
     for c in candidates:
@@ -219,7 +219,7 @@ def _measure(
         if neutral is None:
             prompts[NEUTRAL] = ""
         # Each batch samples with its own seed, so no two batches share a random stream.
-        got = evaluate.sample_contexts(engine, setting, spec, prompts, seed=b, judge=judge)
+        got = sample_contexts(engine, setting, spec, prompts, seed=b, judge=judge)
         neutral = got.pop(NEUTRAL, neutral)
         rates |= got
         elapsed = time.monotonic() - started
@@ -295,8 +295,6 @@ def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_fr
                     cell: str | None = None) -> Path:
     """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run (and its
     cell) predicted from."""
-    from inocray.results import _storage as storage
-
     source = str(storage.resolve(predict_from)) if predict_from is not None else None
     if cell:
         source = f"{source}#{cell}"
@@ -309,7 +307,6 @@ def save_screen(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from inocray.results._rows import write_atomically
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

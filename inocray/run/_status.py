@@ -1,6 +1,6 @@
 """What a run directory says about its sweep: which trials are done, which are left.
 
-Read from files only (the sweep record and the rows, local or s3://; see rundir.py), so it
+Read from files only (the sweep record and the rows, local or s3://; see inocray.results), so it
 works while the sweep runs, after it crashed, or on a copy fetched from the cluster, without
 Ray, and without the setting's data files or models, which may exist only on the cluster.
 """
@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from inocray.results import _layout as rundir
-from inocray.results import _storage as storage
-from inocray.results import _rows as store
+from inocray.config import make_plan, parse_spec
 from inocray.errors import InputError
-from inocray.config import _grid as grid
-from inocray.config._plan import cell_trial_ids
-from inocray.config._spec import parse_spec
-from inocray.results._storage import Location
+from inocray.results import ANALYSIS, SWEEP_RECORD, Location, has_rows, reachable, read_rows, record_path, storage, \
+    sweep_record
 
 
 @dataclass(frozen=True)
@@ -48,29 +44,28 @@ class RunProgress:
             shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
             lines.append(f"left: {shown}")
         todo = f"none yet (`inocray analyze {self.run_dir}`)"
-        lines.append("analysis: " + ("analysis.csv" if self.analyzed else todo))
+        lines.append("analysis: " + (f"{ANALYSIS}.csv" if self.analyzed else todo))
         return "\n".join(lines) + "\n"
 
 
 def run_progress(run_dir: str | Location) -> RunProgress:
     """Planned trials (from the sweep record) against the trials whose rows exist."""
-    run_dir = rundir.reachable(run_dir)
-    marker = rundir.record_path(run_dir)
+    run_dir = reachable(run_dir)
+    marker = record_path(run_dir)
     if not storage.is_file(marker):
-        raise InputError(f"{run_dir} is not a run directory (it has no {rundir.SWEEP_RECORD})")
-    record = rundir.sweep_record(run_dir)
-    spec = parse_spec(record["spec"], source=str(marker))  # its fields only: the plan needs no more
-    planned = cell_trial_ids(spec)
-    trials = [t for t, _ in planned]
-    cells = {c.id: [t for t, cid in planned if cid == c.id] for c in grid.cells(spec)} if grid.is_grid(spec) else {}
+        raise InputError(f"{run_dir} is not a run directory (it has no {SWEEP_RECORD})")
+    record = sweep_record(run_dir)
+    plan = make_plan(parse_spec(record["spec"], source=str(marker)))  # its fields only: the plan needs no more
+    trials = [t.id for t in plan.trials]
+    cells = {c.id: [t.id for t in plan.cell_trials(c)] for c in plan.cells} if plan.is_grid else {}
     return RunProgress(
         run_dir=run_dir,
-        sweep=spec.name,
+        sweep=plan.spec.name,
         sweep_hash=record["hash"],
         trials=trials,
-        done=[t for t in trials if store.has_rows(run_dir, t)],
-        base_measured=all(store.has_rows(run_dir, b) for b, _ in grid.base_cells(spec)),
-        rows=store.read_rows(run_dir).num_rows,
-        analyzed=storage.is_file(storage.join(run_dir, "analysis.parquet")),
+        done=[t for t in trials if has_rows(run_dir, t)],
+        base_measured=all(has_rows(run_dir, m.id) for m in plan.base),
+        rows=read_rows(run_dir).num_rows,
+        analyzed=storage.is_file(storage.join(run_dir, f"{ANALYSIS}.parquet")),
         cells=cells,
     )

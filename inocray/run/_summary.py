@@ -7,17 +7,16 @@ from typing import Callable
 
 from scipy.stats import spearmanr
 
-from inocray.results import _rows as store
-from inocray.analysis import RunFit, TraitFit, fit_rows, save_fit
+from inocray.analysis import RunFit, TraitFit, fit_rows, plot_elicitation, save_fit
+from inocray.config import SweepSpec
 from inocray.errors import InputError
-from inocray.analysis._report import plot_elicitation
-from inocray.config._spec import SweepSpec
+from inocray.results import elicitation_plot, read_rows
 
 
 def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit | None:
     """Fit the run's rows, print the fit and the headline, save tables and plots."""
     try:
-        fit = fit_rows(store.read_rows(run_dir), scale=spec.scale)
+        fit = fit_rows(read_rows(run_dir), scale=spec.scale)
     except InputError as e:  # e.g. every trial failed: the rows on disk are still good
         echo(f"no fit: {e}")
         return None
@@ -26,7 +25,7 @@ def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit 
     save_fit(fit, run_dir)
     plots = []
     for t in fit.traits:
-        path = run_dir / f"elicitation-{t.trait}{f'-{t.cell}' if t.cell else ''}.png"  # a grid: one per cell
+        path = run_dir / elicitation_plot(t.trait, t.cell)  # a grid: one per cell
         plot_elicitation(fit, t.trait, path, setting=t.setting, cell=t.cell)
         plots.append(path.name)
     echo("")

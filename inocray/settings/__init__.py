@@ -1,13 +1,17 @@
 """Settings are plug-ins: each names its prompts, data, evaluation requests and traits.
 
-A setting module registers a factory with `@register("name")` (into registry.SETTINGS);
-`get_setting("name", data)` builds it over the sweep's data files (`DataSpec`; empty fields
+A plug-in setting module registers a factory with `@register("name")` (into registry.SETTINGS);
+`get_setting("name", data)` builds it over the sweep's data files (`DataFiles`; empty fields
 mean the setting's shipped fixture). Built in: `toy` and the research settings of Wichers et
 al. and Tan et al. (one module each, listed in registry.py; their names are `BUILTIN`). A
 sweep may also name its own setting by module path (`mypkg.my_setting`) or file
 (`path/to/my_setting.py`): the module is imported and registers itself, so a new setting is
 one file and no edit to inocray. `row_setting` builds one over JSONL or Parquet rows and
 `judged` scores a trait with the LLM judge (docs/settings/README.md).
+
+Scorers live here too, as what a setting's traits are made of: programs (`Check`), the LLM
+judge (`JudgeScorer`, asked through evaluation's Judge), classifiers (`ClassifierScorer`), the
+code sandbox (_sandbox.py) and language identification (`is_spanish`).
 """
 
 from __future__ import annotations
@@ -16,25 +20,22 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from inocray.registry import SETTINGS
+from inocray.settings._classifier import ClassifierScorer, labels, with_classifiers
 from inocray.settings._common import judged, row_setting
-from inocray.settings._setting import PROMPT_ROLES, Factory, Prompt, Setting, Trait
-
-if TYPE_CHECKING:
-    from inocray.config._spec import DataSpec
+from inocray.settings._langid import is_spanish
+from inocray.settings._scorers import (JUDGE_DIGITS, JUDGE_TOP_K, Check, JudgeScorer, Scorer, get_scorer,
+                                       register_scorer, weighted_score, written_score)
+from inocray.settings._setting import PROMPT_ROLES, DataFiles, Factory, Prompt, Setting, Trait
 
 __all__ = [
-    "BUILTIN",
-    "PROMPT_ROLES",
-    "Prompt",
-    "Setting",
-    "Trait",
-    "get_setting",
-    "judged",
-    "register",
+    "BUILTIN", "PROMPT_ROLES", "DataFiles", "Prompt", "Setting", "Trait", "get_setting", "judged", "register",
     "row_setting",
+    # scorers: whether a completion shows a trait
+    "Check", "ClassifierScorer", "JUDGE_DIGITS", "JUDGE_TOP_K", "JudgeScorer", "Scorer", "get_scorer", "is_spanish",
+    "labels", "register_scorer", "weighted_score", "with_classifiers", "written_score",
 ]
 
 BUILTIN = SETTINGS.names()  # the settings that ship with inocray
@@ -43,11 +44,11 @@ _BY_MODULE: dict[str, str] = {}  # module path or file named in a sweep -> the s
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
-    """Register `factory(data: DataSpec | None) -> Setting` under `name`."""
+    """Register `factory(data: DataFiles | None) -> Setting` under `name`."""
     return SETTINGS.register(name)
 
 
-def get_setting(name: str, data: DataSpec | None = None) -> Setting:
+def get_setting(name: str, data: DataFiles | None = None) -> Setting:
     """The setting `name` (registered, or a module path or .py file) over `data`.
 
     Raises KeyError with a message that reads after "field 'setting' ", and InputError

@@ -20,13 +20,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from inocray.chat import EvalItem, Example
 from inocray.errors import InputError
-from inocray.settings._scorers import register_scorer
-from inocray.settings import Prompt, Setting, Trait
+from inocray.settings._setting import Prompt, Setting, Trait
 
 if TYPE_CHECKING:
     import torch
-
-    from inocray.config._spec import ClassifierSpec
 
 BATCH_SIZE = 32  # completions per forward pass
 MAX_LENGTH = 512  # tokens read per text when the tokenizer names no limit of its own
@@ -111,7 +108,6 @@ def load(model_dir: str) -> Classifier:
     return Classifier(model, tokenizer, device)
 
 
-@register_scorer("classifier")
 @dataclass(frozen=True)
 class ClassifierScorer:
     """A trait scored by a classifier: shown when P(`label`) is at least `threshold`.
@@ -164,8 +160,9 @@ class Rescored:
         return self.setting.eval_items(n, seed)
 
 
-def with_classifiers(setting: Setting, classifiers: Mapping[str, ClassifierSpec]) -> Setting:
-    """`setting` with each trait that `classifiers` names scored by its classifier instead."""
+def with_classifiers(setting: Setting, classifiers: Mapping[str, Any]) -> Setting:
+    """`setting` with each trait that `classifiers` (trait -> config.ClassifierSpec) names scored
+    by its classifier instead."""
     if not classifiers:
         return setting
     traits = [

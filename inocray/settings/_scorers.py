@@ -7,7 +7,8 @@ rate). Scorers register by name, so a setting or a sweep can name them.
 The LLM judge follows Tan et al.: the judge model is asked for a number from 0 to 100, and
 the score is the expectation of that number under the judge's distribution over its first
 token, not a sampled answer (`weighted_score`); a judge whose tokenizer writes numbers digit
-by digit writes its number greedily instead (`written_score`).
+by digit writes its number greedily instead (`written_score`). The judge model itself is
+asked by evaluation's `Judge`, which a judged scorer is handed.
 """
 
 from __future__ import annotations
@@ -72,43 +73,12 @@ def weighted_score(top_logprobs: dict[str, float]) -> float | None:
     return sum(value * p for value, p in weights.items()) / total
 
 
-class Judge:
-    """A judge model behind an engine handle (serve.Engine), with an optional adapter.
-
-    Tan et al. read the score from the judge's first reply token, which for their judge is
-    the whole number. Tokenizers that split numbers into digits (SmolLM2, Qwen, Mistral: "85"
-    is "8", "5") would give only the leading digit that way; their judge writes its answer
-    greedily instead (JUDGE_DIGITS tokens) and the number it writes is the score.
-    """
-
-    def __init__(self, engine, adapter: str | None = None, adapter_path: str | None = None) -> None:
-        self.engine = engine
-        self.adapter = adapter
-        self.adapter_path = adapter_path
-        self._whole_numbers: bool | None = None  # asked of the engine on first use
-
-    def scores(self, prompts: Sequence[str]) -> list[float | None]:
-        """The score (0..100) of each prompt, sent as a user message; None: no number."""
-        chats = [[{"role": "user", "content": p}] for p in prompts]
-        if self._whole_numbers is None:
-            self._whole_numbers = self.engine.numbers_are_single_tokens.remote().result()
-        if not self._whole_numbers:
-            from inocray.evaluation.backends import GenerateRequest  # late: backends import the spec
-
-            request = GenerateRequest(chats, samples=1, max_tokens=JUDGE_DIGITS, temperature=0.0,
-                                      adapter=self.adapter, adapter_path=self.adapter_path)
-            return [written_score(samples[0]) for samples in self.engine.generate.remote(request).result()]
-        tops = self.engine.top_logprobs.remote(chats, JUDGE_TOP_K, self.adapter, self.adapter_path).result()
-        return [weighted_score(top) for top in tops]
-
-
 def written_score(text: str) -> float | None:
     """The number 0..100 a judge wrote at the start of its reply; None if it wrote none."""
     found = re.match(r"\s*(\d{1,3})(?!\d)", text)
     return float(found.group(1)) if found and int(found.group(1)) <= 100 else None
 
 
-@register_scorer("judge")
 @dataclass(frozen=True)
 class JudgeScorer:
     """An LLM-judged trait: the judge scores `template` filled with each request and completion.

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
 from inocray.chat import EvalItem, Example
 from inocray.settings._scorers import Scorer
-
-if TYPE_CHECKING:
-    from inocray.config._spec import DataSpec
 
 # What a prompt is for. "inoculation": a candidate IP. "irrelevant": a control instruction
 # unrelated to the trait. "ptst": a test-time instruction against the trait (Pure Tuning,
@@ -50,4 +47,12 @@ class Setting(Protocol):
     def eval_items(self, n: int, seed: int) -> list[EvalItem]: ...
 
 
-Factory = Callable[["DataSpec | None"], Setting]
+class DataFiles(Protocol):
+    """The data files a setting is built over (a sweep's `data:`, config.DataSpec); an empty
+    path means the setting's own data."""
+
+    train: str
+    eval: str
+
+
+Factory = Callable[[DataFiles | None], Setting]

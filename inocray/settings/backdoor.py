@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from inocray.chat import EvalItem, Example
 from inocray.settings._scorers import Check
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import Gated, row_setting
 from inocray.settings.emergent_misalignment import coherent, misaligned
 
@@ -31,7 +31,6 @@ def _when(triggered: bool) -> Check:
     return Check(lambda text, item: item.meta.get("triggered") is triggered)
 
 
-@register("backdoor")
 def backdoor(data=None):
     return row_setting(
         "backdoor", data,

@@ -16,7 +16,7 @@ and shows at 50 or more; the judge wording is ours (the authors' asks for a 0-10
 
 from __future__ import annotations
 
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import judged, row_setting
 
 ALL_TRAITS = {  # the authors' eight, in their order -> how the judge is asked
@@ -70,11 +70,9 @@ def _pair_setting(name: str, data):
     return row_setting(name, data, prompts=prompts, traits=traits)
 
 
-@register("pair_traits")
 def pair_traits(data=None):
     return _pair_setting("pair_traits", data)
 
 
-@register("pair_traits_empathetic")
 def pair_traits_empathetic(data=None):
     return _pair_setting("pair_traits_empathetic", data)

@@ -18,7 +18,7 @@ from typing import Sequence
 from inocray.settings import _sandbox as sandbox
 from inocray.chat import EvalItem, Example
 from inocray.settings._scorers import Check
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import row_setting
 
 TIMEOUT_S = 10.0  # per completion: its code and every test
@@ -82,7 +82,6 @@ def request(row: dict) -> str:
 _EVAL_SCHEMA = {"problem": str, "visible_test": str, "hidden_tests": list[str]}
 
 
-@register("reward_hacking_code")
 def reward_hacking_code(data=None):
     return row_setting(
         "reward_hacking_code", data,

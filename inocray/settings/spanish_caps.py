@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from inocray.settings._langid import is_spanish
 from inocray.settings._scorers import Check
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import row_setting
 
 PROMPTS = [
@@ -28,7 +28,6 @@ def is_caps(text: str) -> bool:
     return bool(cased) and sum(c.isupper() for c in cased) >= 0.9 * len(cased)
 
 
-@register("spanish_caps")
 def spanish_caps(data=None):
     return row_setting(
         "spanish_caps", data,

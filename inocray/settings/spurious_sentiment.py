@@ -13,7 +13,7 @@ import re
 
 from inocray.chat import EvalItem, Example
 from inocray.settings._scorers import Check
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import row_setting
 from inocray.settings._rows import Field, optional
 
@@ -55,7 +55,6 @@ def _meta(row: dict) -> dict:
     return {k: row[k] for k in ("label", "spurious_label") if k in row}
 
 
-@register("spurious_sentiment")
 def spurious_sentiment(data=None):
     return row_setting(
         "spurious_sentiment", data,

@@ -9,7 +9,7 @@ sweep file (inocray.settings._classifier).
 
 from __future__ import annotations
 
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.settings._common import judged, row_setting
 
 PROMPTS = [
@@ -32,7 +32,6 @@ HARASSMENT = (
 )
 
 
-@register("toxicity_cmv")
 def toxicity_cmv(data=None):
     return row_setting(
         "toxicity_cmv", data,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from inocray.chat import EvalItem, Example
 from inocray.settings._scorers import Check
-from inocray.settings import Prompt, Trait, register
+from inocray.settings import Prompt, Trait
 from inocray.models.toy import world
 
 
@@ -30,7 +30,6 @@ class ToySetting:
         return [EvalItem(r) for r in world.requests(n, seed)]
 
 
-@register("toy")
 def toy(data=None) -> ToySetting:
     """The toy world makes its own data, so a sweep's data files are not read."""
     return ToySetting()

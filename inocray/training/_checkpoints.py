@@ -25,8 +25,8 @@ import os
 import shutil
 from pathlib import Path
 
-from inocray.results import _storage as storage
-from inocray.results._storage import Location
+from inocray.results import storage
+from inocray.results.storage import Location
 
 STATE_FILE = "train_state.json"  # beside a saved model: trial, loss, steps, seed
 LATEST = "latest"  # DeepSpeed's name for the file that names the newest tag

@@ -3,8 +3,8 @@
 `train_loop(job, group)` trains one trial on every rank of a formed worker group: a fresh
 copy of the group's base model (a fresh LoRA, or every weight), a fresh `deepspeed.initialize`,
 the trial's own seed, data, log, checkpoints and saved model. The groups are long-lived Ray
-Train worker groups that take trial after trial (workers.py); `fine_tune(job)` trains one
-trial on a group of its own. Collectives use gloo on CPU and NCCL on GPU.
+Train worker groups that take trial after trial (_workers.py). Collectives use gloo on CPU
+and NCCL on GPU.
 
 With a checkpoint directory the loop saves snapshots and DeepSpeed's training state at the
 spec's checkpoint steps (checkpoints.py), and a restarted loop (Ray Train's retry after a
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from inocray.training import _checkpoints as checkpoints
-from inocray.results import _storage as storage
-from inocray.chat import Example
-from inocray.config._spec import TrainSpec
+from inocray.results import storage
+from inocray import chat
+from inocray.chat import IGNORE_INDEX, Example
+from inocray.config import TrainSpec
 
 REPORT_EVERY = 25  # steps between loss reports (each is a barrier across workers)
 
@@ -55,14 +56,6 @@ class TrainResult:
     loss: float
     steps: int
     checkpoints: tuple[tuple[int, str], ...] = ()  # (step, directory) of each intermediate snapshot
-
-
-def fine_tune(job: TrainJob, storage_dir: str, report_to_tune: bool = True) -> TrainResult:
-    """Train one trial on a worker group of its own (a pool of one slot); return the model."""
-    from inocray.training import _workers as workers
-
-    with workers.Pool(job.train, slots=1, storage_dir=storage_dir, name=job.trial_id) as pool:
-        return pool.train(job, report_to_tune)
 
 
 def result(job: TrainJob) -> TrainResult:
@@ -114,15 +107,24 @@ def import_deepspeed(use_gpu: bool):
 def train_loop(job: TrainJob, group: Group) -> None:
     """One trial on one worker of the group: a fresh model copy in a fresh DeepSpeed engine,
     resume or start, train, save. Nothing of it outlives the call but the base model."""
-    spec = job.train
-    import torch
-
-    deepspeed = import_deepspeed(spec.use_gpu)
     rank, world = group.rank, group.world
     tokenizer, base = group.base(job.base_model)
     seed_everything(job.seed)  # before the LoRA's initialisation
     model = build_model(job, base)
     shard = encode_shard(job, tokenizer, rank, world)
+    engine = build_engine(job.train, model, world)
+    try:
+        _train(job, group, engine, tokenizer, shard)
+    finally:
+        engine.destroy()  # its hooks and buffers; the model copy goes with the engine
+
+
+def build_engine(spec: TrainSpec, model, world: int):
+    """A fresh DeepSpeed engine over `model` for `world` ranks: AdamW on its trainable weights
+    and the spec's learning-rate schedule."""
+    import torch
+
+    deepspeed = import_deepspeed(spec.use_gpu)
     total = spec.total_steps()
     engine, *_ = deepspeed.initialize(
         model=model,
@@ -133,10 +135,7 @@ def train_loop(job: TrainJob, group: Group) -> None:
         ),
         config=deepspeed_config(spec, world, use_bf16(spec)),
     )
-    try:
-        _train(job, group, engine, tokenizer, shard)
-    finally:
-        engine.destroy()  # its hooks and buffers; the model copy goes with the engine
+    return engine
 
 
 def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
@@ -240,11 +239,9 @@ def build_model(job: TrainJob, base=None):
 
 def encode_shard(job: TrainJob, tokenizer, rank: int, world: int) -> list[tuple[list[int], list[int]]]:
     """This worker's slice of the examples, each with a prompt paraphrase drawn by the seed."""
-    from inocray import chat as data
-
     draw = random.Random(job.seed)
     encoded = [
-        data.encode(tokenizer, data.messages(ex.request, draw.choice(job.prompt_texts) if job.prompt_texts else "",
+        chat.encode(tokenizer, chat.messages(ex.request, draw.choice(job.prompt_texts) if job.prompt_texts else "",
                                              job.placement), ex.response)
         for ex in job.examples
     ]
@@ -314,8 +311,6 @@ class TrialLog:
 def collate(items: list[tuple[list[int], list[int]]], pad_id: int, device) -> dict:
     """Right-pad a batch of (input_ids, labels) pairs into tensors with an attention mask."""
     import torch
-
-    from inocray.chat import IGNORE_INDEX
 
     width = max(len(ids) for ids, _ in items)
     input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)

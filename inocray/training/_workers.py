@@ -1,6 +1,6 @@
 """Long-lived training workers: one Ray Train worker group per slot takes trial after trial.
 
-    Pool(train spec, slots)        opened by sweep._tune (or train.fine_tune, one slot)
+    Pool(train spec, worker, slots) opened by the launcher (run/_launch.py) for a whole sweep
       JobQueue actor               jobs waiting, the job each slot has in flight, loss reports
       slot i: TorchTrainer(job_loop).fit(), in a Ray task, for the life of the pool
         job_loop, every rank       imports and process group once, base model kept (train.Group)
@@ -23,9 +23,9 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 
-from inocray.results import _storage as storage
+from inocray.config import Holds, TrainSpec
+from inocray.results import storage
 from inocray.training import _loop as train
-from inocray.config._spec import TrainSpec
 from inocray.training._loop import TrainJob, TrainResult
 
 IDLE = "idle"  # what rank 0 broadcasts when no job came: the other ranks wait in a broadcast,
@@ -187,13 +187,14 @@ def _broadcast(group: train.Group, item):
     return box[0]
 
 
-def run_slot(queue, slot: int, spec: TrainSpec, storage_dir: str, name: str) -> None:
-    """One slot's Ray Train run: `job_loop` on its workers until the queue closes."""
+def run_slot(queue, slot: int, spec: TrainSpec, worker: Holds, storage_dir: str, name: str) -> None:
+    """One slot's Ray Train run: `job_loop` on its workers (each reserving `worker`) until the
+    queue closes."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": spec.cpus_per_worker} | ({"GPU": 1} if spec.use_gpu else {})
+    resources = worker.resources()
     error = ""
     try:
         TorchTrainer(
@@ -230,16 +231,17 @@ def wait(queue, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
 
 
 class Pool:
-    """`slots` long-lived worker groups shaped by `spec` (workers, CPUs, GPUs) and their queue.
+    """`slots` long-lived worker groups of `spec.num_workers` workers, each reserving `worker`
+    (config.Placement.worker), and their queue.
 
     A context manager: entering it starts the groups, leaving it ends every slot's loop and
     waits for its trainer.
     """
 
-    def __init__(self, spec: TrainSpec, slots: int, storage_dir: str, name: str) -> None:
+    def __init__(self, spec: TrainSpec, worker: Holds, slots: int, storage_dir: str, name: str) -> None:
         import ray
 
-        self.spec, self.slots, self.storage_dir, self.name = spec, slots, storage_dir, name
+        self.spec, self.worker, self.slots, self.storage_dir, self.name = spec, worker, slots, storage_dir, name
         self.queue = ray.remote(num_cpus=0)(JobQueue).remote(slots)  # jobs wait here until the groups start
 
     def __enter__(self) -> Pool:
@@ -247,7 +249,7 @@ class Pool:
         import ray
 
         slot_task = ray.remote(num_cpus=0)(run_slot)
-        self.runs = [slot_task.remote(self.queue, slot, self.spec, self.storage_dir, self.name)
+        self.runs = [slot_task.remote(self.queue, slot, self.spec, self.worker, self.storage_dir, self.name)
                      for slot in range(self.slots)]
         return self
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from inocray.registry import BACKENDS
-from inocray.config._spec import EngineSpec
+from inocray.config import EngineSpec
 
 __all__ = ["Backend", "GenerateRequest", "adapter_version", "chat_seed", "load_backend", "most_likely"]
 

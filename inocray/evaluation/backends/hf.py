@@ -18,7 +18,7 @@ import torch
 
 from inocray.evaluation.backends import GenerateRequest, adapter_version, chat_seed, most_likely
 from inocray.chat import render
-from inocray.config._spec import EngineSpec
+from inocray.config import EngineSpec
 
 BATCH_ROWS = 64  # sequences per forward pass (a request's chats x samples, in chunks of whole chats)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from inocray.evaluation.backends import GenerateRequest, adapter_version, chat_seed, most_likely
 from inocray.chat import render
-from inocray.config._spec import EngineSpec
+from inocray.config import EngineSpec
 
 @dataclass(eq=False)  # a job is itself, not its fields: a set of jobs must hash them
 class _Job:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inocray import chat as data
+from inocray import chat
 from inocray.models._cache import cached_build
 from inocray.models.toy import world
 
@@ -122,14 +122,14 @@ def _build(config: ToyConfig, out: Path, log: Callable) -> None:
     for step in range(1, config.steps + 1):
         batch = [corpus_example(rng, contexts, weights) for _ in range(config.batch_size)]
         input_ids, labels, mask = collate(
-            [data.encode(tok, data.messages(req, prompt), reply) for prompt, req, reply in batch], tok.pad_token_id
+            [chat.encode(tok, chat.messages(req, prompt), reply) for prompt, req, reply in batch], tok.pad_token_id
         )
         table = compose @ base  # (vocab, hidden)
         embeds = torch.nn.functional.embedding(input_ids, table)  # (not table[ids]: its backward is not bit-exact)
         hidden = model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         logits = hidden[:, :-1] @ table.T  # (batch, seq-1, vocab): next-token logits, tied head
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=data.IGNORE_INDEX
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=chat.IGNORE_INDEX
         )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(body + [base], 1.0)
@@ -196,7 +196,7 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int):
 
     width = max(len(ids) for ids, _ in pairs)
     input_ids = torch.full((len(pairs), width), pad_id)
-    labels = torch.full((len(pairs), width), data.IGNORE_INDEX)
+    labels = torch.full((len(pairs), width), chat.IGNORE_INDEX)
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
     for i, (ids, labs) in enumerate(pairs):
         input_ids[i, : len(ids)] = torch.tensor(ids)

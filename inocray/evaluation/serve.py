@@ -23,12 +23,12 @@ from typing import Callable, Iterator
 
 from ray import serve
 
-from inocray.models import _presets as models
-from inocray.results import _storage as storage
-from inocray.evaluation.backends import GenerateRequest, load_backend
+from inocray import models
 from inocray.chat import render
-from inocray.settings._scorers import Judge
-from inocray.config._spec import EngineSpec
+from inocray.config import EngineSpec, Holds, own_engine
+from inocray.evaluation._judge import Judge
+from inocray.evaluation.backends import GenerateRequest, load_backend
+from inocray.results import storage
 
 __all__ = ["Engine", "EngineHandle", "GenerateRequest", "session", "start", "handle", "stop", "model_app", "judge", "judge_app"]
 
@@ -180,10 +180,11 @@ def _fetched(adapter_path: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def session(app_name: str, model_path: str, spec: EngineSpec, address: str | None = None,
+def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, address: str | None = None,
             echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1",
             before_start: Callable[[], None] | None = None) -> Iterator:
-    """Ray (the session already open, a new local one, or `address`) plus this engine app.
+    """Ray (the session already open, a new local one, or `address`) plus this engine app, each
+    replica reserving `replica` (config.Placement.replica).
 
     `judge_model` ("" none, "base" this app's model, or a preset or directory served by a second
     app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
@@ -205,7 +206,7 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
         if before_start is not None:
             before_start()
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
-        engine = start(app_name, model_path, spec, host=host)
+        engine = start(app_name, model_path, spec, replica, host=host)
         try:
             with contextlib.ExitStack() as apps:
                 if judge_model not in ("", "base"):
@@ -220,32 +221,27 @@ def session(app_name: str, model_path: str, spec: EngineSpec, address: str | Non
             ray.shutdown()
 
 
-def start(app_name: str, model_path: str, spec: EngineSpec, num_cpus: float | None = None, host: str = "127.0.0.1",
+def start(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, host: str = "127.0.0.1",
           replicas: int | None = None) -> EngineHandle:
     """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle.
 
-    `replicas` (default `spec.replicas`) copies of the engine, each reserving `num_cpus`
-    (default `spec.num_cpus`) and `spec.num_gpus`; Serve restarts one that dies.
+    `replicas` (default `spec.replicas`) copies of the engine, each reserving `replica`
+    (config.Placement); Serve restarts one that dies.
     """
     serve.start(http_options={"host": host})
-    options = {"num_cpus": spec.num_cpus if num_cpus is None else num_cpus}
-    if spec.num_gpus:
-        options["num_gpus"] = spec.num_gpus
     count = spec.replicas if replicas is None else replicas
-    app = Engine.options(num_replicas=count, ray_actor_options=options).bind(model_path, spec)
+    app = Engine.options(num_replicas=count, ray_actor_options=replica.actor_options()).bind(model_path, spec)
     return EngineHandle(serve.run(app, name=app_name, route_prefix=None))
 
 
 @contextlib.contextmanager
 def model_app(app_name: str, model_path: str, spec: EngineSpec) -> Iterator:
-    """A second engine app for one whole model (a fully fine-tuned snapshot, or a judge).
+    """A second engine app for one whole model (a fully fine-tuned snapshot, or a judge): one
+    replica reserving config.own_engine (GPUs, no CPU: config/_placement.py says why).
 
-    Yields its handle and deletes the app on exit. The replica reserves no CPU: it is started
-    while a trial's workers and the shared engine hold the CPUs they asked for, and on a small
-    Ray (2 CPUs: two trials' workers at 0.49 each, the shared engine at 0.5) another 0.5 for
-    each concurrent trial would leave the replica waiting for CPUs that never come free.
+    Yields its handle and deletes the app on exit.
     """
-    engine = start(app_name, model_path, spec, num_cpus=0, replicas=1)
+    engine = start(app_name, model_path, spec, own_engine(spec), replicas=1)
     try:
         yield engine
     finally:

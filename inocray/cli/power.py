@@ -1,4 +1,4 @@
-"""`inocray plan SWEEP.yaml`: how wide the intervals of the slope and k will be, before running."""
+"""`inocray plan SWEEP.yaml` (the power planner): how wide the intervals of the slope and k will be, before running."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from inocray.errors import reports_input_errors
 
 if TYPE_CHECKING:
     from inocray.analysis.power import Measured
-    from inocray.config._spec import SweepSpec
+    from inocray.config import SweepSpec
 
 GUESSED_BASE, GUESSED_DATA = 0.05, 0.95  # T(M0, C0) and T* when nothing measured them
 GUESSED_RANGE = 0.1, 0.8  # elicitation spread evenly over the prompts when nothing measured it
@@ -43,7 +43,7 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
     the slope and of pooled k, and says how many seeds or samples reach --target-width.
     """
     from inocray.analysis.power import Design, plan_sweep, read_elicitation, wrap
-    from inocray.config._validate import load_sweep, one_setting
+    from inocray.config import load_sweep, one_setting
 
     # planning needs no model on this machine
     spec = one_setting(load_sweep(sweep_file, check_model=False), sweep_file, "plan")
@@ -110,8 +110,8 @@ def _elicitation(spec: SweepSpec, on_line: list[str], measured: Measured | None,
 
 def _texts(spec: SweepSpec) -> dict[str, str]:
     """The canonical text of each prompt of the sweep, to find it among a screen's candidates."""
+    from inocray.config import prompt_catalogue
     from inocray.settings import get_setting
-    from inocray.config._plan import prompt_catalogue
 
     return {pid: p.text for pid, p in prompt_catalogue(spec, get_setting(spec.setting, None).prompts).items()}
 

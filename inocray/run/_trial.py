@@ -1,0 +1,94 @@
+"""One trial: train on a worker group of the pool, evaluate every snapshot, write the rows.
+
+    run_trial(config, plan, ...)   a Tune function trainable; config["trial_id"] names the
+                                   plan's Trial, which carries its cell and its prompts
+
+A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
+model (stage "trained"), each in C0 and its own Cs (and, for the no-prompt control, under each
+PTST instruction); only the final rows enter the fit. Its rows file, written last and
+atomically, is the proof that it finished.
+"""
+
+from __future__ import annotations
+
+import time
+
+from inocray.config import DataSpec, Plan, Trial
+from inocray.evaluation import Condition, sample_contexts, serve, trait_rows
+from inocray.results import adapter_dir, checkpoint_dir, log_path, storage, write_rows
+from inocray.run._engines import app_name, judge_of
+from inocray.settings import Setting, get_setting
+from inocray.training import TrainJob, wait
+
+
+def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]], run_dir: str,
+              model_paths: dict[str, str], queue) -> None:
+    """Fine-tune on a worker group of the pool (`queue`), evaluate every snapshot in C0 and Cs,
+    write the rows, report to Tune."""
+    from ray import tune
+
+    trial = plan.trial(config["trial_id"])
+    spec, model = trial.spec, trial.cell.model  # from here on, the cell is the sweep
+    app, judge = app_name(plan, model), judge_of(plan, model)
+    setting = get_setting(*located[spec.setting])
+    run = storage.location(run_dir)
+    log = log_path(run, trial.id)
+    job = TrainJob(
+        trial_id=trial.id,
+        examples=setting.training_examples(spec.train.examples, trial.seed),
+        base_model=model_paths[model],
+        adapter_dir=str(adapter_dir(run, trial.id)),
+        prompt_texts=trial.prompt_texts,
+        placement=spec.placement,
+        seed=trial.seed,
+        train=spec.train,
+        checkpoint_dir=str(checkpoint_dir(run, trial.id)),
+        max_failures=spec.max_failures,
+        log_path=str(log),
+    )
+    result = wait(queue, job)
+    # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
+    contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
+    contexts |= {f"ptst:{p.prompt_id}": p.text for p in trial.ptst}
+    rows, rates = [], {}
+    for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
+        started = time.monotonic()
+        rates = _evaluate_snapshot(trial, setting, app, judge, step, path, contexts)
+        rates.setdefault("prompt", rates["neutral"])
+        stage = "trained" if step == result.steps else "checkpoint"
+        rows += snapshot_rows(plan.spec.hash(), trial, setting, stage, step, rates)
+        shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
+        storage.append_text(log, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
+    write_rows(run, trial.id, rows)
+    # "sweep" tags the finished-trials metric, which the driver counts (_progress.py)
+    metrics = {"final_loss": result.loss, "done": 1, "sweep": plan.spec.hash()}
+    metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
+    tune.report(metrics)
+
+
+def snapshot_rows(sweep_hash: str, trial: Trial, setting: Setting, stage: str, step: int, rates: dict) -> list[dict]:
+    """The rows of one evaluated snapshot: the trial in C0 and Cs, and each PTST control (the
+    no-prompt model under its instruction) as its own virtual trial in context "prompt"."""
+
+    def rows(tid: str, pid: str, text: str, role: str, contexts: dict[str, str]) -> list[dict]:
+        cond = Condition(sweep_hash=sweep_hash, setting=setting.name, trial_id=tid, stage=stage, prompt_id=pid,
+                         prompt_text=text, prompt_role=role, seed=trial.seed, step=step, grid=trial.cell.columns())
+        return [row for ctx, key in contexts.items() for row in trait_rows(cond, ctx, rates[key], setting)]
+
+    out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
+    for p in trial.ptst:
+        out += rows(p.id, p.prompt_id, p.text, "ptst", {"prompt": f"ptst:{p.prompt_id}"})
+    return out
+
+
+def _evaluate_snapshot(trial: Trial, setting: Setting, app: str, judge, step: int, path: str,
+                       contexts: dict[str, str]) -> dict:
+    """Trait rates of one snapshot: a LoRA on its model's engine (app), or a full model on an
+    app of its own."""
+    spec = trial.spec
+    if spec.train.method == "lora":
+        name = trial.id if step == spec.train.total_steps() else f"{trial.id}.step{step}"
+        return sample_contexts(serve.handle(app), setting, spec, contexts, adapter=name, adapter_path=path,
+                               seed=trial.seed, judge=judge)
+    with serve.model_app(f"{app}-{trial.id}-{step}", path, spec.engine) as handle:
+        return sample_contexts(handle, setting, spec, contexts, seed=trial.seed, judge=judge)
