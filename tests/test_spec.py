@@ -73,7 +73,7 @@ def test_a_test_time_instruction_listed_as_an_inoculation_prompt_is_refused(tmp_
 
 
 def test_parsing_reads_no_setting_and_checking_does(tmp_path):
-    """spec.py checks fields alone; validate.py checks the spec against its setting."""
+    """config/_spec.py checks fields alone; config/_validate.py checks the spec against its setting."""
     from inocray.config import parse_spec
     from inocray.config import check_spec
 
@@ -140,7 +140,7 @@ SHIPPED_HASHES = {  # every shipped sweep file's hash, as the release before gri
 
 def test_shipped_sweep_files_keep_their_hash_and_run_directory():
     """Grids added fields to the sweep file; a file that sets none keeps its run directory."""
-    from inocray.run import default_run_dir
+    from inocray.results import default_run_dir
 
     shipped = {f.name: f for f in (Path(__file__).parent.parent / "sweeps").glob("*.yaml") if f.name in SHIPPED_HASHES}
     assert sorted(shipped) == sorted(SHIPPED_HASHES)

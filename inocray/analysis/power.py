@@ -27,6 +27,7 @@ from inocray.analysis import NO_PROMPT, fit_rows, read_runs
 from inocray.analysis._text import WIDTH
 from inocray.analysis.simulate import PlantedTrait, simulate_rows
 from inocray.errors import InputError
+from inocray.results import ROWS_DIR, SCREEN
 
 SEEDS = (2, 3, 4, 6, 8, 12, 16)  # seed counts tried; the first four are always shown
 SAMPLES = (1, 2, 4, 8, 16)  # multiples of the sweep's samples per rate; the first three shown
@@ -167,12 +168,12 @@ def read_elicitation(path: str | os.PathLike, trait: str | None) -> Measured:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist (expected a screen's output or a run directory)")
-    screen = path / "screen.parquet" if path.is_dir() else path
+    screen = path / f"{SCREEN}.parquet" if path.is_dir() else path
     if screen.is_file():
         return _from_screen(screen, trait)
-    if path.is_dir() and (path / "rows").is_dir():
+    if path.is_dir() and (path / ROWS_DIR).is_dir():
         return _from_run(path, trait)
-    raise InputError(f"{path} is neither a screen's output (screen.parquet) nor a run directory")
+    raise InputError(f"{path} is neither a screen's output ({SCREEN}.parquet) nor a run directory")
 
 
 def _from_screen(path: Path, trait: str | None) -> Measured:

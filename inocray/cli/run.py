@@ -26,7 +26,7 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray import results
     from inocray.config import load_sweep, parse_sweep
-    from inocray.run import default_run_dir, run_sweep, summarize
+    from inocray.run import run_sweep, summarize
 
     if resume is not None:
         if run_dir is not None:
@@ -40,7 +40,7 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
         raise InputError("give a sweep file, or --resume RUN_DIR to continue a run")
     else:
         spec = load_sweep(sweep_file)
-    run_dir = results.storage.location(run_dir) if run_dir else default_run_dir(spec)
+    run_dir = results.storage.location(run_dir) if run_dir else results.default_run_dir(spec)
     run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host)
     with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.

@@ -15,7 +15,7 @@ from inocray.errors import reports_input_errors
 def command(sweep_file: str, no_model_check: bool) -> None:
     """Check SWEEP_FILE and print the trials it would run (and a grid's size by axis)."""
     from inocray.config import load_sweep, make_plan, setting_entries
-    from inocray.run import default_run_dir
+    from inocray.results import default_run_dir
     from inocray.settings import get_setting
 
     spec = load_sweep(sweep_file, check_model=not no_model_check)

@@ -12,7 +12,9 @@
       elicitation-TRAIT[-CELL].png          its plot per trait (and grid cell)
       report.html                           the report (inocray analyze/report)
 
-TRIAL is an id of the plan (config.Trial.id, config.Measurement.id).
+TRIAL is an id of the plan (config.Trial.id, config.Measurement.id). Unless told, a run
+directory is RUNS_ROOT/NAME-HASH (on a cluster, under its shared mount) and a screen's is
+RUNS_ROOT/screen-NAME-DIGEST, holding screen.parquet and screen.csv.
 """
 
 from __future__ import annotations
@@ -40,6 +42,22 @@ TRAIN_DIR = "train"
 TUNE_DIR = "tune"
 ANALYSIS = "analysis"  # ANALYSIS.parquet and ANALYSIS.csv: the fit
 REPORT = "report.html"
+RUNS_ROOT = Path("runs")  # where commands put run and screen directories unless told
+SCREEN = "screen"  # SCREEN.parquet and SCREEN.csv: a screen's table, in a directory of its own
+
+
+def run_dir_name(spec: SweepSpec) -> str:
+    """NAME-HASH: the run directory of a sweep, under RUNS_ROOT or a cluster's shared mount."""
+    return f"{spec.name}-{spec.hash()}"
+
+
+def default_run_dir(spec: SweepSpec) -> Path:
+    return RUNS_ROOT / run_dir_name(spec)
+
+
+def default_screen_dir(sweep_name: str, digest: str) -> Path:
+    """Where a screen of sweep `sweep_name` writes unless told; `digest` names what it screened."""
+    return RUNS_ROOT / f"screen-{sweep_name}-{digest}"
 
 
 def elicitation_plot(trait: str, cell: str = "") -> str:

@@ -12,13 +12,13 @@
 
 from inocray.run._candidates import Candidate, read_candidates
 from inocray.run._jobs import follow_logs, job_info, job_logs, load_cluster_spec, stop_job, submit_sweep
-from inocray.run._launch import default_run_dir, run_sweep
+from inocray.run._launch import run_sweep
 from inocray.run._make_data import MadeData, make_data
 from inocray.run._resources import check, slots
 from inocray.run._screen import default_out_dir, save_screen, screen, screen_text
 from inocray.run._status import RunProgress, run_progress
 from inocray.run._summary import summarize
 
-__all__ = ["Candidate", "MadeData", "RunProgress", "check", "default_out_dir", "default_run_dir", "follow_logs",
+__all__ = ["Candidate", "MadeData", "RunProgress", "check", "default_out_dir", "follow_logs",
            "job_info", "job_logs", "load_cluster_spec", "make_data", "read_candidates", "run_progress", "run_sweep",
            "save_screen", "screen", "screen_text", "slots", "stop_job", "submit_sweep", "summarize"]

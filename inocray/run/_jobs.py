@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from inocray.config import SweepSpec, load_sweep
 from inocray.errors import InputError
-from inocray.results import storage
+from inocray.results import run_dir_name, storage
 
 CLUSTER_RUNS_ROOT = "/mnt/shared/runs"  # the shared mount of cluster.yaml and docs/cluster-local.yaml
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -61,7 +61,7 @@ def submit_sweep(sweep_file: str | Path, address: str, run_dir: str | None = Non
     if validate_only:
         run_dir, entrypoint = None, ["inocray", "validate", name]
     else:
-        run_dir = run_dir or f"{CLUSTER_RUNS_ROOT}/{spec.name}-{spec.hash()}"
+        run_dir = run_dir or f"{CLUSTER_RUNS_ROOT}/{run_dir_name(spec)}"
         if storage.is_remote(run_dir):
             run_dir = str(storage.location(run_dir))  # a malformed URI fails here, not on the cluster
         elif not PurePosixPath(run_dir).is_absolute():

@@ -47,10 +47,6 @@ def locate(entry: SettingEntry | SweepSpec) -> tuple[str, DataSpec]:
     return name, DataSpec(absolute(entry.data.train), absolute(entry.data.eval))
 
 
-def default_run_dir(spec: SweepSpec) -> Path:
-    return Path("runs") / f"{spec.name}-{spec.hash()}"
-
-
 def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, echo: Callable = print,
               host: str = "127.0.0.1") -> Location:
     """Run every unfinished trial of `spec` into `run_dir` (a path or an s3:// URI); return it.

@@ -30,7 +30,7 @@ from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
 from inocray.config import SweepSpec, make_plan
 from inocray.errors import InputError
 from inocray.evaluation import chat_sizes, sample_contexts, serve
-from inocray.results import record_path, storage, sweep_record, write_atomically
+from inocray.results import SCREEN, default_screen_dir, record_path, storage, sweep_record, write_atomically
 from inocray.run._candidates import Candidate
 from inocray.settings import Setting, get_setting
 
@@ -293,17 +293,17 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
 
 def default_out_dir(spec: SweepSpec, candidates: Sequence[Candidate], predict_from: str | Path | None = None,
                     cell: str | None = None) -> Path:
-    """runs/screen-NAME-HASH, the hash naming the sweep, the candidates and the run (and its
-    cell) predicted from."""
+    """RUNS_ROOT/screen-NAME-DIGEST, the digest naming the sweep, the candidates and the run (and
+    its cell) predicted from."""
     source = str(storage.resolve(predict_from)) if predict_from is not None else None
     if cell:
         source = f"{source}#{cell}"
     blob = json.dumps([spec.hash(), [(c.id, c.text) for c in candidates], source]).encode()
-    return Path("runs") / f"screen-{spec.name}-{hashlib.sha256(blob).hexdigest()[:10]}"
+    return default_screen_dir(spec.name, hashlib.sha256(blob).hexdigest()[:10])
 
 
 def save_screen(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write the table as screen.parquet and screen.csv in `out_dir`, each atomically."""
+    """Write the table as SCREEN.parquet and SCREEN.csv in `out_dir`, each atomically."""
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
@@ -311,8 +311,8 @@ def save_screen(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return (
-        write_atomically(out_dir / "screen.parquet", lambda tmp: pq.write_table(table, tmp)),
-        write_atomically(out_dir / "screen.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
+        write_atomically(out_dir / f"{SCREEN}.parquet", lambda tmp: pq.write_table(table, tmp)),
+        write_atomically(out_dir / f"{SCREEN}.csv", lambda tmp: pa_csv.write_csv(table, tmp)),
     )
 
 
