@@ -1,7 +1,8 @@
 """Shared fixtures and helpers; test files import helpers from here, never from each other.
 
-Fixtures: one Ray session and one tiny toy base model for the whole test run, and a hand-set
-tiny judge model whose answer is known. Tests that start Ray, Serve, vLLM or DeepSpeed are
+Fixtures: one Ray session and one tiny toy base model for the whole test run, a hand-set
+tiny judge model whose answer is known, and `tiny_sweep(**overrides)`, the sweep document a
+test starts from. Tests that start Ray, Serve, vLLM or DeepSpeed are
 marked `slow` (docs/CONTRIBUTING.md); a test that uses `ray_session` without the mark is an
 error at collection.
 """
@@ -27,6 +28,38 @@ def pytest_collection_modifyitems(config, items):
     unmarked = [item.nodeid for item in items if "ray_session" in item.fixturenames and not item.get_closest_marker("slow")]
     if unmarked:
         raise pytest.UsageError(f"these tests start Ray but are not marked slow: {', '.join(unmarked)}")
+
+
+TINY_SWEEP = {
+    "name": "tiny",
+    "setting": "toy",
+    "prompts": ["es-always"],
+    "seeds": [0],
+    "train": {"steps": 8, "batch_size": 8, "examples": 64},
+    "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
+}
+
+
+def tiny_sweep(**overrides) -> dict:
+    """A sweep document on the toy world, small enough to run in seconds: TINY_SWEEP with
+    `overrides`. A dict given for a section (train, eval, engine, ...) is merged into that
+    section, so `tiny_sweep(train={"steps": 4})` keeps the other training fields; None removes
+    a key (`tiny_sweep(train=None)` leaves training at the sweep file's defaults)."""
+    doc = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_SWEEP.items()}
+    for key, value in overrides.items():
+        if value is None:
+            doc.pop(key, None)
+        elif isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = doc[key] | value
+        else:
+            doc[key] = value
+    return doc
+
+
+@pytest.fixture(name="tiny_sweep")
+def tiny_sweep_fixture():
+    """`tiny_sweep` as a fixture, for tests that take it as an argument."""
+    return tiny_sweep
 
 
 @pytest.fixture(scope="session")
