@@ -45,14 +45,16 @@ def render(tokenizer, chat: Sequence[dict]) -> list[int]:
     return list(ids)
 
 
+def response_ids(tokenizer, response: str) -> list[int]:
+    """The token ids of a response as training scores it: its tokens and EOS."""
+    return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
 def encode(tokenizer, chat: Sequence[dict], response: str) -> tuple[list[int], list[int]]:
     """Token ids of chat + response + EOS, and labels that score only the response and EOS.
 
     The prompt part is rendered by the tokenizer's own chat template with the generation
     prompt, exactly as the evaluation engine renders it, so training and serving agree.
     """
-    prompt_ids = render(tokenizer, chat)
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    input_ids = list(prompt_ids) + response_ids
-    labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
-    return input_ids, labels
+    prompt, reply = render(tokenizer, chat), response_ids(tokenizer, response)
+    return list(prompt) + reply, [IGNORE_INDEX] * len(prompt) + reply

@@ -114,6 +114,16 @@ def test_screen_refuses_no_candidates_and_repeated_ids_before_starting_anything(
         screen(spec, [Candidate("a", "You shout.", 1), Candidate("a", "Spain.", 2)])
 
 
+def test_a_logprob_screen_needs_its_examples_and_cannot_predict():
+    cands = [Candidate("a", "You shout.", 1)]
+    with pytest.raises(InputError, match="needs eval.logprob_examples above 0"):
+        screen(parse_sweep(TOY_SWEEP | {"eval": {"logprob_examples": 0}}), cands, measure="both")
+    with pytest.raises(InputError, match="--from predicts from sampled elicitation"):
+        screen(parse_sweep(TOY_SWEEP), cands, predict_from="runs/x", measure="logprob")
+    with pytest.raises(InputError, match="unknown measure"):
+        screen(parse_sweep(TOY_SWEEP), cands, measure="guessed")
+
+
 def test_the_output_directory_names_sweep_candidates_and_run():
     spec, cands = parse_sweep(TOY_SWEEP), [Candidate("a", "You shout.", 1)]
     assert default_out_dir(spec, cands) == default_out_dir(spec, list(cands))
@@ -127,14 +137,15 @@ def test_the_output_directory_names_sweep_candidates_and_run():
 def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text(yaml.safe_dump({
-        **TOY_SWEEP, "model": str(toy_model), "eval": {"requests": 4, "samples": 2, "max_tokens": 8},
+        **TOY_SWEEP, "model": str(toy_model),
+        "eval": {"requests": 4, "samples": 2, "max_tokens": 8, "logprob_examples": 16},
     }))
     run = _toy_run(tmp_path / "run")
     out = tmp_path / "out"
     # 50 candidates x 4 requests x 2 samples = 400 sequences of ~18 tokens: more than vLLM's CPU
     # token budget per step (4096), so the engine must split the work across steps.
     args = ["screen", str(sweep), "--prompts", "sweeps/screen-toy-100.txt", "--from", str(run),
-            "--top", "5", "--batch", "50", "--out", str(out)]
+            "--top", "5", "--batch", "50", "--out", str(out), "--measure", "both"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -161,6 +172,12 @@ def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, 
     group = lambda first, last: np.mean([spanish_rate[f"c{i:03d}"] for i in range(first, last + 1)])  # noqa: E731
     strong_spanish, irrelevant = (17, 36), (85, 100)
     assert group(*strong_spanish) > group(*irrelevant) + 0.3, spanish_rate
+    # Measured both ways: the Spanish prompts make the (Spanish) training responses more likely.
+    logprob = {r["id"]: r["logprob"] for r in rows if r["trait"] == "spanish"}
+    assert all(r["logprob_low"] <= r["logprob"] <= r["logprob_high"] for r in rows)
+    by_logprob = lambda first, last: np.mean([logprob[f"c{i:03d}"] for i in range(first, last + 1)])  # noqa: E731
+    assert by_logprob(*strong_spanish) > by_logprob(*irrelevant) > -1, logprob
+    assert " logprob" in next(line for line in lines if line.strip().startswith("rank"))
 
     # Spanish is predicted from the run's line; caps (desired) is not predicted.
     line = fit_rows(read_runs([run]), scale="raw").trait("spanish").line

@@ -12,14 +12,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from conftest import JUDGE_SCORE
+from conftest import JUDGE_SCORE, LOGPROB_BACKENDS_AGREE, tiny_sweep
 from ray import serve as ray_serve
 
+from inocray import chat
 from inocray.evaluation import serve
 from inocray.evaluation.backends import most_likely
 from inocray.evaluation.serve import GenerateRequest
-from inocray.config import EngineSpec
+from inocray.config import EngineSpec, engine_replica, parse_sweep
 
 BACKENDS = ("vllm", "transformers")
 # Chats of different lengths (transformers pads them on the left); one has a system prompt.
@@ -56,7 +58,8 @@ def greedy(handle, adapter=None, path=None, max_tokens=8):
 @pytest.fixture(scope="module")
 def engines(toy_model, ray_session):
     """One app per backend on the toy model, for the whole module."""
-    handles = {name: serve.start(f"test-{name}", str(toy_model), EngineSpec(name=name)) for name in BACKENDS}
+    handles = {name: serve.start(f"test-{name}", str(toy_model), EngineSpec(name=name), engine_replica(EngineSpec()))
+               for name in BACKENDS}
     yield handles
     for name in handles:
         serve.stop(f"test-{name}")
@@ -328,7 +331,8 @@ def rewrite_adapter(toy_model, path, seed):
 @pytest.fixture(scope="module")
 def two_replicas(toy_model, ray_session):
     """The vLLM engine app with two replicas (each 0.25 CPU: the suite's Ray has 2)."""
-    handle = serve.start("test-replicas", str(toy_model), EngineSpec(replicas=2, max_loras=2, num_cpus=0.25))
+    spec = EngineSpec(replicas=2, max_loras=2, num_cpus=0.25)
+    handle = serve.start("test-replicas", str(toy_model), spec, engine_replica(spec))
     yield handle
     serve.stop("test-replicas")
 
@@ -390,7 +394,8 @@ def replica_pids(app: str) -> list[int]:
 def test_a_killed_replica_is_restarted_and_the_calls_waiting_on_it_are_answered(toy_model, ray_session):
     """SIGKILL the replica's process while calls wait on it: Serve starts another, the calls are
     sent again and answered as they would have been."""
-    handle = serve.start("test-kill", str(toy_model), EngineSpec(num_cpus=0.25))
+    spec = EngineSpec(num_cpus=0.25)
+    handle = serve.start("test-kill", str(toy_model), spec, engine_replica(spec))
     try:
         chats = CHATS * 300  # a request that takes seconds, so that the kill finds it running
         expected = sample(handle, chats=chats, samples=4, max_tokens=24)
@@ -442,6 +447,28 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
 
 
 @pytest.mark.slow
+def test_both_backends_give_the_same_logprob_elicitation(engines, toy_model):
+    """Both engine apps score the training responses alike through Serve (each replica's forward
+    pass: backends/vllm.py says why vLLM's own prompt logprobs are not used), and so the measure
+    of each prompt."""
+    from inocray.evaluation import logprob_elicitation
+    from inocray.settings import get_setting
+
+    setting = get_setting("toy")
+    examples = setting.training_examples(8, 0)
+    chats = [chat.messages(ex.request, setting.prompts["es-always"].text) for ex in examples]
+    responses = [ex.response for ex in examples]
+    got = {name: h.response_logprobs.remote(chats, responses).result() for name, h in engines.items()}
+    for a, b in zip(got["vllm"], got["transformers"], strict=True):
+        assert len(a) == len(b) and np.mean(np.abs(np.subtract(a, b))) < LOGPROB_BACKENDS_AGREE
+    spec = parse_sweep(tiny_sweep(model=str(toy_model), eval={"logprob_examples": 16}))
+    texts = {pid: setting.prompts[pid].text for pid in ("es-always", "es-hint", "irr-helpful")}
+    measured = {name: logprob_elicitation(h, setting, spec, texts) for name, h in engines.items()}
+    for pid in texts:
+        assert measured["vllm"][pid].value == pytest.approx(measured["transformers"][pid].value, abs=LOGPROB_BACKENDS_AGREE)
+
+
+@pytest.mark.slow
 def test_model_app_serves_a_whole_model_directory(engines, toy_model):
     with serve.model_app("test-full", str(toy_model), EngineSpec()) as handle:
         assert greedy(handle) == greedy(engines["vllm"])
@@ -451,7 +478,8 @@ def test_model_app_serves_a_whole_model_directory(engines, toy_model):
 @pytest.mark.slow
 def test_session_starts_the_judge_it_is_given(toy_model, judge_model, ray_session):
     spec, model, judge = EngineSpec(name="transformers"), str(toy_model), str(judge_model)
-    with serve.session("test-session", model, spec, echo=lambda *a: None, judge_model=judge) as engine:
+    with serve.session("test-session", model, spec, engine_replica(spec), echo=lambda *a: None,
+                       judge_model=judge) as engine:
         assert serve.judge_app("test-session", judge) == "test-session-judge"
         assert serve.judge_app("test-session", "base") == "test-session"
         assert serve.judge("test-session", "") is None

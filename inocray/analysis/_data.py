@@ -20,7 +20,7 @@ from scipy import stats
 
 from inocray.errors import InputError
 from inocray.config import AXES, BASE_AXES
-from inocray.results import GRID_COLUMNS, SCHEMA, with_defaults
+from inocray.results import OPTIONAL_COLUMNS, SCHEMA, with_defaults
 
 NO_PROMPT = "none"  # prompt_id of the no-prompt control
 # Roles whose model was not trained with the prompt it is measured under: the no-prompt
@@ -43,6 +43,20 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class LogprobMeasure:
+    """The logprob elicitation L(s) of a prompt on the base model, with its 95% interval."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def variance(self) -> float:
+        """Its sampling variance, from the interval's width (as a normal's +-1.96 sd)."""
+        return ((self.high - self.low) / (2 * 1.96)) ** 2
+
+
+@dataclass(frozen=True)
 class PromptData:
     """Everything measured for one prompt s: its elicitation and its trained seeds.
 
@@ -57,6 +71,7 @@ class PromptData:
     seeds: tuple[int, ...]
     neutral: tuple[Measurement, ...]  # T(Ms, C0), one per seed
     context: tuple[Measurement, ...]  # T(Ms, Cs), one per seed ("none": the same as neutral)
+    logprob: LogprobMeasure | None = None  # L(s), where the base measurement gave it
 
     @property
     def on_line(self) -> bool:
@@ -92,6 +107,7 @@ def gather(table: pa.Table) -> tuple[list[TraitData], list[str]]:
     rows = _checked_rows(table)
     _check_poolable(rows)
     base = _merged(rows, "base")
+    logprobs = _logprobs(rows)
     data = _merged(rows, "data")
     trials = _trials(rows)
     out, notes = [], []
@@ -105,7 +121,7 @@ def gather(table: pa.Table) -> tuple[list[TraitData], list[str]]:
             at = (setting, model, *[dict(axes)[a] for a in BASE_AXES])  # its base measurement
             # undesired traits (what IP targets) first, then the desired ones it should keep
             for trait, desired in sorted(_traits(rows, setting).items(), key=lambda td: td[::-1]):
-                prompts = _prompts(key, setting, trait, trials, base, at)
+                prompts = _prompts(key, setting, trait, trials, base, at, logprobs)
                 base_neutral = _need(base, (*at, NO_PROMPT, "neutral", trait), "T(M0, C0)")
                 out.append(
                     TraitData(
@@ -136,7 +152,7 @@ def _control_then_elicitation(p: PromptData) -> tuple:
 def _checked_rows(table: pa.Table) -> list[dict]:
     if table.num_rows == 0:
         raise InputError("there are no result rows to analyze (has any trial finished?)")
-    missing = [name for name in SCHEMA.names if name not in table.column_names and name not in GRID_COLUMNS]
+    missing = [name for name in SCHEMA.names if name not in table.column_names and name not in OPTIONAL_COLUMNS]
     if missing:
         raise InputError(f"the result rows lack the column(s) {', '.join(missing)}")
     # A measurement nothing could score (e.g. a judge that gave no number) carries no rate.
@@ -146,7 +162,7 @@ def _checked_rows(table: pa.Table) -> list[dict]:
     for row in rows:
         row["prompt_text"] = row["prompt_text"] or ""
         where = f"row of trial {row['trial_id']!r}"
-        nulls = [k for k in SCHEMA.names if row[k] is None and k != "prompt_text" and k not in GRID_COLUMNS]
+        nulls = [k for k in SCHEMA.names if row[k] is None and k != "prompt_text" and k not in OPTIONAL_COLUMNS]
         if nulls:
             raise InputError(f"a {where} has no value for {', '.join(nulls)}")
         if row["stage"] not in STAGES:
@@ -221,6 +237,14 @@ def _merge(key: tuple, ms: list[Measurement]) -> Measurement:
     return Measurement(float(hits.sum() / n.sum()), int(n.sum()))
 
 
+def _logprobs(rows: list[dict]) -> dict[tuple, LogprobMeasure]:
+    """The logprob elicitation of each prompt, keyed (setting, model, base axes..., prompt_id),
+    from the base rows that give it (one value per prompt, repeated on each trait's row)."""
+    return {(r["setting"], r["model"], *[r[a] for a in BASE_AXES], r["prompt_id"]):
+            LogprobMeasure(r["logprob"], r["logprob_low"], r["logprob_high"])
+            for r in rows if r["stage"] == "base" and r["logprob"] is not None}
+
+
 def _traits(rows: list[dict], setting: str) -> dict[str, bool]:
     return {r["trait"]: r["desired"] for r in rows if r["setting"] == setting}
 
@@ -256,7 +280,8 @@ def _trials(rows: list[dict]) -> dict[tuple[str, str], _Trial]:
     return trials
 
 
-def _prompts(cell_key: tuple, setting: str, trait: str, trials: dict, base: dict, at: tuple) -> list[PromptData]:
+def _prompts(cell_key: tuple, setting: str, trait: str, trials: dict, base: dict, at: tuple,
+             logprobs: dict[tuple, LogprobMeasure]) -> list[PromptData]:
     """The prompts of one cell of `setting`; `at`: the key of its base measurement."""
     per_prompt: dict[str, list[_Trial]] = defaultdict(list)
     for (_, trial_id), trial in sorted(trials.items()):
@@ -288,6 +313,7 @@ def _prompts(cell_key: tuple, setting: str, trait: str, trials: dict, base: dict
                 seeds=tuple(t.seed for t in group),
                 neutral=tuple(t.rates["prompt" if role == "ptst" else "neutral", trait] for t in group),
                 context=tuple(t.rates[context, trait] for t in group),
+                logprob=logprobs.get((*at, prompt_id)),
             )
         )
     return out

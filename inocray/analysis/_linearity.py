@@ -56,18 +56,28 @@ def lack_of_fit(data: TraitData, scale: str, on: list[int], notes: list[str]) ->
         return None
     point = observed(data, scale)
     x, y = point.elicitation[0, on], point.neutral[0, on]
-    seeds = np.array([len(data.prompts[j].seeds) for j in on])
-    from_seeds = noise.sd[on, 0] ** 2 / seeds
     elicitation = np.array([data.prompts[j].elicitation for j in on])
     var_x = binomial_variance([m.rate for m in elicitation], [m.n for m in elicitation], scale)
+    return line_lack_of_fit(x, y, seed_variance(data, noise, on), var_x, noise.df)
+
+
+def seed_variance(data: TraitData, noise: SeedNoise, on: list[int]) -> np.ndarray:
+    """sd_s^2 / m_s: the seeds' noise in each prompt's mean T(Ms, C0)."""
+    return noise.sd[on, 0] ** 2 / np.array([len(data.prompts[j].seeds) for j in on])
+
+
+def line_lack_of_fit(x: np.ndarray, y: np.ndarray, from_seeds: np.ndarray, var_x: np.ndarray,
+                     df_error: int) -> LackOfFit:
+    """The F test above for prompt means `y` at predictor values `x` (whatever the predictor:
+    `var_x` is its measurement variance per prompt)."""
     slope = np.polyfit(x, y, 1)[0]
     for _ in range(2):  # the weights depend on the slope: refit once with the weighted one
         v = from_seeds + slope**2 * var_x
         (slope, intercept), residual = _weighted_line(x, y, 1 / v)
     q = float(np.sum(residual**2 / v))
-    df_model = len(on) - 2
+    df_model = len(x) - 2
     f = q / df_model
-    return LackOfFit(f, df_model, noise.df, float(stats.f.sf(f, df_model, noise.df)))
+    return LackOfFit(f, df_model, df_error, float(stats.f.sf(f, df_model, df_error)))
 
 
 def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[tuple[float, float], np.ndarray]:

@@ -26,11 +26,14 @@ from inocray.errors import reports_input_errors
               help="Where screen.parquet and screen.csv go [default: runs/screen-NAME-HASH].")
 @click.option("--batch", type=click.IntRange(min=1), default=25, show_default=True,
               help="Candidates per request to the engine (one progress line each).")
+@click.option("--measure", type=click.Choice(["sampled", "logprob", "both"]), default="sampled", show_default=True,
+              help="Elicitation as the trait rate of sampled completions, as the training responses' "
+                   "log-probability gain under the prompt (eval.logprob_examples of them), or both.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @reports_input_errors
 def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str | None, top: int,
-            out: Path | None, batch: int, address: str | None) -> None:
+            out: Path | None, batch: int, measure: str, address: str | None) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
     from inocray.config import load_sweep, one_setting
@@ -56,7 +59,7 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str |
         rename = run.named if run is not None else (lambda text: text)
         try:
             table = screen(spec, candidates, predict_from=run and run.local, cell=cell, address=address,
-                           batch_size=batch,
+                           batch_size=batch, measure=measure,
                            echo=lambda message="", **kw: echo(rename(message), **kw))
         except InputError as e:
             raise InputError(rename(str(e))) from None

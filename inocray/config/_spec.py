@@ -112,6 +112,9 @@ class EvalSpec:
     samples: int = rule(4, above=0, most=1_000)  # completions per request
     max_tokens: int = rule(16, above=0)
     temperature: float = rule(1.0, least=0)
+    # training examples the base model's logprob elicitation of each prompt averages over
+    # (evaluation/_logprob.py); 0 skips it
+    logprob_examples: int = rule(64, least=0, most=100_000)
     judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
     # trait name -> the classifier that scores it instead of the setting's own scorer
     classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
@@ -214,7 +217,8 @@ class SweepSpec:
 
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
-                 (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024))
+                 (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
+                 (("eval", "logprob_examples"), 64))
 
 
 

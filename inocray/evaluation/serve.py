@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from ray import serve
 
 from inocray import models
-from inocray.chat import render
+from inocray.chat import render, response_ids
 from inocray.config import EngineSpec, Holds, own_engine
 from inocray.evaluation._judge import Judge
 from inocray.evaluation.backends import GenerateRequest, load_backend
@@ -94,6 +94,17 @@ class Engine:
             return [next(answers) if ok else {} for ok in fits]
 
         return await self._call(adapter, work)
+
+    async def response_logprobs(self, chats: list[list[dict]], responses: list[str]) -> list[list[float]]:
+        """Per (chat, response): the base model's log-probability of each token of the response
+        as training scores it (its tokens and EOS), after the chat rendered for a reply."""
+
+        def work():
+            tokenizer = self.backend.tokenizer
+            return self.backend.sequence_logprobs([render(tokenizer, c) for c in chats],
+                                                  [response_ids(tokenizer, r) for r in responses])
+
+        return await self._call(None, work)
 
     def numbers_are_single_tokens(self) -> bool:
         """Whether every number 0..100 is one token of this model (the judge reads the first token)."""

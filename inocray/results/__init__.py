@@ -12,7 +12,8 @@ from inocray.results._layout import (ADAPTERS_DIR, ANALYSIS, CHECKPOINTS_DIR, LO
                                      SCREEN, SWEEP_RECORD, TRAIN_DIR, TUNE_DIR, Opened, adapter_dir, checkpoint_dir,
                                      claim, default_run_dir, default_screen_dir, elicitation_plot, log_path, opened,
                                      reachable, record_path, rows_path, run_dir_name, sweep_record)
-from inocray.results._rows import GRID_COLUMNS, SCHEMA, has_rows, read_rows, with_defaults, write_rows
+from inocray.results._rows import (GRID_COLUMNS, LOGPROB_COLUMNS, OPTIONAL_COLUMNS, SCHEMA, has_rows, read_rows,
+                                   with_defaults, write_rows)
 from inocray.results.storage import Location, write_atomically
 
 __all__ = [
@@ -21,5 +22,5 @@ __all__ = [
     "SWEEP_RECORD", "TRAIN_DIR", "TUNE_DIR", "Opened", "adapter_dir", "checkpoint_dir", "claim", "default_run_dir",
     "default_screen_dir", "elicitation_plot", "log_path", "opened", "reachable", "record_path", "rows_path",
     "run_dir_name", "sweep_record",
-    "GRID_COLUMNS", "SCHEMA", "has_rows", "read_rows", "with_defaults", "write_rows",
+    "GRID_COLUMNS", "LOGPROB_COLUMNS", "OPTIONAL_COLUMNS", "SCHEMA", "has_rows", "read_rows", "with_defaults", "write_rows",
 ]

@@ -49,13 +49,20 @@ SCHEMA = pa.schema(
         ("cell", pa.string()),  # the grid cell (grid.Cell.id); "" untrained, or without a grid
         # the value of each axis a grid can vary, in the cell (untrained rows: eval axes only)
         *[(axis, {float: pa.float64(), int: pa.int64(), str: pa.string()}[axis_type(axis)]) for axis in AXES],
+        # Base-model rows: the prompt's logprob elicitation L(s) (evaluation/_logprob.py) and its
+        # interval, the same on each trait's row; null on other rows, and in older run directories.
+        ("logprob", pa.float64()),
+        ("logprob_low", pa.float64()),
+        ("logprob_high", pa.float64()),
     ]
 )
+LOGPROB_COLUMNS = ("logprob", "logprob_low", "logprob_high")
 GRID_COLUMNS = ("model", "cell", *AXES)  # null when a row does not give them
+OPTIONAL_COLUMNS = (*GRID_COLUMNS, *LOGPROB_COLUMNS)  # absent from older rows, or null where they do not apply
 
 def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
     """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
-    rows = [{c: None for c in GRID_COLUMNS} | dict(r) for r in rows]
+    rows = [{c: None for c in OPTIONAL_COLUMNS} | dict(r) for r in rows]
     for r in rows:
         missing = [name for name in SCHEMA.names if name not in r]
         if missing:  # from_pylist would store nulls silently

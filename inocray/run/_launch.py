@@ -23,7 +23,7 @@ from typing import Callable
 from inocray import models
 from inocray.config import (NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan, measured_prompts,
                             prompt_catalogue, setting_entries)
-from inocray.evaluation import Condition, check_fits, data_rates, sample_contexts, serve, trait_rows
+from inocray.evaluation import Condition, check_fits, data_rates, logprob_elicitation, sample_contexts, serve, trait_rows
 from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, storage, write_rows
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
@@ -123,12 +123,16 @@ def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Locatio
     prompts |= {(pid, role): catalogue[pid].text for pid, role in measured_prompts(one) if pid != NONE}
     engine = serve.handle(app_name(plan, m.cell.model))
     rates = sample_contexts(engine, setting, one, prompts, judge=judge_of(plan, m.cell.model))
+    logprobs = logprob_elicitation(engine, setting, one, prompts) if one.eval.logprob_examples else {}
     rows = []
     for (pid, role), text in prompts.items():
         cond = Condition(sweep_hash=plan.spec.hash(), setting=setting.name, seed=0, trial_id=m.id, stage="base",
                          prompt_id=pid, prompt_text=text, prompt_role=role, grid=m.columns())
-        rows += trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)
-        echo(f"  {pid:<20} " + "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items()))
+        lp = logprobs.get((pid, role))
+        measured = {"logprob": lp.value, "logprob_low": lp.low, "logprob_high": lp.high} if lp else {}
+        rows += [row | measured for row in trait_rows(cond, "prompt" if text else "neutral", rates[(pid, role)], setting)]
+        shown = "  ".join(f"{t} {r:.2f}" for t, (r, _) in rates[(pid, role)].items())
+        echo(f"  {pid:<20} {shown}" + (f"  logprob {lp.value:+.3f}" if lp and text else ""))
     write_rows(run_dir, m.id, rows)
 
 

@@ -29,12 +29,13 @@ from inocray import models
 from inocray.analysis import NO_PROMPT, ElicitationLine, fit_rows, read_runs
 from inocray.config import SweepSpec, make_plan
 from inocray.errors import InputError
-from inocray.evaluation import chat_sizes, sample_contexts, serve
+from inocray.evaluation import chat_sizes, logprob_elicitation, sample_contexts, serve
 from inocray.results import SCREEN, default_screen_dir, record_path, storage, sweep_record, write_atomically
 from inocray.run._candidates import Candidate
 from inocray.settings import Setting, get_setting
 
 BATCH = 25  # candidates per request to the engine: one progress line each
+MEASURES = ("sampled", "logprob", "both")  # how elicitation is measured (docs/screening.md)
 NEUTRAL = ""  # key of the neutral context C0 among the candidate ids (no id is empty)
 
 # One row per (candidate, trait), ranked within each trait by elicitation, highest first.
@@ -48,6 +49,11 @@ SCHEMA = pa.schema(
         ("elicitation", pa.float64()),  # T(M0, Cs): trait rate of the base model under the candidate
         ("n", pa.int64()),  # samples behind the rate
         ("neutral_rate", pa.float64()),  # T(M0, C0): the base model without any prompt
+        # L(s): the training responses' mean per-token log-probability gain under the candidate
+        # (evaluation.logprob_elicitation), with its 95% interval; null unless measured
+        ("logprob", pa.float64()),
+        ("logprob_low", pa.float64()),
+        ("logprob_high", pa.float64()),
         ("predicted_neutral", pa.float64()),  # T(Ms, C0) on the run's line; null without --from
         ("predicted_low", pa.float64()),  # the line's pointwise 95% bootstrap band
         ("predicted_high", pa.float64()),
@@ -64,6 +70,7 @@ def screen(
     cell: str | None = None,
     address: str | None = None,
     batch_size: int = BATCH,
+    measure: str = "sampled",
     echo: Callable = print,
 ) -> pa.Table:
     """Rank `candidates` by the elicitation of each trait on the base model `spec` names.
@@ -76,6 +83,9 @@ def screen(
         cell: the grid cell of `predict_from` whose line predicts, where it holds several.
         address: a running Ray cluster; by default a local Ray (or the session already open).
         batch_size: candidates per request to the engine.
+        measure: "sampled" (trait rates of sampled completions), "logprob" (the training
+            responses' log-probability gain, spec.eval.logprob_examples of them), or "both";
+            with "logprob" alone the candidates are ranked by it and nothing is predicted.
         echo: where progress lines go.
 
     Returns:
@@ -86,6 +96,12 @@ def screen(
             that cannot predict (another setting, several grid cells and no `cell`, or no fitted line);
             raised before measuring.
     """
+    if measure not in MEASURES:
+        raise InputError(f"unknown measure {measure!r}; use {', '.join(MEASURES)}")
+    if measure != "sampled" and spec.eval.logprob_examples == 0:
+        raise InputError(f"--measure {measure} needs eval.logprob_examples above 0 in the sweep file")
+    if measure == "logprob" and predict_from is not None:
+        raise InputError("--from predicts from sampled elicitation: use --measure sampled or both with it")
     if not candidates:
         raise InputError("there are no candidate prompts to screen")
     if len({c.id for c in candidates}) < len(candidates):
@@ -98,8 +114,10 @@ def screen(
     replica = make_plan(spec).placement.replica
     with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=spec.eval.judge_model) as engine:
         judge = serve.judge(app, spec.eval.judge_model)
-        rates, neutral = _measure(engine, spec, setting, candidates, batch_size, echo, judge)
-    return _ranked(setting, candidates, rates, neutral, lines)
+        rates, neutral = ({}, {}) if measure == "logprob" else _measure(engine, spec, setting, candidates, batch_size,
+                                                                        echo, judge)
+        logprobs = _measure_logprob(engine, spec, setting, candidates, echo) if measure != "sampled" else {}
+    return _ranked(setting, candidates, rates, neutral, lines, logprobs)
 
 
 @dataclass(frozen=True)
@@ -233,22 +251,40 @@ def _measure(
     return rates, neutral
 
 
-def _ranked(
-    setting: Setting, candidates: Sequence[Candidate], rates: dict, neutral: dict, lines: dict[str, _Line]
-) -> pa.Table:
-    """The table of SCHEMA: for each trait, the candidates by elicitation, highest first."""
+def _measure_logprob(engine, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate],
+                     echo: Callable) -> dict:
+    """The logprob elicitation of every candidate, in one request."""
+    echo(f"measuring the logprob elicitation of {len(candidates)} candidates on the base model: "
+         f"{spec.eval.logprob_examples} training examples each")
+    started = time.monotonic()
+    got = logprob_elicitation(engine, setting, spec, {c.id: c.text for c in candidates})
+    echo(f"logprob elicitation measured in {_clock(time.monotonic() - started)}")
+    return got
+
+
+def _ranked(setting: Setting, candidates: Sequence[Candidate], rates: dict, neutral: dict, lines: dict[str, _Line],
+            logprobs: dict) -> pa.Table:
+    """The table of SCHEMA: for each trait, the candidates by elicitation (or, measured alone, by
+    logprob elicitation), highest first."""
     rows = []
     for trait in sorted(setting.traits, key=lambda t: t.desired):  # undesired first
         # A stable sort: candidates that tie keep their order in the file.
-        order = sorted(candidates, key=lambda c: -rates[c.id][trait.name][0])
-        x = np.array([rates[c.id][trait.name][0] for c in order])
+        if rates:
+            order = sorted(candidates, key=lambda c: -rates[c.id][trait.name][0])
+        else:
+            order = sorted(candidates, key=lambda c: -logprobs[c.id].value)
+        x = np.array([rates[c.id][trait.name][0] for c in order]) if rates else None
         predicted = lines[trait.name].predict(x) if trait.name in lines else {}
         for i, c in enumerate(order):
+            lp = logprobs.get(c.id)
             rows.append(
                 {
                     "rank": i + 1, "id": c.id, "text": c.text, "trait": trait.name, "desired": trait.desired,
-                    "elicitation": rates[c.id][trait.name][0], "n": rates[c.id][trait.name][1],
-                    "neutral_rate": neutral[trait.name][0],
+                    "elicitation": rates[c.id][trait.name][0] if rates else None,
+                    "n": rates[c.id][trait.name][1] if rates else None,
+                    "neutral_rate": neutral[trait.name][0] if rates else None,
+                    "logprob": lp.value if lp else None, "logprob_low": lp.low if lp else None,
+                    "logprob_high": lp.high if lp else None,
                     **{k: v[i].item() for k, v in predicted.items()},
                 }
             )
@@ -260,21 +296,27 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
     rows = table.to_pylist()
     traits = list(dict.fromkeys(r["trait"] for r in rows))
     ranked = list(dict.fromkeys(r["trait"] for r in rows if not r["desired"])) or traits
+    sampled = rows[0]["elicitation"] is not None
     rate = {(r["id"], r["trait"]): r["elicitation"] for r in rows}
+    logprob = {r["id"]: r["logprob"] for r in rows if r["logprob"] is not None}
     total = len(rows) // len(traits)
     width = max([10, *(len(r["id"]) for r in rows)])  # the id column fits the longest id
     out = []
     for trait in ranked:
         mine = [r for r in rows if r["trait"] == trait]
         predicts = mine[0]["predicted_neutral"] is not None
-        out.append(
-            f"{trait}: {total} candidates ranked by elicitation T(M0, Cs); no prompt T(M0, C0) = "
-            f"{mine[0]['neutral_rate']:.2f}; {mine[0]['n']} samples each"
-        )
-        head = f"{'rank':>5}  {'id':<{width}} " + " ".join(f"{t[:8]:>8}" for t in traits)
+        if sampled:
+            out.append(f"{trait}: {total} candidates ranked by elicitation T(M0, Cs); no prompt T(M0, C0) = "
+                       f"{mine[0]['neutral_rate']:.2f}; {mine[0]['n']} samples each")
+        else:
+            out.append(f"{trait}: {total} candidates ranked by logprob elicitation L(s) (nats per response token)")
+        head = f"{'rank':>5}  {'id':<{width}} " + " ".join(f"{t[:8]:>8}" for t in traits) * sampled
+        head += f" {'logprob':>8}" * bool(logprob)
         out.append(head + ("  predicted T(Ms,C0) [95%]" if predicts else "") + "  text")
         for r in mine[:top]:
-            line = f"{r['rank']:>5}  {r['id']:<{width}} " + " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits)
+            line = f"{r['rank']:>5}  {r['id']:<{width}} "
+            line += " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits) * sampled
+            line += f" {logprob[r['id']]:>+8.3f}" * bool(logprob)
             if predicts:
                 band = f"{r['predicted_neutral']:.2f} [{r['predicted_low']:.2f}, {r['predicted_high']:.2f}]"
                 line += f"  {band:<22}{'*' if r['extrapolated'] else ' '} "

@@ -7,7 +7,7 @@ from typing import Callable
 
 from scipy.stats import spearmanr
 
-from inocray.analysis import RunFit, TraitFit, fit_rows, plot_elicitation, save_fit
+from inocray.analysis import RunFit, TraitFit, compare_predictors, fit_rows, plot_elicitation, predictors_text, save_fit
 from inocray.config import SweepSpec
 from inocray.errors import InputError
 from inocray.results import elicitation_plot, read_rows
@@ -16,12 +16,16 @@ from inocray.results import elicitation_plot, read_rows
 def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit | None:
     """Fit the run's rows, print the fit and the headline, save tables and plots."""
     try:
-        fit = fit_rows(read_rows(run_dir), scale=spec.scale)
+        rows = read_rows(run_dir)
+        fit = fit_rows(rows, scale=spec.scale)
     except InputError as e:  # e.g. every trial failed: the rows on disk are still good
         echo(f"no fit: {e}")
         return None
     echo("")
     echo(fit.to_text())
+    compared = predictors_text(compare_predictors(rows))
+    if compared:
+        echo(compared)
     save_fit(fit, run_dir)
     plots = []
     for t in fit.traits:

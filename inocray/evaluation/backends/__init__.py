@@ -47,6 +47,11 @@ class Backend(Protocol):
         """Per chat: token text -> log-probability of the first reply token, the k most likely."""
         ...
 
+    def sequence_logprobs(self, prompts: list[list[int]], continuations: list[list[int]]) -> list[list[float]]:
+        """Per pair: the base model's log-probability of each continuation token after the
+        prompt's tokens and the continuation's tokens before it (teacher forcing)."""
+        ...
+
 
 def load_backend(model_path: str, spec: EngineSpec) -> Backend:
     """The backend `spec.name` names (registry.BACKENDS), holding the model in `model_path`."""

@@ -76,6 +76,29 @@ class HFBackend:
                 out.append(most_likely(zip(texts, val), k))
         return out
 
+    def sequence_logprobs(self, prompts, continuations) -> list[list[float]]:
+        with self._lock:
+            return self._sequence_logprobs(prompts, continuations)
+
+    @torch.inference_mode()
+    def _sequence_logprobs(self, prompts, continuations) -> list[list[float]]:
+        self._use(None, None)
+        out = []
+        for start in range(0, len(prompts), BATCH_ROWS):
+            pairs = list(zip(prompts[start : start + BATCH_ROWS], continuations[start : start + BATCH_ROWS]))
+            sequences = [list(p) + list(c) for p, c in pairs]
+            ids, mask = self._left_padded(sequences)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+            logprobs = torch.log_softmax(logits, -1)
+            width = ids.shape[1]
+            for row, (p, c) in enumerate(pairs):
+                # token j of the continuation sits at column width - len(c) + j; it is predicted one column earlier
+                cols = torch.arange(width - len(c) - 1, width - 1, device=ids.device)
+                taken = logprobs[row, cols, ids[row, cols + 1]]
+                out.append(taken.tolist())
+        return out
+
     def _use(self, adapter: str | None, adapter_path: str | None) -> None:
         """Make `adapter` the active one (loading it, evicting the least recent beyond max_loras), or none."""
         if adapter is None:

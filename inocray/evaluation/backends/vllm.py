@@ -14,6 +14,7 @@ process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it starts in seconds, and dies with 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -22,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from inocray.evaluation.backends import GenerateRequest, adapter_version, chat_seed, most_likely
+from inocray.evaluation.backends.hf import HFBackend
 from inocray.chat import render
 from inocray.config import EngineSpec
 
@@ -45,6 +47,8 @@ class VllmBackend:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self._model_path, self._spec = model_path, spec
+        self._scorer = None  # the transformers copy that scores whole sequences (sequence_logprobs)
         self.generated_tokens = 0
         self._adapter_ids: dict[str, int] = {}  # adapter version -> vLLM's integer id
         self._ids_lock = threading.Lock()
@@ -82,6 +86,17 @@ class VllmBackend:
         # The first token's dict holds the top k and the sampled token (greedy: one of them).
         firsts = [out.outputs[0].logprobs[0] for out in outputs]
         return [most_likely(((lp.decoded_token or "", lp.logprob) for lp in first.values()), k) for first in firsts]
+
+    def sequence_logprobs(self, prompts, continuations) -> list[list[float]]:
+        """Scored by a transformers copy of the base model, loaded on first use: vLLM 0.32's
+        prompt logprobs fail on an engine with LoRA enabled on CPU (its punica CPU kernel gets a
+        prompt's hidden states where it expects one row per request), and every inocray engine
+        enables LoRA. Without LoRA, vLLM's prompt logprobs agree with this forward pass
+        (tests/test_logprob.py)."""
+        with self._ids_lock:
+            if self._scorer is None:
+                self._scorer = HFBackend(self._model_path, dataclasses.replace(self._spec, name="transformers"))
+        return self._scorer.sequence_logprobs(prompts, continuations)
 
     def _run(self, chats, params, adapter, adapter_path) -> list:
         """Queue the chats for the engine thread and wait for their outputs, in order."""

@@ -1,0 +1,81 @@
+"""Which predictor explains a sweep: on simulated rows where one predictor is planted as the true
+one and the other is noise, the comparison picks the planted one, and `analyze --predictor`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from inocray.analysis import PREDICTORS, compare_predictors
+from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
+from inocray.cli import main
+from inocray.cli.analyze import PREDICTORS as CLI_PREDICTORS
+from inocray.results import SCHEMA
+
+PROMPTS = {f"p{i}": "inoculation" for i in range(6)}
+ELICITATION = {f"p{i}": 0.1 + 0.14 * i for i in range(6)}  # 0.10 .. 0.80: the planted truth
+
+
+def _planted(seed: int = 1) -> pa.Table:
+    """Rows whose T(Ms, C0) follows the planted elicitation on the App. H line (k 0.8)."""
+    return simulate_rows([PlantedTrait("spanish", k=0.8, elicitation=ELICITATION)], PROMPTS, seeds=3, n=400,
+                         rng=seed)
+
+
+def _edited(table: pa.Table, logprob: dict[str, float], sampled: dict[str, float] | None = None) -> pa.Table:
+    """The rows with each prompt's logprob elicitation set (interval +-0.02) and, given `sampled`,
+    its sampled elicitation (the base row's rate in Cs) replaced."""
+    rows = table.to_pylist()
+    for r in rows:
+        if r["stage"] == "base" and r["prompt_id"] in logprob:
+            v = logprob[r["prompt_id"]]
+            r |= {"logprob": v, "logprob_low": v - 0.02, "logprob_high": v + 0.02}
+            if sampled is not None and r["context"] == "prompt":
+                r["rate"] = sampled[r["prompt_id"]]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _noise(seed: int) -> dict[str, float]:
+    """Values with no relation to the planted elicitation."""
+    values = np.random.default_rng(seed).permutation([0.05, 0.7, 0.2, 0.6, 0.4, 0.3])
+    return dict(zip(PROMPTS, values.tolist()))
+
+
+def test_the_planted_sampled_predictor_is_picked_over_a_noise_logprob():
+    (c,) = compare_predictors(_edited(_planted(), logprob=_noise(7)), n_boot=300)
+    assert c.better == "sampled", (c.difference, c.low, c.high)
+    assert c.fits["sampled"].lopo < c.fits["logprob"].lopo
+    assert c.fits["sampled"].pearson < -0.9 and c.fits["sampled"].spearman == pytest.approx(-1.0)
+    assert c.fits["sampled"].slope == pytest.approx(-0.8, abs=0.1)  # the planted k, as -slope
+
+
+def test_the_planted_logprob_predictor_is_picked_over_a_noise_sampled_rate():
+    truth = {p: 2 * e - 0.5 for p, e in ELICITATION.items()}  # L(s): the elicitation on another scale
+    (c,) = compare_predictors(_edited(_planted(), logprob=truth, sampled=_noise(7)), n_boot=300)
+    assert c.better == "logprob", (c.difference, c.low, c.high)
+    assert c.high < 0 and c.fits["logprob"].lopo < c.fits["sampled"].lopo
+    assert c.fits["logprob"].slope == pytest.approx(-0.4, abs=0.05)  # -0.8 per unit of elicitation, halved
+
+
+def test_rows_without_logprob_give_no_comparison_and_the_flag_says_so(tmp_path):
+    run = write_run(_planted(), tmp_path / "run")
+    assert compare_predictors(_planted()) == []
+    result = CliRunner().invoke(main, ["analyze", str(run), "--predictor", "logprob", "--n-boot", "100"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "no logprob elicitation" in result.output
+
+
+def test_analyze_prints_the_chosen_predictor(tmp_path):
+    run = write_run(_edited(_planted(), logprob=_noise(7)), tmp_path / "run")
+    both = CliRunner().invoke(main, ["analyze", str(run), "--n-boot", "100"])
+    assert both.exit_code == 0, both.output
+    assert "  sampled  line" in both.output and "  logprob  line" in both.output
+    assert "sampled elicitation predicts better" in both.output
+    one = CliRunner().invoke(main, ["analyze", str(run), "--n-boot", "100", "--predictor", "logprob"])
+    assert "  logprob  line" in one.output and "  sampled  line" not in one.output
+
+
+def test_the_command_offers_the_analysis_predictors():
+    assert CLI_PREDICTORS == PREDICTORS
