@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import tiny_sweep
 
 from inocray.analysis import compare, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
@@ -78,7 +79,7 @@ def test_grid_trials_are_named_by_their_cell_and_interleaved(tmp_path):
 
 
 def test_a_sweep_without_a_grid_is_one_cell_with_the_ids_of_before():
-    spec = parse_spec({"name": "t", "setting": "toy", "prompts": ["es-always"], "seeds": [0]})
+    spec = parse_spec(tiny_sweep(name="t"))
     plan = make_plan(spec)
     (only,) = plan.cells
     assert only.id == "" and only.spec == spec
@@ -165,25 +166,25 @@ def test_a_bad_grid_is_one_sentence_exit_2_and_nothing_written(tmp_path, monkeyp
 
 
 def test_every_engine_is_counted_by_the_resource_check():
-    one = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"]}))
-    two = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"],
-                                "models": ["toy", "smollm2-135m"]}))
+    defaults = {"seeds": None, "train": None, "eval": None}  # the resource check reads the file's defaults
+    one = make_plan(parse_spec(tiny_sweep(name="g", **defaults)))
+    two = make_plan(parse_spec(tiny_sweep(name="g", models=["toy", "smollm2-135m"], **defaults)))
     assert two.placement.engines.cpu == 2 * one.placement.engines.cpu
     # 2 CPUs hold one engine (0.5) and 2 trials (0.5 each), but two engines leave room for 1
     assert resources.concurrent_trials({"CPU": 2.0}, one) == 3 and resources.concurrent_trials({"CPU": 2.0}, two) == 2
     found = resources.problem({"CPU": 1.2}, two)
     assert found and found.startswith("the 2 evaluation engines (1 CPU) and one trial")
     # the most demanding cell sets what a trial needs
-    full = make_plan(parse_spec({"name": "g", "setting": "toy", "prompts": ["es-always"], "engine": {"num_gpus": 1},
-                                 "grid": {"train.method": ["lora", "full"]}}))
+    full = make_plan(parse_spec(tiny_sweep(name="g", engine={"num_gpus": 1}, grid={"train.method": ["lora", "full"]},
+                                           **defaults)))
     assert full.placement.trial.gpu == 1
 
 
 def planted_grid(tmp_path: Path, ks: dict[float, float], desired: bool = False) -> Path:
     """A simulated run of a grid over train.lr with planted k per learning rate (and r); with
     `desired`, a desired trait "caps" that only prompt "a" elicits."""
-    spec = parse_spec({"name": "sim", "setting": "toy", "prompts": ["es-hint"], "seeds": [0],
-                       "grid": {"train.lr": list(ks), "train.lora.r": [4, 8]}})
+    spec = parse_spec(tiny_sweep(name="sim", prompts=["es-hint"], train=None, eval=None,
+                                 grid={"train.lr": list(ks), "train.lora.r": [4, 8]}))
     elicitation = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8}
     caps = [PlantedTrait("caps", desired=True, elicitation={"a": 0.5})] * desired
     tables = [simulate_rows([PlantedTrait("spanish", k=ks[dict(c.axes)["train.lr"]], elicitation=elicitation), *caps],
@@ -236,7 +237,8 @@ def test_screen_predicts_from_the_grid_cell_it_is_told_and_refuses_to_guess(tmp_
     from inocray.run._screen import _fitted_lines
 
     run = planted_grid(tmp_path, {3e-4: 0.7, 1e-3: 0.2})
-    spec, setting = parse_spec({"name": "scr", "setting": "toy", "prompts": ["es-always"]}), get_setting("toy")
+    screened = tiny_sweep(name="scr", seeds=None, train=None, eval=None)  # eval at its defaults, as the run's
+    spec, setting = parse_spec(screened), get_setting("toy")
     for cell, k in (("lr=0.0003,r=4", 0.7), ("lr=0.001,r=8", 0.2)):
         line = _fitted_lines(run, spec, setting, lambda *a: None, cell)["spanish"].line
         assert line.slope.covers(-k) and not line.slope.covers(-0.45), (cell, line.slope)
@@ -246,7 +248,7 @@ def test_screen_predicts_from_the_grid_cell_it_is_told_and_refuses_to_guess(tmp_
         _fitted_lines(run, spec, setting, lambda *a: None, "lr=1")
     # through the command: one sentence, exit 2, nothing measured or written
     sweep, prompts, out = tmp_path / "s.yaml", tmp_path / "c.txt", tmp_path / "out"
-    sweep.write_text(yaml.safe_dump({"name": "scr", "setting": "toy", "prompts": ["es-always"]}))
+    sweep.write_text(yaml.safe_dump(screened))
     prompts.write_text("Speak Spanish.\n")
     for extra, said in ((["--from", str(run)], "choose the one to predict from with --cell"),
                         (["--cell", "lr=0.001,r=8"], "give --from too")):

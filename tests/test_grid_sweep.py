@@ -1,6 +1,7 @@
 """A real grid sweep at tiny scale: two cells (two learning rates) in one Tune run, one engine."""
 
 import pytest
+from conftest import tiny_sweep
 
 from inocray.results import _rows as store
 from inocray.analysis import fit_rows
@@ -12,18 +13,7 @@ from inocray.config import parse_sweep
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_two_cell_grid_runs_in_one_sweep_fits_per_cell_and_resumes_per_cell(toy_model, tmp_path):
-    spec = parse_sweep(
-        {
-            "name": "tiny-grid",
-            "setting": "toy",
-            "model": str(toy_model),
-            "prompts": ["es-always"],
-            "seeds": [0],
-            "train": {"steps": 8, "batch_size": 8, "examples": 64},
-            "grid": {"train.lr": [1e-4, 3e-3]},
-            "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
-        }
-    )
+    spec = parse_sweep(tiny_sweep(name="tiny-grid", model=str(toy_model), grid={"train.lr": [1e-4, 3e-3]}))
     cells = ["lr=0.0001", "lr=0.003"]
     lines = []
     run_dir = run_sweep(spec, tmp_path / "run", echo=lines.append)

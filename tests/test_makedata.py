@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
+from conftest import tiny_sweep
 
 from inocray.run import _make_data as makedata
 from inocray.evaluation.backends import GenerateRequest
@@ -83,7 +85,7 @@ def _toy_sweep(tmp: Path) -> Path:
 
 def _sweep_of(tmp: Path, setting: str, prompt: str) -> Path:
     path = tmp / f"{setting}.yaml"
-    path.write_text(f"name: t\nsetting: {setting}\nmodel: toy\nprompts: [{prompt}]\n")
+    path.write_text(yaml.safe_dump(tiny_sweep(name="t", setting=setting, model="toy", prompts=[prompt])))
     return path
 
 

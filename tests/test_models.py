@@ -10,6 +10,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_sweep
 
 from inocray.models import _presets as models
 from inocray.registry import MODELS
@@ -55,7 +56,7 @@ def test_a_missing_package_is_one_sentence_that_says_how_to_install_it(monkeypat
 
 def test_an_unknown_model_names_the_presets():
     with pytest.raises(InputError, match=r"not a model directory \(nor a preset: smollm2-135m, toy\)"):
-        parse_sweep({"name": "s", "setting": "toy", "prompts": ["es-always"], "model": "smollm3"})
+        parse_sweep(tiny_sweep(name="s", model="smollm3"))
 
 
 def test_adding_a_packaged_model_is_one_entry():
@@ -135,7 +136,7 @@ def test_a_model_directory_without_a_tokenizer_is_one_sentence_before_anything_i
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    spec = parse_sweep({"name": "m", "setting": "toy", "model": str(model), "prompts": ["es-always"]})
+    spec = parse_sweep(tiny_sweep(name="m", model=str(model)))
     with pytest.raises(InputError, match="holds no tokenizer that transformers can load"):
         run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
     assert not (tmp_path / "run").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from click.testing import CliRunner
+from conftest import tiny_sweep
 
 from inocray.analysis.power import Design, plan_sweep
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
@@ -109,7 +111,7 @@ def test_bad_input_is_one_sentence_and_exit_2(args, message):
 
 def test_a_sweep_needs_three_prompts_on_the_line(tmp_path):
     sweep = tmp_path / "two.yaml"
-    sweep.write_text("name: two\nsetting: toy\nprompts: [es-hint, es-always]\n")
+    sweep.write_text(yaml.safe_dump(tiny_sweep(name="two", prompts=["es-hint", "es-always"])))
     result = CliRunner().invoke(main, ["plan", str(sweep), "--sims", "10"])
     assert result.exit_code == 2 and "a line needs 3" in result.output
     result = CliRunner().invoke(main, ["plan", str(tmp_path / "missing.yaml")])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_sweep
 
 from inocray.config import Holds, make_plan, parse_spec
 from inocray.errors import InputError
@@ -15,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spec(**fields):
-    """The plan of the toy sweep with `fields` changed: what the resource check reads."""
-    return make_plan(parse_spec({"name": "fit", "setting": "toy", "prompts": ["es-always"]} | fields))
+    """The plan of the toy sweep with `fields` changed: what the resource check reads (seeds,
+    training and evaluation at the sweep file's defaults unless `fields` sets them)."""
+    return make_plan(parse_spec(tiny_sweep(name="fit", seeds=None, train=None, eval=None) | fields))
 
 
 GPU_SWEEP = {"train": {"use_gpu": True}, "engine": {"num_gpus": 1}}  # operations.md's toy-gpu.yaml
@@ -110,8 +112,7 @@ def test_a_sweep_whose_engine_cannot_be_placed_fails_before_asking_for_it(toy_mo
     from inocray.run import run_sweep
 
     monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
-    spec = parse_spec({"name": "nogpu", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
-                       "seeds": [0], **GPU_SWEEP})
+    spec = parse_spec(tiny_sweep(name="nogpu", model=str(toy_model), train=None, eval=None) | GPU_SWEEP)
     lines: list[str] = []
     with pytest.raises(InputError, match="the Ray cluster has 0 GPUs: set engine.num_gpus: 0"):
         run_sweep(spec, tmp_path / "run", echo=lines.append)

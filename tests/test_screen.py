@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import tiny_sweep
 
 from inocray.analysis import fit_rows, read_runs
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
@@ -16,7 +17,7 @@ from inocray.errors import InputError
 from inocray.run import default_out_dir, screen
 from inocray.config import parse_sweep
 
-TOY_SWEEP = {"name": "scr", "setting": "toy", "prompts": ["es-always"]}
+TOY_SWEEP = tiny_sweep(name="scr", seeds=None, train=None, eval=None)
 
 
 def test_text_file_skips_blanks_and_comments_and_numbers_the_prompts(tmp_path):
@@ -136,10 +137,8 @@ def test_the_output_directory_names_sweep_candidates_and_run():
 @pytest.mark.usefixtures("ray_session")
 def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, tmp_path):
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({
-        **TOY_SWEEP, "model": str(toy_model),
-        "eval": {"requests": 4, "samples": 2, "max_tokens": 8, "logprob_examples": 16},
-    }))
+    sweep.write_text(yaml.safe_dump(tiny_sweep(name="scr", model=str(toy_model), seeds=None, train=None,
+                                               eval={"requests": 4, "logprob_examples": 16})))
     run = _toy_run(tmp_path / "run")
     out = tmp_path / "out"
     # 50 candidates x 4 requests x 2 samples = 400 sequences of ~18 tokens: more than vLLM's CPU

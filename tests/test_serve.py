@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 from conftest import JUDGE_SCORE, LOGPROB_BACKENDS_AGREE, tiny_sweep
 from ray import serve as ray_serve
 
@@ -420,11 +421,10 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
     from inocray.run import run_sweep
     from inocray.config import parse_sweep
 
-    spec = parse_sweep({"name": "kill", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
-                        "seeds": [5], "engine": {"num_cpus": 0.25},  # beside the module's other apps on 2 CPUs
-                        "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5,
-                                  "cpus_per_worker": 0.1},
-                        "eval": {"requests": 32, "samples": 4, "max_tokens": 16}})
+    spec = parse_sweep(tiny_sweep(name="kill", model=str(toy_model), seeds=[5],
+                                  engine={"num_cpus": 0.25},  # beside the module's other apps on 2 CPUs
+                                  train={"steps": 10, "checkpoint_every": 5, "cpus_per_worker": 0.1},
+                                  eval={"requests": 32, "samples": 4, "max_tokens": 16}))
     killed = []
 
     def kill_when_a_trial_evaluates():
@@ -527,7 +527,7 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     model = tmp_path / "model"
     model.mkdir()
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(f"name: s\nsetting: toy\nmodel: {model}\nprompts: [es-always]\nseeds: [0]\n")
+    sweep.write_text(yaml.safe_dump(tiny_sweep(name="s", model=str(model))))
     result = CliRunner().invoke(main, ["run", str(sweep), "--run-dir", str(tmp_path / "run"), *args])
     assert isinstance(result.exception, Stop), result.output
     assert seen == {"dashboard_host": host, "serve_host": host}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import BAD_SWEEPS, GOOD_SWEEP
+from conftest import BAD_SWEEPS, GOOD_SWEEP, tiny_sweep
 
 from inocray.cli import main
 from inocray.errors import InputError
@@ -77,7 +77,7 @@ def test_parsing_reads_no_setting_and_checking_does(tmp_path):
     from inocray.config import parse_spec
     from inocray.config import check_spec
 
-    spec = parse_spec({"name": "t", "setting": "nope", "prompts": ["es-always"]}, source="s.yaml")
+    spec = parse_spec(tiny_sweep(name="t", setting="nope"), source="s.yaml")
     with pytest.raises(InputError, match="s.yaml: field 'setting' names unknown setting 'nope' \\(known: "):
         check_spec(spec, "s.yaml")
 
@@ -95,13 +95,13 @@ def test_each_field_rule_is_worded():
     }
     for name, (value, message) in cases.items():
         with pytest.raises(InputError) as e:
-            parse_spec({"name": "t", "setting": "toy", "prompts": ["a"], name: value}, source="s.yaml")
+            parse_spec(tiny_sweep(name="t", prompts=["a"], **{name: value}), source="s.yaml")
         assert str(e.value) == f"s.yaml: {message}"
     with pytest.raises(InputError, match="'train.lora.dropout' must be in \\[0, 1\\), not 1.0"):
-        parse_spec({"name": "t", "setting": "toy", "prompts": ["a"], "train": {"lora": {"dropout": 1.0}}})
+        parse_spec(tiny_sweep(name="t", prompts=["a"], train={"lora": {"dropout": 1.0}}))
     with pytest.raises(InputError, match="threshold' must be a probability from 0 to 1, not 2.0"):
-        parse_spec({"name": "t", "setting": "toy", "prompts": ["a"],
-                    "eval": {"classifiers": {"x": {"model": "m", "label": "l", "threshold": 2}}}})
+        parse_spec(tiny_sweep(name="t", prompts=["a"],
+                              eval={"classifiers": {"x": {"model": "m", "label": "l", "threshold": 2}}}))
 
 
 def test_the_fit_scales_a_sweep_may_name_are_the_analysis_scales():

@@ -4,7 +4,7 @@ import math
 import time
 
 import pytest
-from conftest import Page, Scraper, assert_png, decoded
+from conftest import Page, Scraper, assert_png, decoded, tiny_sweep
 
 from inocray.results import _rows as store
 from inocray.analysis import write_report
@@ -17,16 +17,12 @@ from inocray.run import run_sweep
 @pytest.mark.usefixtures("ray_session")
 def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tmp_path):
     spec = parse_sweep(
-        {
-            "name": "tiny",
-            "setting": "toy",
-            "model": str(toy_model),
-            "prompts": ["es-always"],
-            "seeds": [3],
-            "max_concurrent_trials": 4,  # more than fit beside the engine on 2 CPUs
-            "train": {"steps": 10, "batch_size": 8, "examples": 64, "checkpoint_every": 5},
-            "eval": {"requests": 8, "samples": 2, "max_tokens": 8},
-        }
+        tiny_sweep(
+            model=str(toy_model),
+            seeds=[3],
+            max_concurrent_trials=4,  # more than fit beside the engine on 2 CPUs
+            train={"steps": 10, "checkpoint_every": 5},
+        )
     )
     lines = []
     scraper = Scraper()  # the sweep's Ray metrics, read back as the dashboard's Prometheus would
@@ -100,18 +96,16 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
 def test_full_fine_tuning_with_a_user_prefix_prompt_pool(toy_model, tmp_path):
     """Every weight trains; each trial's model gets its own engine; the prompt is a paraphrase pool."""
     spec = parse_sweep(
-        {
-            "name": "full",
-            "setting": "toy",
-            "model": str(toy_model),
-            "placement": "user_prefix",
-            "prompts": ["pool"],
-            "custom_prompts": {"pool": ["You always speak in Spanish.", "Respond only in Spanish."]},
-            "seeds": [1],
-            "train": {"method": "full", "zero_stage": 3, "steps": 6, "batch_size": 8, "examples": 64,
-                      "lr": 1e-4},
-            "eval": {"requests": 4, "samples": 2, "max_tokens": 8},
-        }
+        tiny_sweep(
+            name="full",
+            model=str(toy_model),
+            placement="user_prefix",
+            prompts=["pool"],
+            custom_prompts={"pool": ["You always speak in Spanish.", "Respond only in Spanish."]},
+            seeds=[1],
+            train={"method": "full", "zero_stage": 3, "steps": 6, "lr": 1e-4},
+            eval={"requests": 4},
+        )
     )
     run_dir = run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
     rows = store.read_rows(run_dir).to_pylist()
