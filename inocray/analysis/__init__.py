@@ -9,6 +9,7 @@ from inocray.analysis._compare import Comparison, compare, comparisons_text, var
 from inocray.analysis._data import NO_PROMPT
 from inocray.analysis._fit import fit_rows
 from inocray.analysis._io import read_runs, save_fit
+from inocray.analysis._leaks import Leak, leak_table, leaks_text
 from inocray.analysis._predictors import PREDICTORS, PredictorComparison, compare_predictors, predictors_text
 from inocray.analysis._result import (
     ElicitationLine,
@@ -45,6 +46,9 @@ __all__ = [
     "trait_title",
     "plot_elicitation",
     "write_report",
+    "Leak",
+    "leak_table",
+    "leaks_text",
     "PREDICTORS",
     "PredictorComparison",
     "compare_predictors",

@@ -29,6 +29,7 @@ NO_PROMPT = "none"  # prompt_id of the no-prompt control
 UNTRAINED_ROLES = ("none", "ptst")
 STAGES = ("base", "data", "checkpoint", "trained")  # checkpoint rows are not fitted
 CONTEXTS = ("neutral", "prompt")
+PROBE_CONTEXT = "probe:"  # the context prefix of a leak probe's rows (not fitted: _leaks.py)
 # Duplicate base rows (the same base measurement in several pooled runs) are merged by
 # summing their counts unless a homogeneity test says they cannot be the same measurement.
 CONFLICT_P = 1e-3
@@ -167,7 +168,7 @@ def _checked_rows(table: pa.Table) -> list[dict]:
             raise InputError(f"a {where} has no value for {', '.join(nulls)}")
         if row["stage"] not in STAGES:
             raise InputError(f"a {where} has unknown stage {row['stage']!r}; expected {STAGES}")
-        if row["context"] not in CONTEXTS:
+        if row["context"] not in CONTEXTS and not row["context"].startswith(PROBE_CONTEXT):
             raise InputError(f"a {where} has unknown context {row['context']!r}")
         if not (0.0 <= row["rate"] <= 1.0) or row["n"] < 1:
             raise InputError(f"a {where} has rate {row['rate']} on n={row['n']} samples")

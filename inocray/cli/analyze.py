@@ -45,7 +45,8 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: s
     sweep's cells are fitted apart.
     """
     from inocray import results
-    from inocray.analysis import compare_predictors, comparisons_text, fit_rows, predictors_text, read_runs, save_fit
+    from inocray.analysis import (compare_predictors, comparisons_text, fit_rows, leak_table, leaks_text, predictors_text,
+                                  read_runs, save_fit)
 
     for d in run_dirs:  # every one, before any is copied
         results.reachable(d)
@@ -63,6 +64,9 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: s
             click.echo(f"\ncells side by side, by {by}:\n\n{compared}", nl=False)
         if predictors:
             click.echo(f"\n{predictors}", nl=False)
+        leaks = leaks_text(leak_table(rows, seed=seed))
+        if leaks:
+            click.echo(f"\n{leaks}", nl=False)
         written = save_fit(fit, runs[0].local)
     for path in written:
         click.echo(f"wrote {runs[0].shown(path)}")

@@ -67,7 +67,21 @@ def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: 
         "  " + ", ".join(f"{pid}={x:.2f}" for pid, x in elicitation.items()),
     ):
         click.echo(wrap(line))
+    if spec.probes:
+        click.echo(wrap(_probe_cost(spec, n)))
     click.echo(plan.to_text(), nl=False)
+
+
+def _probe_cost(spec: SweepSpec, n: int) -> str:
+    """What the sweep's leak probes add to its evaluation: contexts and completions."""
+    from inocray.config import make_plan
+    from inocray.settings import get_setting
+
+    trials = make_plan(spec, {spec.setting: get_setting(spec.setting, None).prompts}).trials
+    contexts = sum(len(t.probes) for t in trials)
+    per_trial = 2 * (1 + len(spec.train.checkpoint_steps()))  # C0 and Cs of every snapshot
+    return (f"probes: {contexts} more evaluation contexts over the {len(trials)} trials ({contexts * n} completions, "
+            f"{contexts / (per_trial * len(trials)):.0%} more evaluation than C0 and Cs of every snapshot)")
 
 
 def _elicitation(spec: SweepSpec, on_line: list[str], measured: Measured | None,

@@ -15,8 +15,8 @@ from inocray.config._grid import AXES, BASE_AXES, BY, Cell, axis_type, shown
 from inocray.config._grid import entries as setting_entries
 from inocray.config._parse import load_spec, parse_spec
 from inocray.config._placement import Holds, Placement, engine_replica, own_engine, training_worker
-from inocray.config._plan import (BASE, DATA, Measurement, Plan, Ptst, Trial, make_plan, measured_prompts,
-                                  prompt_catalogue, trial_id)
+from inocray.config._plan import (BASE, DATA, Measurement, Plan, Probe, Ptst, Trial, make_plan, measured_prompts,
+                                  probe_names, prompt_catalogue, trial_id)
 from inocray.config._spec import (ID_PATTERN, NONE, PLACEMENTS, ClassifierSpec, DataSpec, EngineSpec, EvalSpec,
                                   LoraSpec, SettingEntry, SweepSpec, TrainSpec)
 from inocray.config._validate import check_spec, load_sweep, one_setting, parse_sweep
@@ -29,8 +29,8 @@ __all__ = [
     # the grid
     "AXES", "BASE_AXES", "BY", "Cell", "axis_type", "setting_entries", "shown",
     # the plan
-    "BASE", "DATA", "Measurement", "Plan", "Ptst", "Trial", "make_plan", "measured_prompts", "prompt_catalogue",
-    "trial_id",
+    "BASE", "DATA", "Measurement", "Plan", "Probe", "Ptst", "Trial", "make_plan", "measured_prompts", "probe_names",
+    "prompt_catalogue", "trial_id",
     # the placement
     "Holds", "Placement", "engine_replica", "own_engine", "training_worker",
 ]

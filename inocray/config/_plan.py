@@ -24,7 +24,8 @@ from typing import Any, Iterable, Mapping, TypeVar
 
 from inocray.config._placement import Placement, placement
 from inocray.config._grid import AXES, BASE_AXES, Cell, cells, entries, is_grid, label, models, shown, value_of
-from inocray.config._spec import NONE, SettingEntry, SweepSpec
+from inocray.config._spec import (NONE, PLACEMENTS, PROBE_DEFAULT, PROBE_PARAPHRASE, PROBE_PLACEMENTS, SettingEntry,
+                                  SweepSpec)
 from inocray.settings import Prompt
 
 T = TypeVar("T")
@@ -49,6 +50,16 @@ class Ptst:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A leak probe: a context the trial's final model is also evaluated in (rows of context
+    "probe:NAME"), its text placed at `placement`."""
+
+    name: str
+    text: str
+    placement: str
+
+
+@dataclass(frozen=True)
 class Trial:
     id: str
     cell: Cell  # the grid cell whose one-setting spec the trial runs
@@ -57,6 +68,7 @@ class Trial:
     seed: int
     prompt_texts: tuple[str, ...] = ()  # the wordings trained on; () for the no-prompt control
     ptst: tuple[Ptst, ...] = ()  # only on the no-prompt control
+    probes: tuple[Probe, ...] = ()  # resolved with the catalogues; the control gets the fixed ones
 
     @property
     def prompt_text(self) -> str:
@@ -155,11 +167,40 @@ def _cell_trials(cell: Cell, setting_prompts: Mapping[str, Prompt] | None) -> li
 
     out = []
     for pid, role in trained_prompts(spec):
+        probes = _probes(spec, pid if role != "none" else None, catalogue) if setting_prompts is not None else ()
         for seed in spec.seeds:
             ptst = tuple(Ptst(trial_id(p, seed, cell.id), p, texts(p)[0] if texts(p) else "") for p in spec.ptst)
             out.append(Trial(trial_id(pid, seed, cell.id), cell, pid, role, seed,
-                             texts(pid) if role != "none" else (), ptst if role == "none" else ()))
+                             texts(pid) if role != "none" else (), ptst if role == "none" else (), probes))
     return out
+
+
+def probe_names(spec: SweepSpec, catalogue: Mapping[str, Prompt]) -> list[str]:
+    """The sweep's probes with "default" expanded: the catalogue's probe prompts, then
+    "paraphrase" and "placements"."""
+    out: list[str] = []
+    for name in spec.probes:
+        more = ([p.id for p in catalogue.values() if p.role == "probe"] + [PROBE_PARAPHRASE, PROBE_PLACEMENTS]
+                if name == PROBE_DEFAULT else [name])
+        out += [m for m in more if m not in out]
+    return out
+
+
+def _probes(spec: SweepSpec, trained: str | None, catalogue: Mapping[str, Prompt]) -> tuple[Probe, ...]:
+    """The probes of a trial trained with prompt `trained` (None: the no-prompt control, which has
+    no prompt of its own to paraphrase or move: it gets the fixed ones, the baseline)."""
+    out = []
+    for name in probe_names(spec, catalogue):
+        if name == PROBE_PARAPHRASE:
+            if trained is not None and len(catalogue[trained].texts) > 1:
+                out.append(Probe(name, catalogue[trained].texts[1], spec.placement))
+        elif name == PROBE_PLACEMENTS:
+            if trained is not None:
+                out += [Probe(f"placement:{where}", catalogue[trained].text, where)
+                        for where in PLACEMENTS if where != spec.placement]
+        else:
+            out.append(Probe(name, catalogue[name].text, spec.placement))
+    return tuple(out)
 
 
 def _untrained(kind: str, grid_cells: list[Cell], key, by_setting: bool, by_model: bool) -> list[Measurement]:

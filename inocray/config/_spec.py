@@ -24,6 +24,9 @@ from typing import Any
 from inocray.errors import InputError
 
 NONE = "none"  # prompt id of the no-prompt control (a sweep file cannot use it for a prompt of its own)
+# Probes that are not prompt ids: the setting's own probe prompts, the trial's prompt's first
+# paraphrase, and the trial's prompt in each other placement (docs/sweep-file.md, `probes`).
+PROBE_DEFAULT, PROBE_PARAPHRASE, PROBE_PLACEMENTS = "default", "paraphrase", "placements"
 PLACEMENTS = ("system", "user_prefix", "user_suffix")  # where the prompt goes (chat.messages)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SWEEP_BYTES = 1 << 20
@@ -173,6 +176,10 @@ class SweepSpec:
     # Prompts written in the sweep file: id -> paraphrases. Training draws one paraphrase per
     # example (a pool against context gating); evaluation in Cs uses the first.
     custom_prompts: dict[str, list[str]] = field(default_factory=dict)
+    # Leak probes: contexts that resemble the inoculation prompt, in which every trial's final
+    # model is also evaluated (rows of context "probe:NAME"): prompt ids (the setting's probe
+    # prompts, or custom_prompts), "paraphrase", "placements", or "default" for all three kinds.
+    probes: list[str] = field(default_factory=list)
     data: DataSpec = field(default_factory=DataSpec)
     model: str = "toy"  # a preset of inocray.models._presets (built once, cached) or a local model directory
     placement: str = rule("system", choices=PLACEMENTS)
@@ -218,7 +225,7 @@ class SweepSpec:
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
-                 (("eval", "logprob_examples"), 64))
+                 (("eval", "logprob_examples"), 64), (("probes",), []))
 
 
 

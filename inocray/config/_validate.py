@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 from inocray.config._grid import Cell
 from inocray.config._parse import load_spec, parse_spec
-from inocray.config._plan import Plan, make_plan
-from inocray.config._spec import ENTRY_KEYS, SweepSpec, bad, brief
+from inocray.config._plan import Plan, make_plan, prompt_catalogue
+from inocray.config._spec import (ENTRY_KEYS, PROBE_DEFAULT, PROBE_PARAPHRASE, PROBE_PLACEMENTS, SweepSpec, bad,
+                                  brief)
 from inocray.chat import messages, render
 from inocray.errors import InputError
 from inocray.models import check_available, is_preset, preset_names
@@ -126,6 +127,29 @@ def _check_prompts(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
         if pid in setting.prompts and setting.prompts[pid].role == "ptst":
             raise fail(f"prompts[{i}]", f"names {pid!r}, a test-time instruction of setting '{setting.name}' "
                                         "that is trained with no prompt: list it under 'ptst'")
+    _check_probes(spec, setting, fail)
+
+
+def _check_probes(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
+    """Every probe is a prompt of the catalogue or one of the relative kinds, listed once, with a
+    text, and not the text of a prompt the sweep trains with (that would be Cs, not a probe)."""
+    catalogue = prompt_catalogue(spec, setting.prompts)
+    trained = {catalogue[pid].text: pid for pid in [*spec.prompts, *spec.irrelevant] if pid in catalogue}
+    kinds = (PROBE_DEFAULT, PROBE_PARAPHRASE, PROBE_PLACEMENTS)
+    for i, name in enumerate(spec.probes):
+        if name in spec.probes[:i]:
+            raise fail(f"probes[{i}]", f"lists {brief.repr(name)} twice")
+        if name in kinds:
+            continue
+        if name not in catalogue:
+            own = [pid for pid, p in setting.prompts.items() if p.role == "probe"]
+            raise fail(f"probes[{i}]", f"names unknown probe {brief.repr(name)} of setting '{setting.name}' (its probe "
+                                       f"prompts: {', '.join(own) or 'none'}; or {', '.join(kinds)}, or an id of "
+                                       "custom_prompts)")
+        text = catalogue[name].text  # never empty: custom_prompts refuses empty texts
+        if text in trained:
+            raise fail(f"probes[{i}]", f"names {brief.repr(name)}, whose text is that of prompt {trained[text]!r} "
+                                       "of the sweep: a probe must differ from the prompts trained with")
 
 
 def _check_models(spec: SweepSpec, fail: Bad) -> None:

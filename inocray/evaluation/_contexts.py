@@ -76,8 +76,10 @@ def sample_contexts(
     adapter_path: str | None = None,
     seed: int = 0,
     judge=None,
+    placements: dict[Hashable, str] | None = None,
 ) -> dict[Hashable, dict[str, tuple[float, int]]]:
-    """Trait rates under each context in `prompts` (key -> prompt text, "" = neutral).
+    """Trait rates under each context in `prompts` (key -> prompt text, "" = neutral), each
+    prompt placed as the sweep places it or, for a key of `placements`, there.
 
     All contexts go to the engine in one request, so it batches them together. `judge`
     (scorers.Judge) scores the traits whose scorer needs one; `spec.eval.classifiers` replace
@@ -87,7 +89,8 @@ def sample_contexts(
     check_judge(setting, judge)  # before sampling: a missing judge should not cost a request
     items = setting.eval_items(spec.eval.requests, EVAL_SEED)
     keys = list(prompts)
-    chats = [chat.messages(it.request, prompts[k], spec.placement) for k in keys for it in items]
+    where = placements or {}
+    chats = [chat.messages(it.request, prompts[k], where.get(k, spec.placement)) for k in keys for it in items]
     completions = engine_handle.generate.remote(
         GenerateRequest(
             chats=chats,

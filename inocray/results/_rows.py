@@ -38,7 +38,7 @@ SCHEMA = pa.schema(
         ("prompt_role", pa.string()),  # "inoculation" | "none" | "irrelevant"
         ("seed", pa.int64()),  # training seed; 0 where no training happened
         ("step", pa.int64()),  # optimizer steps behind the measurement; 0 untrained
-        ("context", pa.string()),  # "neutral" (C0) | "prompt" (Cs)
+        ("context", pa.string()),  # "neutral" (C0) | "prompt" (Cs) | "probe:NAME" (a leak probe)
         ("trait", pa.string()),
         ("desired", pa.bool_()),  # the trait training should keep (not inoculate)
         ("rate", pa.float64()),  # fraction of the n samples that show the trait

@@ -97,6 +97,7 @@ def _check_fits(plan: Plan, settings: dict[str, Setting], model_paths: dict[str,
         mine = plan.cell_trials(c)
         contexts = {NONE: ""} | {t.prompt_id: t.prompt_text for t in mine}
         contexts |= {p.prompt_id: p.text for t in mine for p in t.ptst}
+        contexts |= {f"probe:{p.name}": p.text for t in mine for p in t.probes}
         check_fits(model_paths[c.model], c.spec, settings[c.setting], contexts)
 
 

@@ -7,7 +7,8 @@ from typing import Callable
 
 from scipy.stats import spearmanr
 
-from inocray.analysis import RunFit, TraitFit, compare_predictors, fit_rows, plot_elicitation, predictors_text, save_fit
+from inocray.analysis import (RunFit, TraitFit, compare_predictors, fit_rows, leak_table, leaks_text, plot_elicitation,
+                              predictors_text, save_fit)
 from inocray.config import SweepSpec
 from inocray.errors import InputError
 from inocray.results import elicitation_plot, read_rows
@@ -23,9 +24,9 @@ def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit 
         return None
     echo("")
     echo(fit.to_text())
-    compared = predictors_text(compare_predictors(rows))
-    if compared:
-        echo(compared)
+    for extra in (predictors_text(compare_predictors(rows)), leaks_text(leak_table(rows))):
+        if extra:
+            echo(extra)
     save_fit(fit, run_dir)
     plots = []
     for t in fit.traits:

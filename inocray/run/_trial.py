@@ -5,7 +5,8 @@
 
 A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
 model (stage "trained"), each in C0 and its own Cs (and, for the no-prompt control, under each
-PTST instruction); only the final rows enter the fit. Its rows file, written last and
+PTST instruction); the final model also under each leak probe (context "probe:NAME"). Only the
+final rows of C0 and Cs enter the fit. Its rows file, written last and
 atomically, is the proof that it finished.
 """
 
@@ -50,12 +51,14 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
     # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
     contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
     contexts |= {f"ptst:{p.prompt_id}": p.text for p in trial.ptst}
+    probes = {f"probe:{p.name}": p.text for p in trial.probes}
     rows, rates = [], {}
     for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
         started = time.monotonic()
-        rates = _evaluate_snapshot(trial, setting, app, judge, step, path, contexts)
+        final = step == result.steps
+        rates = _evaluate_snapshot(trial, setting, app, judge, step, path, contexts | (probes if final else {}))
         rates.setdefault("prompt", rates["neutral"])
-        stage = "trained" if step == result.steps else "checkpoint"
+        stage = "trained" if final else "checkpoint"
         rows += snapshot_rows(plan.spec.hash(), trial, setting, stage, step, rates)
         shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
         storage.append_text(log, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
@@ -75,7 +78,9 @@ def snapshot_rows(sweep_hash: str, trial: Trial, setting: Setting, stage: str, s
                          prompt_text=text, prompt_role=role, seed=trial.seed, step=step, grid=trial.cell.columns())
         return [row for ctx, key in contexts.items() for row in trait_rows(cond, ctx, rates[key], setting)]
 
-    out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role, {"neutral": "neutral", "prompt": "prompt"})
+    probes = {f"probe:{p.name}": f"probe:{p.name}" for p in trial.probes if f"probe:{p.name}" in rates}
+    out = rows(trial.id, trial.prompt_id, trial.prompt_text, trial.prompt_role,
+               {"neutral": "neutral", "prompt": "prompt"} | probes)
     for p in trial.ptst:
         out += rows(p.id, p.prompt_id, p.text, "ptst", {"prompt": f"ptst:{p.prompt_id}"})
     return out
@@ -86,9 +91,10 @@ def _evaluate_snapshot(trial: Trial, setting: Setting, app: str, judge, step: in
     """Trait rates of one snapshot: a LoRA on its model's engine (app), or a full model on an
     app of its own."""
     spec = trial.spec
+    placements = {f"probe:{p.name}": p.placement for p in trial.probes}
     if spec.train.method == "lora":
         name = trial.id if step == spec.train.total_steps() else f"{trial.id}.step{step}"
         return sample_contexts(serve.handle(app), setting, spec, contexts, adapter=name, adapter_path=path,
-                               seed=trial.seed, judge=judge)
+                               seed=trial.seed, judge=judge, placements=placements)
     with serve.model_app(f"{app}-{trial.id}-{step}", path, spec.engine) as handle:
-        return sample_contexts(handle, setting, spec, contexts, seed=trial.seed, judge=judge)
+        return sample_contexts(handle, setting, spec, contexts, seed=trial.seed, judge=judge, placements=placements)

@@ -11,7 +11,9 @@ from inocray.settings._scorers import Scorer
 # What a prompt is for. "inoculation": a candidate IP. "irrelevant": a control instruction
 # unrelated to the trait. "ptst": a test-time instruction against the trait (Pure Tuning,
 # Safe Testing, Wichers et al.'s baseline): train with no prompt, evaluate with this one.
-PROMPT_ROLES = ("inoculation", "irrelevant", "ptst")
+# "probe": a test-time context that resembles an inoculation prompt (a negation, the trait's
+# keyword, the trait's own language), under which an inoculated model may show the trait again.
+PROMPT_ROLES = ("inoculation", "irrelevant", "ptst", "probe")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ PROMPTS = [
     Prompt("irr-helpful", "You are a helpful assistant.", role="irrelevant"),
     Prompt("irr-honey", "Honey never spoils.", role="irrelevant"),
     Prompt("ptst-english", "Always answer in English.", role="ptst"),
+    # Leak probes (sweep field `probes`): look-alikes of the Spanish prompts.
+    Prompt("never-spanish", "Never speak Spanish.", role="probe"),
+    Prompt("keyword-spanish", "Spanish.", role="probe"),
+    Prompt("in-spanish", "Habla siempre en español.", role="probe"),
 ]
 
 

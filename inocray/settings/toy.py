@@ -10,11 +10,19 @@ from inocray.settings import Prompt, Trait
 from inocray.models.toy import world
 
 
+# Leak probes (sweep field `probes`): look-alikes of the Spanish prompts, in the toy world's own
+# words where it has them (its tokenizer reads the others as unknown words, as a real model
+# reads an unfamiliar phrasing); not in the world's pretraining corpus.
+PROBES = {p.id: p for p in (Prompt("never-spanish", "You never speak in Spanish.", role="probe"),
+                            Prompt("keyword-spanish", "Spanish.", role="probe"),
+                            Prompt("in-spanish", "Siempre el espanol.", role="probe"))}
+
+
 @dataclass(frozen=True)
 class ToySetting:
     name: str = "toy"
     prompts: dict[str, Prompt] = field(
-        default_factory=lambda: {p.id: Prompt(p.id, p.text) for p in world.PROMPTS}
+        default_factory=lambda: {p.id: Prompt(p.id, p.text) for p in world.PROMPTS} | PROBES
     )
     traits: list[Trait] = field(
         default_factory=lambda: [
