@@ -277,6 +277,8 @@ def test_a_sweep_written_by_hand_gives_the_numbers_worked_out_by_hand():
     no-prompt control ends at 0.9 in both contexts (its Cs is C0). By hand: the line through
     (0.2, 0.45), (0.5, 0.30), (0.8, 0.15) has slope -0.5 and intercept 0.55; each k is 0.35/0.7,
     0.2/0.4, 0.05/0.1 = 0.5; the effects against the control are 0.45 - 0.9 = -0.45, -0.6, -0.75.
+    The pooled slopes are corrected for the sampling variance of their x (errors in variables):
+    each rate's p(1-p)/n, p smoothed to (rate n + 0.5)/(n + 1), n = 1000.
     """
     rows = [hand_row("base", "base", "none", 0, "neutral", 0.1), hand_row("data", "data", "none", 0, "prompt", 0.9)]
     neutral = {"a": 0.45, "b": 0.30, "c": 0.15}
@@ -291,12 +293,22 @@ def test_a_sweep_written_by_hand_gives_the_numbers_worked_out_by_hand():
 
     spanish = fit.trait("spanish")
     assert spanish.base_neutral.value == pytest.approx(0.1) and spanish.data_level.value == pytest.approx(0.9)
-    assert spanish.line.slope.value == pytest.approx(-0.5)
-    assert spanish.line.intercept.value == pytest.approx(0.55)
+    def var(rate: float) -> float:
+        p = (rate * 1000 + 0.5) / 1001
+        return p * (1 - p) / 1000
+
+    # The line: Sxy = -0.09, Sxx = 0.18 less (1 - 1/3) of the elicitations' variance.
+    slope = -0.09 / (0.18 - (1 - 1 / 3) * (var(0.2) + var(0.5) + var(0.8)))
+    assert slope == pytest.approx(-0.50106, abs=1e-5)  # 0.2% steeper than -0.5
+    assert spanish.line.slope.value == pytest.approx(slope)
+    assert spanish.line.intercept.value == pytest.approx(0.30 - slope * 0.5)
     assert spanish.line.pearson_r.value == pytest.approx(-1.0)
     assert spanish.line.n_prompts == 3  # the control is not a point of the line
-    assert spanish.pooled_k.through_origin.value == pytest.approx(0.5)
-    assert spanish.pooled_k.from_line.value == pytest.approx(0.5)
+    # Through the origin: sum xy = 0.33, sum x^2 = 0.66 less each elicitation's variance and
+    # the mean variance of its two T(Ms, Cs) seeds over 2.
+    context = sum(var(e) + (var(0.88) + var(0.92)) / 2 / 2 for e in (0.2, 0.5, 0.8))
+    assert spanish.pooled_k.through_origin.value == pytest.approx(0.33 / (0.66 - context))
+    assert spanish.pooled_k.from_line.value == pytest.approx(-slope)
     prompts = {p.prompt_id: p for p in spanish.prompts}
     assert prompts["none"].generalization_factor is None and prompts["none"].neutral.value == pytest.approx(0.9)
     expected = {"a": (0.2, 0.45, 0.35, 0.7, -0.45), "b": (0.5, 0.30, 0.2, 0.4, -0.6), "c": (0.8, 0.15, 0.05, 0.1, -0.75)}

@@ -18,6 +18,7 @@ from scipy import stats
 
 from inocray.analysis._bootstrap import (
     SCALES,
+    binomial_variance,
     Levels,
     observed,
     on_scale,
@@ -84,8 +85,9 @@ def fit_trait(data: TraitData, scale: str, n_boot: int, rng: np.random.Generator
     line = _line(data, scale, point, boot, trained, notes) if fit else None
     through_origin = None
     if fit and trained:
-        k_point = _origin_slope(_delta_context(point)[:, trained], _delta_neutral(point)[:, trained])
-        k_boot = _origin_slope(_delta_context(boot)[:, trained], _delta_neutral(boot)[:, trained])
+        noise = _context_noise(data, scale, trained)
+        k_point = _origin_slope(_delta_context(point)[:, trained], _delta_neutral(point)[:, trained], noise)
+        k_boot = _origin_slope(_delta_context(boot)[:, trained], _delta_neutral(boot)[:, trained], noise)
         if np.isfinite(k_point[0]):  # NaN when no prompt moved the trait in its own context
             through_origin = Estimate.from_draws(k_point[0], k_boot)
     from_line = None if line is None else Estimate.from_draws(-line.slope.value, -line.draws[:, 0])
@@ -156,14 +158,19 @@ def _line(
     if np.ptp(x) == 0:
         notes.append("no elicitation line: every prompt has the same elicitation")
         return None
-    coef = _ols(x[None], y[None])[0]
-    draws = _ols(boot.elicitation[:, on], boot.neutral[:, on])
+    # Each prompt's elicitation is one measured rate, whatever the seeds: its sampling variance
+    # pulls the slope toward 0 (errors in variables), and is corrected for in every fit of it.
+    noise = float(np.sum([binomial_variance(data.prompts[j].elicitation.rate, data.prompts[j].elicitation.n, scale)
+                          for j in on]))
+    coef = _ols(x[None], y[None], noise)[0]
+    draws = _ols(boot.elicitation[:, on], boot.neutral[:, on], noise)
     r, rho = _correlations(x[None], y[None])
     r_boot, rho_boot = _correlations(boot.elicitation[:, on], boot.neutral[:, on])
     loo = None
     if len(x) > MIN_LINE_PROMPTS:
         keep = ~np.eye(len(x), dtype=bool)  # row i drops prompt i
-        loo_slopes = _ols(np.stack([x[m] for m in keep]), np.stack([y[m] for m in keep]))[:, 0]
+        loo_slopes = _ols(np.stack([x[m] for m in keep]), np.stack([y[m] for m in keep]),
+                          noise * (len(x) - 1) / len(x))[:, 0]
         loo = (float(loo_slopes.min()), float(loo_slopes.max()))
     return ElicitationLine(
         slope=Estimate.from_draws(coef[0], draws[:, 0]),
@@ -177,23 +184,50 @@ def _line(
     )
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _ols(x: np.ndarray, y: np.ndarray, noise: float = 0.0) -> np.ndarray:
     """(slope, intercept) of y on x for each row of x, y (shape (draws, prompts)); NaN for a
-    row whose x does not vary."""
+    row whose x does not vary.
+
+    `noise`: the summed sampling variance of the x values (errors in variables). It adds
+    noise * (1 - 1/P) to the expected sum of squares about the mean of P points, so the plain
+    slope is pulled toward 0 by that much; it is subtracted (the method-of-moments correction,
+    floored at half the sum of squares). A bootstrap draw redraws x with the same noise."""
     dx, dy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
     sxx = (dx**2).sum(axis=1)
+    sxx = np.maximum(sxx - noise * (1 - 1 / x.shape[1]), sxx / 2)
     varies = np.ptp(x, axis=1) > 0
     slope = np.full(len(x), np.nan)
     slope[varies] = (dx * dy).sum(axis=1)[varies] / sxx[varies]
     return np.stack([slope, y.mean(axis=1) - slope * x.mean(axis=1)], axis=1)
 
 
-def _origin_slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Slope of y = k * x (no intercept) for each row of x, y; NaN for a row of x all 0."""
+def _origin_slope(x: np.ndarray, y: np.ndarray, noise: float = 0.0) -> np.ndarray:
+    """Slope of y = k * x (no intercept) for each row of x, y; NaN for a row of x all 0.
+
+    `noise`: the summed sampling variance of the x values that y does not share (errors in
+    variables). Each x_s = T(Ms, Cs) - T(M0, Cs) holds the evaluation noise of both rates, and
+    sum x^2 holds their variance on top of the signal, so the plain slope is pulled toward 0 by
+    sum x^2 / (sum x^2 + noise) whatever the seeds; subtracting it (the method-of-moments
+    correction, floored at half of sum x^2) removes that pull. A bootstrap draw redraws the
+    same noise, so its slope is corrected the same way."""
     moved = np.any(np.abs(x) > ZERO, axis=1)
     out = np.full(len(x), np.nan)
-    out[moved] = (x * y).sum(axis=1)[moved] / (x**2).sum(axis=1)[moved]
+    squares = (x**2).sum(axis=1)[moved]
+    out[moved] = (x * y).sum(axis=1)[moved] / np.maximum(squares - noise, squares / 2)
     return out
+
+
+def _context_noise(data: TraitData, scale: str, on: list[int]) -> float:
+    """The sampling variance of the delta_context values that the neutral ones do not share:
+    the base model's T(M0, Cs), one binomial rate whatever the seeds, and the evaluation noise
+    of T(Ms, Cs) averaged over its seeds. (Training noise in Cs is not in it: it carries over to
+    C0 through k, so it does not bias the slope.)"""
+    total = 0.0
+    for j in on:
+        p = data.prompts[j]
+        total += float(binomial_variance(p.elicitation.rate, p.elicitation.n, scale))
+        total += float(np.mean([binomial_variance(m.rate, m.n, scale) for m in p.context])) / len(p.context)
+    return total
 
 
 def _correlations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
