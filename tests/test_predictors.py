@@ -7,8 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from conftest import Page, assert_png, decoded
 
-from inocray.analysis import PREDICTORS, compare_predictors
+from inocray.analysis import PREDICTORS, compare_predictors, write_report
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli import main
 from inocray.cli.analyze import PREDICTORS as CLI_PREDICTORS
@@ -79,3 +80,12 @@ def test_analyze_prints_the_chosen_predictor(tmp_path):
 
 def test_the_command_offers_the_analysis_predictors():
     assert CLI_PREDICTORS == PREDICTORS
+
+
+def test_the_report_shows_both_predictors_scatter_plots(tmp_path):
+    run = write_run(_edited(_planted(), logprob=_noise(7)), tmp_path / "run")
+    page = Page()
+    page.feed(write_report(run, n_boot=100).read_text())
+    both = [src for src, alt in zip(page.images, page.alts) if alt.endswith("both predictors")]
+    assert len(both) == 1
+    assert_png(decoded(both[0]))

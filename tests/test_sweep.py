@@ -22,6 +22,8 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
             seeds=[3],
             max_concurrent_trials=4,  # more than fit beside the engine on 2 CPUs
             train={"steps": 10, "checkpoint_every": 5},
+            eval={"logprob_examples": 8},
+            probes=["keyword-spanish", "placements"],
         )
     )
     lines = []
@@ -47,9 +49,12 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     rows = store.read_rows(run_dir).to_pylist()
     trained = [r for r in rows if r["stage"] == "trained"]
     assert sorted({r["trial_id"] for r in trained}) == ["es-always-s3", "none-s3"]
-    # one row per (trial, context, trait)
+    # one row per (trial, context, trait): C0, Cs and the leak probes (the control: the fixed one)
     keys = [(r["trial_id"], r["context"], r["trait"]) for r in trained]
-    assert len(keys) == len(set(keys)) == 2 * 2 * 2
+    probes = {"probe:keyword-spanish", "probe:placement:user_prefix", "probe:placement:user_suffix"}
+    assert {c for t, c, _ in keys if t == "es-always-s3"} == {"neutral", "prompt"} | probes
+    assert {c for t, c, _ in keys if t == "none-s3"} == {"neutral", "prompt", "probe:keyword-spanish"}
+    assert len(keys) == len(set(keys)) == (5 + 3) * 2
     assert all(r["n"] == 8 * 2 and 0 <= r["rate"] <= 1 and r["sweep_hash"] == spec.hash() for r in trained)
     # The effect the sweep measures: trained with the strongest prompt, the model keeps less
     # Spanish in the neutral context than the no-prompt control does.
@@ -57,6 +62,10 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert neutral["es-always-s3"] < neutral["none-s3"], neutral
     base = {(r["prompt_id"], r["context"], r["trait"]) for r in rows if r["stage"] == "base"}
     assert base == {(p, c, t) for p, c in [("none", "neutral"), ("es-always", "prompt")] for t in ("spanish", "caps")}
+    # The base rows carry each prompt's logprob elicitation: 0 for C0, positive for es-always
+    # (its Spanish makes the Spanish training responses more likely).
+    logprob = {r["prompt_id"]: (r["logprob"], r["logprob_low"], r["logprob_high"]) for r in rows if r["stage"] == "base"}
+    assert logprob["none"] == (0.0, 0.0, 0.0) and 0 < logprob["es-always"][1] <= logprob["es-always"][0]
     star = {r["trait"]: r["rate"] for r in rows if r["stage"] == "data"}
     assert star == {"spanish": 1.0, "caps": 1.0}  # the training responses are all Spanish CAPS
     assert any("[  2/2]" in line for line in lines)
@@ -81,6 +90,7 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert {t.trait for t in fit.traits} == {"spanish", "caps"}
     assert (run_dir / "analysis.csv").exists() and (run_dir / "elicitation-spanish.png").read_bytes()[:4] == b"\x89PNG"
     assert any(line.startswith("spanish, neutral context after training: no-prompt control") for line in lines)
+    assert any(line.startswith("leak probes:") for line in lines) and any("keyword-spanish" in line for line in lines)
 
     # The HTML report of this run embeds every plot as a PNG that decodes.
     page = Page()

@@ -23,6 +23,8 @@ from inocray.analysis._compare import Comparison, compare, varying
 from inocray.analysis._data import NO_PROMPT
 from inocray.analysis._fit import fit_rows
 from inocray.analysis._io import read_runs
+from inocray.analysis._leaks import leak_table, leaks_text
+from inocray.analysis._predictors import PredictorComparison, compare_predictors, predictors_text
 from inocray.analysis._result import Estimate, PromptFit, RunFit, TraitFit
 from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
 from inocray.config import shown
@@ -81,6 +83,15 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
             for tf in fit.traits:
                 if (tf.setting, tf.cell, tf.trait) == (setting, cell, t.trait):
                     parts.append(_trait_html(tf))
+    comparisons = compare_predictors(rows, n_boot=n_boot, seed=seed)
+    if comparisons:
+        parts.append("<h2>Which predictor explains the trait left: sampled or logprob elicitation</h2>")
+        parts.append(f"<pre>{_e(predictors_text(comparisons))}</pre>")
+        parts += [_img(_predictors_figure(c), f"{c.trait}: both predictors") for c in comparisons]
+    leaks = leak_table(rows, seed=seed)
+    if leaks:
+        parts.append("<h2>Leak probes: the trait under look-alike contexts</h2>")
+        parts.append(f"<pre>{_e(leaks_text(leaks))}</pre>")
     for by in varying(fit):
         parts.append(f"<h2>Across the grid: by {_e(by)}</h2>")
         raw = [c for c in compare(fit, by) if c.scale == "raw"]
@@ -200,6 +211,27 @@ def _elicitation_figure(t: TraitFit) -> Figure:
         x="elicitation T(M0, Cs): base model with the prompt",
         y="T(Ms, C0): after training, no prompt",
     )
+    return fig
+
+
+def _predictors_figure(c: PredictorComparison) -> Figure:
+    """T(Ms, C0) against each predictor, side by side, with its least-squares line."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    names = {"sampled": "sampled elicitation T(M0, Cs)", "logprob": "logprob elicitation L(s), nats/token"}
+    for ax, name in zip(axes, ("sampled", "logprob")):
+        x, f = np.array(c.x[name]), c.fits[name]
+        ax.scatter(x, c.y, color="C0", zorder=2)
+        for pid, xi, yi in zip(c.prompts, x, c.y):
+            ax.annotate(pid, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        grid = np.linspace(x.min(), x.max(), 20)
+        ax.plot(grid, f.intercept + f.slope * grid, color="C1",
+                label=f"Pearson {f.pearson:+.2f}, leave-one-out error {f.lopo:.3f}")
+        ax.set_xlabel(names[name])
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("T(Ms, C0): after training, no prompt (mean over seeds)")
+    fig.suptitle(f"{c.setting} / {c.trait}: which predictor explains the trait left")
     return fig
 
 
