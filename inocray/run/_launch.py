@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from inocray import models
-from inocray.config import (NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan, measured_prompts,
-                            prompt_catalogue, setting_entries)
+from inocray.config import (BASE, NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan,
+                            measured_prompts, prompt_catalogue, setting_entries)
 from inocray.evaluation import Condition, check_fits, data_rates, logprob_elicitation, sample_contexts, serve, trait_rows
 from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, storage, write_rows
 from inocray.run import _resources as resources
@@ -116,7 +116,7 @@ def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Locatio
     model."""
     if has_rows(run_dir, m.id):
         return
-    echo(f"measuring elicitation of every prompt on the base model{'' if m.id == 'base' else f' ({m.id})'} ...")
+    echo(f"measuring elicitation of every prompt on the base model{'' if m.id == BASE else f' ({m.id})'} ...")
     one = m.cell.spec
     catalogue = prompt_catalogue(one, setting.prompts)
     # The no-prompt control first: the order of the elicitation lines printed.
