@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from inocray.results import storage
 from inocray.cli._cluster import address_option
 from inocray.errors import InputError, reports_input_errors
 
@@ -22,6 +21,8 @@ def command(target: str, address: str | None) -> None:
     An existing directory or an s3:// URI is read as a run directory (no Ray needed); anything
     else is a job id.
     """
+    from inocray.results import storage
+
     if storage.is_remote(target) or Path(target).is_dir():
         from inocray.run import run_progress
 
