@@ -68,7 +68,7 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     _check_fits(plan, settings, model_paths)
     claim(spec, run_dir)
-    todo = [t for t in plan.trials if not has_rows(run_dir, t.id)]
+    todo = [t for t in plan.trials if not has_rows(run_dir, t.id, spec.hash())]
     echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
          + (f"; grid of {plan.describe()}" if plan.is_grid else ""))
     echo(f"run directory: {run_dir}")
@@ -102,7 +102,7 @@ def _check_fits(plan: Plan, settings: dict[str, Setting], model_paths: dict[str,
 
 def _measure_data(plan: Plan, m: Measurement, setting: Setting, run_dir: Location) -> None:
     """Rows of the training data (T*) of the measurement's setting."""
-    if has_rows(run_dir, m.id):
+    if has_rows(run_dir, m.id, plan.spec.hash()):
         return
     cond = Condition(sweep_hash=plan.spec.hash(), setting=setting.name, seed=0, trial_id=m.id, stage="data",
                      prompt_id=NONE, prompt_text="", prompt_role="none", grid=m.columns())
@@ -113,7 +113,7 @@ def _measure_data(plan: Plan, m: Measurement, setting: Setting, run_dir: Locatio
 def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Location, echo: Callable) -> None:
     """Rows of the untrained model (elicitation, T(M0,C0)) of the measurement's setting and
     model."""
-    if has_rows(run_dir, m.id):
+    if has_rows(run_dir, m.id, plan.spec.hash()):
         return
     echo(f"measuring elicitation of every prompt on the base model{'' if m.id == 'base' else f' ({m.id})'} ...")
     one = m.cell.spec
