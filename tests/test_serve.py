@@ -412,7 +412,9 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
     """Mid-sweep, as the first trial's evaluation starts, SIGKILL the engine's replica: Serve
     starts another and the trials' calls are sent again; no trial fails."""
     from inocray.results import _rows as store
+    from inocray.config import make_plan
     from inocray.run import run_sweep
+    from inocray.run._engines import app_name
     from inocray.config import parse_sweep
 
     spec = parse_sweep({"name": "kill", "setting": "toy", "model": str(toy_model), "prompts": ["es-always"],
@@ -426,7 +428,7 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
         adapters = tmp_path / "run" / "adapters"
         while not (adapters.is_dir() and any(adapters.iterdir())):  # a trial finished training
             time.sleep(0.1)
-        (replica,) = replica_pids(f"inocray-{spec.hash()}")
+        (replica,) = replica_pids(app_name(make_plan(spec), str(toy_model), str(tmp_path / "run")))
         os.kill(replica, signal.SIGKILL)
         killed.append(replica)
 
