@@ -468,7 +468,8 @@ def test_session_starts_the_judge_it_is_given(toy_model, judge_model, ray_sessio
 
 @pytest.mark.parametrize("args, host", [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
 def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args, host):
-    """`inocray run` starts its own Ray and Serve on 127.0.0.1; --host changes both.
+    """`inocray run` starts its own Ray's dashboard on 127.0.0.1 (--host changes it) and Serve
+    with no HTTP proxy, so nothing of Serve listens at all.
 
     Ray and Serve are replaced by recorders: what is tested is the wiring of the host from the
     command line to ray.init and serve.start, which a real run would only show by its sockets.
@@ -487,8 +488,8 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
         seen["dashboard_host"] = kw.get("dashboard_host")
         return type("Context", (), {"dashboard_url": f"{kw.get('dashboard_host')}:8265"})()
 
-    def fake_serve_start(http_options):
-        seen["serve_host"] = http_options["host"]
+    def fake_serve_start(**kw):
+        seen["serve"] = kw
         raise Stop  # nothing after the engine's start matters here
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
@@ -504,4 +505,4 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     sweep.write_text(f"name: s\nsetting: toy\nmodel: {model}\nprompts: [es-always]\nseeds: [0]\n")
     result = CliRunner().invoke(main, ["run", str(sweep), "--run-dir", str(tmp_path / "run"), *args])
     assert isinstance(result.exception, Stop), result.output
-    assert seen == {"dashboard_host": host, "serve_host": host}
+    assert seen == {"dashboard_host": host, "serve": {"proxy_location": "Disabled"}}

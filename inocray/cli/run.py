@@ -18,8 +18,8 @@ from inocray.errors import InputError, reports_input_errors
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface that a local Ray's dashboard and Serve listen on; 0.0.0.0 exposes "
-                   "them to the network, without authentication.")
+              help="Interface that a local Ray's dashboard listens on; 0.0.0.0 exposes it to the "
+                   "network, without authentication (Serve listens on none: no HTTP proxy).")
 @click.option("--take-over", is_flag=True,
               help="Run even though the run directory's lease names another driver whose heartbeat is "
                    "still fresh (that driver is gone, or must stop). A stale lease is taken over without it.")

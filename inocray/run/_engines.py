@@ -34,8 +34,8 @@ def judge_of(plan: Plan, model: str, run_dir: str) -> Judge | None:
 
 
 @contextlib.contextmanager
-def engines(plan: Plan, run_dir: str, model_paths: dict[str, str], address: str | None, echo: Callable, host: str,
-            before_start: Callable | None) -> Iterator[None]:
+def engines(plan: Plan, run_dir: str, model_paths: dict[str, str], address: str | None, echo: Callable,
+            host: str, before_start: Callable | None) -> Iterator[None]:
     """One evaluation engine per base model, all started at once and kept for the whole sweep;
     the first model's comes with Ray and the judge. `before_start` runs once Ray is up, before
     any engine asks for its resources."""
@@ -47,7 +47,7 @@ def engines(plan: Plan, run_dir: str, model_paths: dict[str, str], address: str 
         try:
             for model in others:
                 echo(f"starting the evaluation engine of {model} ...")
-                serve.start(app_name(plan, model, run_dir), model_paths[model], spec.engine, replica, host=host)
+                serve.start(app_name(plan, model, run_dir), model_paths[model], spec.engine, replica)
                 started.append(model)
             yield
         finally:
