@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from inocray.config import EngineSpec
+from inocray.config import EngineSpec, Holds
 from inocray.evaluation import serve
 
 
@@ -25,13 +25,13 @@ def two_busy_loops():
 @pytest.mark.slow
 @pytest.mark.usefixtures("two_busy_loops")
 def test_serve_starts_without_a_proxy_under_two_busy_loops(toy_model, ray_session):
-    from ray.util.state import list_actors
+    import ray
 
-    handle = serve.start("test-load", str(toy_model), EngineSpec(name="transformers", num_cpus=0.25))
+    handle = serve.start("test-load", str(toy_model), EngineSpec(name="transformers"), Holds(cpu=0.25))
     try:
         request = serve.GenerateRequest([[{"role": "user", "content": "hola"}]], 1, 4, 0.0)
         assert len(handle.generate.remote(request).result()) == 1  # one chat, answered
-        alive = [a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")])]
-        assert "ServeController" in alive and not [c for c in alive if "Proxy" in c], alive
+        serve_actors = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
+        assert "SERVE_CONTROLLER_ACTOR" in serve_actors and not [a for a in serve_actors if "PROXY" in a], serve_actors
     finally:
         serve.stop("test-load")
