@@ -60,6 +60,14 @@ def tiny_sweep(**overrides) -> dict:
     return doc
 
 
+def result_row(**fields) -> dict:
+    """One row of results.SCHEMA (a trained trial's, trait spanish) with `fields` changed: what a
+    test writes where a trial's rows must prove it finished (sweep_hash and trial_id matter)."""
+    return {"sweep_hash": "abc", "setting": "toy", "trial_id": "t1", "stage": "trained", "prompt_id": "none",
+            "prompt_text": "", "prompt_role": "none", "seed": 0, "step": 8, "context": "neutral",
+            "trait": "spanish", "desired": False, "rate": 0.5, "n": 8} | fields
+
+
 @pytest.fixture(name="tiny_sweep")
 def tiny_sweep_fixture():
     """`tiny_sweep` as a fixture, for tests that take it as an argument."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import result_row
 
 from inocray.results import _rows as store
 from inocray.cli import main
@@ -118,7 +119,7 @@ def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
     spec = parse_sweep(data, source="cluster.yaml", check_model=False)
     run_dir = tmp_path / "run"
     claim(spec, run_dir)
-    store.write_rows(run_dir, "none-s1", [])
+    store.write_rows(run_dir, "none-s1", [result_row(sweep_hash=spec.hash(), trial_id="none-s1")])
 
     result = CliRunner().invoke(main, ["status", str(run_dir)])
     assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import tiny_sweep
+from conftest import result_row, tiny_sweep
 
 from inocray.analysis import compare, fit_rows
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
@@ -265,9 +265,8 @@ def test_status_counts_done_trials_per_cell(tmp_path):
     # ... until rows files by the planned ids exist
     from inocray.results import _rows as store
 
-    store.write_rows(run, "lr=0.001,r=8,es-hint-s0", [])
-    store.write_rows(run, "lr=0.001,r=8,none-s0", [])
-    store.write_rows(run, "lr=0.001,r=4,none-s0", [])
+    for trial in ("lr=0.001,r=8,es-hint-s0", "lr=0.001,r=8,none-s0", "lr=0.001,r=4,none-s0"):
+        store.write_rows(run, trial, [result_row(sweep_hash=progress.sweep_hash, trial_id=trial)])
     text = run_progress(run).to_text()
     assert "trials done: 3 of 8" in text
     assert "  cell lr=0.001,r=8: 2 of 2" in text and "  cell lr=0.001,r=4: 1 of 2" in text

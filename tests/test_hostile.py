@@ -241,11 +241,15 @@ def run_dir(tmp: Path, sweep_json: str | None = None, rows: dict | None = None) 
 
     d = tmp / "run"
     (d / rundir.ROWS_DIR).mkdir(parents=True)
+    own = None
     if sweep_json is None:
         spec = load_sweep(good_sweep(tmp))
-        sweep_json = json.dumps({"hash": spec.hash(), "spec": spec.record()})
+        own, sweep_json = spec.hash(), json.dumps({"hash": spec.hash(), "spec": spec.record()})
     (d / "sweep.json").write_text(sweep_json)
     for trial, table in (rows or {}).items():
+        if own and table.schema.field("sweep_hash").type == pa.string():  # rows of this sweep
+            table = table.set_column(table.schema.get_field_index("sweep_hash"), "sweep_hash",
+                                     pa.array([own] * table.num_rows, pa.string()))
         pq.write_table(table, d / rundir.ROWS_DIR / f"{trial}.parquet")
     return d
 

@@ -418,7 +418,9 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
     """Mid-sweep, as the first trial's evaluation starts, SIGKILL the engine's replica: Serve
     starts another and the trials' calls are sent again; no trial fails."""
     from inocray.results import _rows as store
+    from inocray.config import make_plan
     from inocray.run import run_sweep
+    from inocray.run._engines import app_name
     from inocray.config import parse_sweep
 
     spec = parse_sweep(tiny_sweep(name="kill", model=str(toy_model), seeds=[5],
@@ -431,7 +433,7 @@ def test_a_sweep_whose_replica_is_killed_finishes_every_trial(toy_model, tmp_pat
         adapters = tmp_path / "run" / "adapters"
         while not (adapters.is_dir() and any(adapters.iterdir())):  # a trial finished training
             time.sleep(0.1)
-        (replica,) = replica_pids(f"inocray-{spec.hash()}")
+        (replica,) = replica_pids(app_name(make_plan(spec), str(toy_model), str(tmp_path / "run")))
         os.kill(replica, signal.SIGKILL)
         killed.append(replica)
 
@@ -494,7 +496,8 @@ def test_session_starts_the_judge_it_is_given(toy_model, judge_model, ray_sessio
 
 @pytest.mark.parametrize("args, host", [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
 def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args, host):
-    """`inocray run` starts its own Ray and Serve on 127.0.0.1; --host changes both.
+    """`inocray run` starts its own Ray's dashboard on 127.0.0.1 (--host changes it) and Serve
+    with no HTTP proxy, so nothing of Serve listens at all.
 
     Ray and Serve are replaced by recorders: what is tested is the wiring of the host from the
     command line to ray.init and serve.start, which a real run would only show by its sockets.
@@ -513,8 +516,8 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
         seen["dashboard_host"] = kw.get("dashboard_host")
         return type("Context", (), {"dashboard_url": f"{kw.get('dashboard_host')}:8265"})()
 
-    def fake_serve_start(http_options):
-        seen["serve_host"] = http_options["host"]
+    def fake_serve_start(**kw):
+        seen["serve"] = kw
         raise Stop  # nothing after the engine's start matters here
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
@@ -530,4 +533,4 @@ def test_a_local_ray_listens_on_loopback_unless_told(monkeypatch, tmp_path, args
     sweep.write_text(yaml.safe_dump(tiny_sweep(name="s", model=str(model))))
     result = CliRunner().invoke(main, ["run", str(sweep), "--run-dir", str(tmp_path / "run"), *args])
     assert isinstance(result.exception, Stop), result.output
-    assert seen == {"dashboard_host": host, "serve_host": host}
+    assert seen == {"dashboard_host": host, "serve": {"proxy_location": "Disabled"}}

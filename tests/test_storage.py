@@ -59,12 +59,12 @@ def test_a_malformed_uri_is_one_sentence(text):
 
 
 def test_rows_round_trip_on_s3(s3):
-    assert store.read_rows(s3).num_rows == 0 and not store.has_rows(s3, "t1")
+    assert store.read_rows(s3).num_rows == 0 and not store.has_rows(s3, "t1", "abc")
     path = store.write_rows(s3, "t1", [row(rate=0.1)])
     assert path == f"{s3}/rows/t1.parquet"
     store.write_rows(s3, "t1", [row(rate=0.9)])  # a retried trial replaces its rows
     store.write_rows(s3, "t2", [row(trial="t2", rate=0.3)])
-    assert store.has_rows(s3, "t1") and store.has_rows(s3, "t2")
+    assert store.has_rows(s3, "t1", "abc") and store.has_rows(s3, "t2", "abc")
     table = store.read_rows(s3)
     assert table.schema == store.SCHEMA
     assert sorted(zip(table["trial_id"].to_pylist(), table["rate"].to_pylist())) == [("t1", 0.9), ("t2", 0.3)]
@@ -88,7 +88,7 @@ def test_a_failed_or_damaged_rows_file_is_not_finished(s3, monkeypatch):
     store.write_rows(s3, "t2", [row(trial="t2")])
     whole = storage.read_bytes(f"{s3}/rows/t2.parquet")
     storage.write_atomically(f"{s3}/rows/t2.parquet", lambda tmp: Path(tmp).write_bytes(whole[:-20]))
-    assert not store.has_rows(s3, "t2")
+    assert not store.has_rows(s3, "t2", "abc")
 
 
 def test_sweep_record_status_and_logs_on_s3(s3):
@@ -165,13 +165,14 @@ def one_process_group():
 def test_training_state_of_every_rank_goes_up_and_comes_back(s3):
     cp = f"{s3}/checkpoints/t1"
     assert checkpoints.latest_tag(cp) is None
-    for step in (5, 10):
+    for step in (5, 10, 15):
         for rank in (1, 0):  # rank 0 names the tag last, after every rank's files are up
             checkpoints.save_state(FakeEngine(rank), cp, step, rank)
-    assert keys(cp) == ["state/latest", "state/step-10/model_states.pt", "state/step-10/optim_rank0.pt",
-                        "state/step-10/optim_rank1.pt"]  # the older tag is gone
-    assert checkpoints.latest_tag(cp) == "step-10"
-    assert checkpoints.resume(FakeEngine(1), cp, rank=1) == 10
+    assert keys(cp) == ["state/latest", *[f"state/step-{n}/{f}" for n in (10, 15)
+                                          for f in ("model_states.pt", "optim_rank0.pt", "optim_rank1.pt")]]
+    # the oldest tag is gone; the one `latest` named before (a reader may be loading it) stays
+    assert checkpoints.latest_tag(cp) == "step-15"
+    assert checkpoints.resume(FakeEngine(1), cp, rank=1) == 15
     checkpoints.discard_state(cp)
     assert keys(cp) == [] and checkpoints.latest_tag(cp) is None
 

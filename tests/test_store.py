@@ -56,7 +56,7 @@ def test_rewrite_replaces_rows_of_a_retried_trial(tmp_path):
 def test_a_row_of_the_wrong_type_is_refused(tmp_path):
     with pytest.raises(pa.ArrowInvalid, match="Could not convert 'not a number' with type str"):
         store.write_rows(tmp_path, "t1", [{**row(), "rate": "not a number"}])
-    assert not store.has_rows(tmp_path, "t1")
+    assert not store.has_rows(tmp_path, "t1", "abc")
     assert not (tmp_path / "rows").exists() or list((tmp_path / "rows").iterdir()) == []
 
 
@@ -94,6 +94,6 @@ def test_file_is_plain_parquet(tmp_path):
 
 def test_a_damaged_rows_file_does_not_count_as_finished(tmp_path):
     path = store.write_rows(tmp_path, "t1", [row()])
-    assert store.has_rows(tmp_path, "t1")
+    assert store.has_rows(tmp_path, "t1", "abc")
     path.write_bytes(path.read_bytes()[:-20])  # cut off the footer
-    assert not store.has_rows(tmp_path, "t1")
+    assert not store.has_rows(tmp_path, "t1", "abc")

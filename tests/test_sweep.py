@@ -8,9 +8,10 @@ from conftest import Page, Scraper, assert_png, decoded, tiny_sweep
 
 from inocray.results import _rows as store
 from inocray.analysis import write_report
-from inocray.config import parse_sweep
+from inocray.config import make_plan, parse_sweep
 from inocray.run import summarize
 from inocray.run import run_sweep
+from inocray.run._engines import app_name
 
 
 @pytest.mark.slow
@@ -43,7 +44,8 @@ def test_two_trial_sweep_writes_rows_and_resumes_without_repeating(toy_model, tm
     assert scraper.total("ray_inocray_trials_finished_total", sweep=spec.hash()) == 2
     loss = {dict(tags)["trial"]: v for tags, v in scraper.values("ray_inocray_train_loss").items()}
     assert all(math.isfinite(loss[t]) and loss[t] > 0 for t in ("es-always-s3", "none-s3")), loss
-    speed = scraper.values("ray_inocray_eval_tokens_per_second", app=f"inocray-{spec.hash()}")
+    app = app_name(make_plan(spec), spec.model, str(tmp_path / "run"))
+    speed = scraper.values("ray_inocray_eval_tokens_per_second", app=app)
     assert speed and all(v > 0 for v in speed.values()), speed
 
     rows = store.read_rows(run_dir).to_pylist()

@@ -18,11 +18,14 @@ from inocray.errors import InputError, reports_input_errors
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface that a local Ray's dashboard and Serve listen on; 0.0.0.0 exposes "
-                   "them to the network, without authentication.")
+              help="Interface that a local Ray's dashboard listens on; 0.0.0.0 exposes it to the "
+                   "network, without authentication (Serve listens on none: no HTTP proxy).")
+@click.option("--take-over", is_flag=True,
+              help="Run even though the run directory's lease names another driver whose heartbeat is "
+                   "still fresh (that driver is gone, or must stop). A stale lease is taken over without it.")
 @reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
-            host: str) -> None:
+            host: str, take_over: bool) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray import results
     from inocray.config import load_sweep, parse_sweep
@@ -41,7 +44,7 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
     else:
         spec = load_sweep(sweep_file)
     run_dir = results.storage.location(run_dir) if run_dir else results.default_run_dir(spec)
-    run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host)
+    run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host, take_over=take_over)
     with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
         summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))

@@ -199,8 +199,8 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
 
     `judge_model` ("" none, "base" this app's model, or a preset or directory served by a second
     app, `judge_app(app_name, judge_model)`) makes `judge(app_name, judge_model)` work in any
-    process for the session's life. A Ray started here has its dashboard, and Serve its HTTP
-    proxy, on `host` only. `before_start` runs once Ray is up and before the engine asks for its
+    process for the session's life. A Ray started here has its dashboard on `host` only; Serve
+    runs no HTTP proxy (`start`). `before_start` runs once Ray is up and before the engine asks for its
     resources (a check that they can ever be had: an app that cannot be placed waits forever).
     Yields the engine app's handle; on exit deletes the apps, and shuts Ray down if it started it.
     """
@@ -217,7 +217,7 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
         if before_start is not None:
             before_start()
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
-        engine = start(app_name, model_path, spec, replica, host=host)
+        engine = start(app_name, model_path, spec, replica)
         try:
             with contextlib.ExitStack() as apps:
                 if judge_model not in ("", "base"):
@@ -232,14 +232,16 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
             ray.shutdown()
 
 
-def start(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, host: str = "127.0.0.1",
+def start(app_name: str, model_path: str, spec: EngineSpec, replica: Holds,
           replicas: int | None = None) -> EngineHandle:
     """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle.
 
     `replicas` (default `spec.replicas`) copies of the engine, each reserving `replica`
-    (config.Placement); Serve restarts one that dies.
+    (config.Placement); Serve restarts one that dies. Serve starts without its HTTP proxy:
+    every call comes through a handle, and on a loaded machine Serve's controller killed a
+    proxy that answered its readiness check late, failing the start (ActorDiedError).
     """
-    serve.start(http_options={"host": host})
+    serve.start(proxy_location="Disabled")
     count = spec.replicas if replicas is None else replicas
     app = Engine.options(num_replicas=count, ray_actor_options=replica.actor_options()).bind(model_path, spec)
     return EngineHandle(serve.run(app, name=app_name, route_prefix=None))

@@ -2,6 +2,7 @@
 
     RUN_DIR/                 a local or NFS path, or an s3:// prefix (storage.py)
       sweep.json             the validated spec and its hash: the directory belongs to one sweep
+      driver.lease           the driver running the sweep now, and its heartbeat (_lease.py)
       rows/TRIAL.parquet     the trial's result rows (_rows.py), its proof of completion;
                              rows/base.parquet and rows/data.parquet for the untrained model
       adapters/TRIAL/        the trial's final adapter (or full model)
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from inocray.config import SweepSpec
 
 SWEEP_RECORD = "sweep.json"
+LEASE = "driver.lease"
 ROWS_DIR = "rows"
 ADAPTERS_DIR = "adapters"
 CHECKPOINTS_DIR = "checkpoints"

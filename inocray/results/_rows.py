@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from inocray.results import storage
 from inocray.errors import InputError
 from inocray.config import AXES, axis_type
-from inocray.results._layout import ROWS_DIR, rows_path
+from inocray.results._layout import ROWS_DIR, record_path, rows_path, sweep_record
 from inocray.results.storage import Location, write_atomically
 
 __all__ = ["SCHEMA", "write_atomically", "write_rows", "has_rows", "read_rows"]
@@ -73,24 +73,41 @@ def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Ma
     return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def has_rows(run_dir: Location | os.PathLike, trial_id: str) -> bool:
-    """Whether the trial's rows file exists and is whole (a damaged one is redone, not trusted)."""
+def has_rows(run_dir: Location | os.PathLike, trial_id: str, sweep_hash: str) -> bool:
+    """Whether the trial's rows file proves that it finished: Parquet of SCHEMA, at least one row,
+    every row of sweep `sweep_hash`, and rows of this trial among them (the no-prompt control's
+    file also holds its PTST rows, under their own ids). A damaged, empty or foreign file is
+    redone, not trusted."""
     path = rows_path(run_dir, trial_id)
     if not storage.exists(path):  # an unreachable s3 endpoint raises here: not "unfinished"
         return False
     fs, where = storage.filesystem(path)
     try:
-        pq.read_metadata(where, filesystem=fs)
+        table = pq.read_table(where, filesystem=fs)
     except (OSError, pa.ArrowException):
         return False
-    return True
+    if not _of_schema(table.schema) or table.num_rows == 0:
+        return False
+    hashes = set(table.column("sweep_hash").to_pylist())
+    return hashes == {sweep_hash} and trial_id in set(table.column("trial_id").to_pylist())
 
 
-def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
+def _of_schema(schema: pa.Schema) -> bool:
+    """Every column is one of SCHEMA's, of its type, and only the grid's columns may be absent
+    (rows written before grids)."""
+    for name in schema.names:
+        if name not in SCHEMA.names or not schema.field(name).type.equals(SCHEMA.field(name).type):
+            return False
+    return all(name in schema.names for name in SCHEMA.names if name not in GRID_COLUMNS)
+
+
+def read_rows(run_dir: Location | os.PathLike, other_sweeps: bool = False) -> pa.Table:
     """All finished rows of a run as one Arrow table (empty table if none yet).
 
     A rows file that is not Parquet of SCHEMA (truncated, another program's, a column of the
-    wrong type) is an InputError that names it.
+    wrong type) is an InputError that names it, and so are rows of another sweep than the run
+    directory's (its sweep.json; without one, rows of more than one sweep), unless
+    `other_sweeps` (what `inocray status` counts).
     """
     root = storage.join(run_dir, ROWS_DIR)
     names = storage.names(root, suffix=".parquet")
@@ -98,17 +115,33 @@ def read_rows(run_dir: Location | os.PathLike) -> pa.Table:
         return SCHEMA.empty_table()
     fs, path = storage.filesystem(root)
     try:
-        return with_defaults(ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet",
-                                        filesystem=fs).to_table())
+        table = with_defaults(ds.dataset([f"{path}/{n}" for n in names], schema=SCHEMA, format="parquet",
+                                         filesystem=fs).to_table())
     except (pa.ArrowException, OSError):
-        pass
-    for name in names:
-        try:
-            ds.dataset([f"{path}/{name}"], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
-        except (pa.ArrowException, OSError):
-            raise InputError(f"{storage.join(root, name)} is not a readable Parquet file of inocray's result rows "
-                             "(truncated, or a column of the wrong type); move it away") from None
-    raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")
+        table = None
+    if table is None:
+        for name in names:
+            try:
+                ds.dataset([f"{path}/{name}"], schema=SCHEMA, format="parquet", filesystem=fs).to_table()
+            except (pa.ArrowException, OSError):
+                raise InputError(f"{storage.join(root, name)} is not a readable Parquet file of inocray's result rows "
+                                 "(truncated, or a column of the wrong type); move it away") from None
+        raise InputError(f"the result rows of {run_dir} cannot be read together; is a file changing under them?")
+    if not other_sweeps:
+        _check_one_sweep(run_dir, table)
+    return table
+
+
+def _check_one_sweep(run_dir: Location | os.PathLike, table: pa.Table) -> None:
+    """InputError when `table` holds rows of a sweep other than the run directory's own."""
+    hashes = sorted(set(table.column("sweep_hash").to_pylist()), key=str)
+    own = sweep_record(run_dir)["hash"] if storage.is_file(record_path(run_dir)) else hashes[0]
+    foreign = [h for h in hashes if h != own]
+    if foreign:
+        where = [t for t, h in zip(table.column("trial_id").to_pylist(), table.column("sweep_hash").to_pylist())
+                 if h == foreign[0]]
+        raise InputError(f"{run_dir} holds rows of sweep {foreign[0]} (trial {where[0]}), not only of its own sweep "
+                         f"{own}; move those rows files out of {storage.join(run_dir, ROWS_DIR)}")
 
 
 def with_defaults(table: pa.Table) -> pa.Table:

@@ -153,9 +153,11 @@ def make_dir(where: Location) -> None:
 def write_atomically(where: Location | os.PathLike, write: Callable[[str], None]) -> Location:
     """Call write(temporary local path), then put the file at `where` whole.
 
-    Locally the temporary file sits beside `where` and is renamed into place; for a URI it is
-    uploaded in one piece. A reader sees the old file or the new one, never half of one; a
-    failed write leaves nothing behind.
+    Locally the temporary file sits beside `where` and is renamed into place, the file and its
+    directory flushed to the disk before the rename and the directory again after it, so that a
+    power loss leaves the old file or the new one whole; for a URI it is uploaded in one piece.
+    A reader sees the old file or the new one, never half of one; a failed write leaves nothing
+    behind.
     """
     remote = is_remote(where)
     path = where if remote else Path(where)
@@ -171,11 +173,23 @@ def write_atomically(where: Location | os.PathLike, write: Callable[[str], None]
                 f.write(data)
         else:
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
+            _sync(tmp)
+            _sync(path.parent)  # the temporary file's entry, before a rename that depends on it
             os.replace(tmp, path)
+            _sync(path.parent)  # the rename itself: after a power loss, the new file or the old one
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _sync(path: Path | str) -> None:
+    """Flush a local file's or directory's data and entry to the disk (fsync)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def append_text(where: Location, text: str) -> None:

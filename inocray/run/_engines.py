@@ -2,50 +2,54 @@
 
     engines(plan, model_paths, ...)   a `with` block: Ray and every engine app, all started at
                                       once (the resource check counts them all)
-    app_name(plan, model)             the app of a model's engine, from any process
-    judge_of(plan, model)             the judge of that model's cells (evaluation.Judge), or None
+    app_name(plan, model, run_dir)    the app of a model's engine, from any process
+    judge_of(plan, model, run_dir)    the judge of that model's cells (evaluation.Judge), or None
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Callable, Iterator
 
 from inocray.config import Plan
 from inocray.evaluation import Judge, serve
 
 
-def app_name(plan: Plan, model: str) -> str:
-    """The Serve app of `model`'s engine: "inocray-HASH", or "inocray-HASH-I" for the I-th
-    model of a sweep of several."""
-    return f"inocray-{plan.spec.hash()}" + (f"-{plan.models.index(model)}" if len(plan.models) > 1 else "")
+def app_name(plan: Plan, model: str, run_dir: str) -> str:
+    """The Serve app of `model`'s engine in the run into `run_dir`: "inocray-HASH-RUN", or
+    "inocray-HASH-RUN-I" for the I-th model of a sweep of several. RUN is a digest of the run
+    directory, so two runs of one sweep on one cluster (two run directories: one driver holds
+    each, results.hold) never deploy or delete each other's engines."""
+    run = hashlib.sha256(str(run_dir).encode()).hexdigest()[:8]
+    return f"inocray-{plan.spec.hash()}-{run}" + (f"-{plan.models.index(model)}" if len(plan.models) > 1 else "")
 
 
-def judge_of(plan: Plan, model: str) -> Judge | None:
+def judge_of(plan: Plan, model: str, run_dir: str) -> Judge | None:
     """The judge of a cell of `model`, or None: "base" is that model's own engine; a judge model
     of its own is served once, beside the first model's engine."""
     judge_model = plan.spec.eval.judge_model
     where = model if judge_model in ("", "base") else plan.models[0]
-    return serve.judge(app_name(plan, where), judge_model)
+    return serve.judge(app_name(plan, where, run_dir), judge_model)
 
 
 @contextlib.contextmanager
-def engines(plan: Plan, model_paths: dict[str, str], address: str | None, echo: Callable, host: str,
-            before_start: Callable | None) -> Iterator[None]:
+def engines(plan: Plan, run_dir: str, model_paths: dict[str, str], address: str | None, echo: Callable,
+            host: str, before_start: Callable | None) -> Iterator[None]:
     """One evaluation engine per base model, all started at once and kept for the whole sweep;
     the first model's comes with Ray and the judge. `before_start` runs once Ray is up, before
     any engine asks for its resources."""
     spec, replica = plan.spec, plan.placement.replica
     first, *others = plan.models
-    with serve.session(app_name(plan, first), model_paths[first], spec.engine, replica, address, echo,
+    with serve.session(app_name(plan, first, run_dir), model_paths[first], spec.engine, replica, address, echo,
                        judge_model=spec.eval.judge_model, host=host, before_start=before_start):
         started = []
         try:
             for model in others:
                 echo(f"starting the evaluation engine of {model} ...")
-                serve.start(app_name(plan, model), model_paths[model], spec.engine, replica, host=host)
+                serve.start(app_name(plan, model, run_dir), model_paths[model], spec.engine, replica)
                 started.append(model)
             yield
         finally:
             for model in started:
-                serve.stop(app_name(plan, model))
+                serve.stop(app_name(plan, model, run_dir))

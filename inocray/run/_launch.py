@@ -24,7 +24,7 @@ from inocray import models
 from inocray.config import (BASE, NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan,
                             measured_prompts, prompt_catalogue, setting_entries)
 from inocray.evaluation import Condition, check_fits, data_rates, logprob_elicitation, sample_contexts, serve, trait_rows
-from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, storage, write_rows
+from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, hold, storage, write_rows
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
 from inocray.run._progress import Progress
@@ -48,10 +48,11 @@ def locate(entry: SettingEntry | SweepSpec) -> tuple[str, DataSpec]:
 
 
 def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, echo: Callable = print,
-              host: str = "127.0.0.1") -> Location:
+              host: str = "127.0.0.1", take_over: bool = False) -> Location:
     """Run every unfinished trial of `spec` into `run_dir` (a path or an s3:// URI); return it.
 
-    `host`: the interface a local Ray's dashboard and Serve listen on.
+    `host`: the interface a local Ray's dashboard and Serve listen on. `take_over`: claim the run
+    directory's lease even from a driver that still renews it (results.hold).
     """
     located = {e.setting: locate(e) for e in setting_entries(spec)}
     settings = {name: get_setting(*where) for name, where in located.items()}
@@ -68,14 +69,15 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     _check_fits(plan, settings, model_paths)
     claim(spec, run_dir)
-    todo = [t for t in plan.trials if not has_rows(run_dir, t.id)]
+    lease = hold(run_dir, take_over, echo)  # one driver per run directory, or one sentence naming it
+    todo = [t for t in plan.trials if not has_rows(run_dir, t.id, spec.hash())]
     echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
          + (f"; grid of {plan.describe()}" if plan.is_grid else ""))
     echo(f"run directory: {run_dir}")
     started = time.monotonic()
     # Before the engines reserve anything: a sweep that cannot fit fails in seconds, not never.
     check = (lambda: resources.check(plan, echo)) if todo else None
-    with engines(plan, model_paths, address, echo, host, check):
+    with lease, engines(plan, str(run_dir), model_paths, address, echo, host, check):
         for m in plan.data:
             _measure_data(plan, m, settings[m.cell.setting], run_dir)
         for m in plan.base:
@@ -103,18 +105,18 @@ def _check_fits(plan: Plan, settings: dict[str, Setting], model_paths: dict[str,
 
 def _measure_data(plan: Plan, m: Measurement, setting: Setting, run_dir: Location) -> None:
     """Rows of the training data (T*) of the measurement's setting."""
-    if has_rows(run_dir, m.id):
+    if has_rows(run_dir, m.id, plan.spec.hash()):
         return
     cond = Condition(sweep_hash=plan.spec.hash(), setting=setting.name, seed=0, trial_id=m.id, stage="data",
                      prompt_id=NONE, prompt_text="", prompt_role="none", grid=m.columns())
-    rates = data_rates(setting, m.cell.spec, judge_of(plan, m.cell.model))
+    rates = data_rates(setting, m.cell.spec, judge_of(plan, m.cell.model, str(run_dir)))
     write_rows(run_dir, m.id, trait_rows(cond, "prompt", rates, setting))
 
 
 def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Location, echo: Callable) -> None:
     """Rows of the untrained model (elicitation, T(M0,C0)) of the measurement's setting and
     model."""
-    if has_rows(run_dir, m.id):
+    if has_rows(run_dir, m.id, plan.spec.hash()):
         return
     echo(f"measuring elicitation of every prompt on the base model{'' if m.id == BASE else f' ({m.id})'} ...")
     one = m.cell.spec
@@ -122,8 +124,8 @@ def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Locatio
     # The no-prompt control first: the order of the elicitation lines printed.
     prompts = {(NONE, "none"): ""}
     prompts |= {(pid, role): catalogue[pid].text for pid, role in measured_prompts(one) if pid != NONE}
-    engine = serve.handle(app_name(plan, m.cell.model))
-    rates = sample_contexts(engine, setting, one, prompts, judge=judge_of(plan, m.cell.model))
+    engine = serve.handle(app_name(plan, m.cell.model, str(run_dir)))
+    rates = sample_contexts(engine, setting, one, prompts, judge=judge_of(plan, m.cell.model, str(run_dir)))
     logprobs = logprob_elicitation(engine, setting, one, prompts) if one.eval.logprob_examples else {}
     rows = []
     for (pid, role), text in prompts.items():

@@ -21,11 +21,12 @@ class RunProgress:
     sweep: str  # the sweep's name
     sweep_hash: str
     trials: list[str]  # every planned trial id, in plan order
-    done: list[str]  # the trials whose rows are written (the sweep's own test of "finished")
+    done: list[str]  # the trials whose rows prove them finished (results.has_rows, the sweep's own test)
     base_measured: bool  # rows of the untrained model (elicitation) exist, for every base model
-    rows: int  # rows stored, all stages
+    rows: int  # rows of this sweep stored, all stages
     analyzed: bool  # analysis.parquet exists
     cells: dict[str, list[str]] = field(default_factory=dict)  # grid cell -> its trial ids; {} without a grid
+    foreign_rows: int = 0  # rows of another sweep in rows/: analyze refuses the run directory until they go
 
     @property
     def left(self) -> list[str]:
@@ -40,6 +41,9 @@ class RunProgress:
         done = set(self.done)
         lines += [f"  cell {cell}: {sum(t in done for t in ids)} of {len(ids)}" for cell, ids in self.cells.items()]
         lines.append(f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}")
+        if self.foreign_rows:
+            lines.append(f"rows of another sweep: {self.foreign_rows} (not counted; `inocray analyze` refuses this "
+                         "run directory until their files are moved out of rows/)")
         if self.left:
             shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
             lines.append(f"left: {shown}")
@@ -58,14 +62,17 @@ def run_progress(run_dir: str | Location) -> RunProgress:
     plan = make_plan(parse_spec(record["spec"], source=str(marker)))  # its fields only: the plan needs no more
     trials = [t.id for t in plan.trials]
     cells = {c.id: [t.id for t in plan.cell_trials(c)] for c in plan.cells} if plan.is_grid else {}
+    rows = read_rows(run_dir, other_sweeps=True)
+    own = rows.column("sweep_hash").to_pylist().count(record["hash"])
     return RunProgress(
         run_dir=run_dir,
         sweep=plan.spec.name,
         sweep_hash=record["hash"],
         trials=trials,
-        done=[t for t in trials if has_rows(run_dir, t)],
-        base_measured=all(has_rows(run_dir, m.id) for m in plan.base),
-        rows=read_rows(run_dir).num_rows,
+        done=[t for t in trials if has_rows(run_dir, t, record["hash"])],
+        base_measured=all(has_rows(run_dir, m.id, record["hash"]) for m in plan.base),
+        rows=own,
+        foreign_rows=rows.num_rows - own,
         analyzed=storage.is_file(storage.join(run_dir, f"{ANALYSIS}.parquet")),
         cells=cells,
     )

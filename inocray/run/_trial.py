@@ -30,7 +30,7 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
 
     trial = plan.trial(config["trial_id"])
     spec, model = trial.spec, trial.cell.model  # from here on, the cell is the sweep
-    app, judge = app_name(plan, model), judge_of(plan, model)
+    app, judge = app_name(plan, model, run_dir), judge_of(plan, model, run_dir)
     setting = get_setting(*located[spec.setting])
     run = storage.location(run_dir)
     log = log_path(run, trial.id)

@@ -5,7 +5,8 @@ A trial's checkpoint directory, on storage that every worker of the trial can re
     step-<N>/       the model after optimizer step N, loadable for evaluation: a peft adapter
                     (method "lora") or a complete HF model (method "full"), and train_state.json
     state/step-<N>/ DeepSpeed's training state after step N (weights, optimizer, lr schedule,
-                    one file per rank); only the newest is kept
+                    one file per rank); the newest and the one `latest` named before it are
+                    kept (a reader may be loading it), older ones deleted
     state/latest    the newest complete tag ("step-<N>"), written after every rank has saved it
 
 Every model directory (snapshot or final) appears whole or not at all: it is written to a
@@ -20,9 +21,11 @@ names it. A resumed rank, on any node, downloads the newest state first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from inocray.results import storage
@@ -60,8 +63,7 @@ def save_model(model, target_dir: Location, zero_stage: int, rank: int, state: d
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(tmp))
             (tmp / STATE_FILE).write_text(json.dumps(state))
-            shutil.rmtree(target, ignore_errors=True)  # a retried trial replaces its model
-            os.replace(tmp, target)
+            _put_in_place(tmp, target)  # a retried trial replaces its model
             if storage.is_remote(target_dir):
                 storage.upload(target, target_dir, last=STATE_FILE)
                 shutil.rmtree(target, ignore_errors=True)
@@ -72,7 +74,8 @@ def save_state(engine, checkpoint_dir: Location, step: int, rank: int) -> None:
 
     DeepSpeed's own `latest` file is written by rank 0 before the other ranks have finished
     their files; a kill in between would name a tag that cannot be loaded. So `latest` is
-    written here, after a barrier, and only then are older tags deleted.
+    written here, after a barrier, and only then are older tags deleted (`_publish`: never one
+    a reader may be loading or another writer naming).
     """
     import torch.distributed as dist
 
@@ -88,11 +91,50 @@ def save_state(engine, checkpoint_dir: Location, step: int, rank: int) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
     dist.barrier()
     if rank == 0:
-        shared = storage.join(checkpoint_dir, "state")
-        storage.write_atomically(storage.join(shared, LATEST), lambda tmp: Path(tmp).write_text(tag))
-        for old in storage.names(shared, of="Directory"):
-            if old != tag:
-                storage.delete(storage.join(shared, old))
+        _publish(storage.join(checkpoint_dir, "state"), step)
+
+
+def _step(tag: str | None) -> int:
+    """N of a tag "step-N"; -1 for anything else."""
+    number = (tag or "").removeprefix("step-")
+    return int(number) if tag and tag.startswith("step-") and number.isdigit() else -1
+
+
+def _publish(shared: Location, step: int) -> None:
+    """Name tag step-`step` in `latest` and drop the tags no reader can still want.
+
+    Another writer may share the directory (a group that Ray Train replaced but whose old rank 0
+    still runs, or a second driver): `latest` never moves back to an older tag than the one it
+    names, and only tags older than both this tag and the one `latest` named before are deleted,
+    so the tag a reader took from `latest` a moment ago, and any newer tag another writer is
+    writing or naming, stay.
+    """
+    latest = storage.join(shared, LATEST)
+    before = storage.read_bytes(latest).decode().strip() if storage.is_file(latest) else None
+    tag = f"step-{step}"
+    if _step(before) <= step or storage.kind(storage.join(shared, before)) != "Directory":
+        storage.write_atomically(latest, lambda tmp: Path(tmp).write_text(tag))
+    keep = min(step, _step(before)) if _step(before) >= 0 else step
+    for old in storage.names(shared, of="Directory"):
+        if 0 <= _step(old) < keep:
+            storage.delete(storage.join(shared, old))
+
+
+def _put_in_place(tmp: Path, target: Path) -> None:
+    """Rename directory `tmp` to `target`, moving an older `target` aside first (a rename
+    cannot replace a directory that has files); another writer doing the same at once leaves
+    one whole model at `target`, never an error."""
+    while True:
+        try:
+            os.replace(tmp, target)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
+            os.replace(target, aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def latest_tag(checkpoint_dir: Location) -> str | None:
