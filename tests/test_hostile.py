@@ -113,6 +113,9 @@ SWEEP_CASES = {
     "model path too long for the OS": (sweep(GOOD_SWEEP + "model: /" + "m" * 5000 + "\n"), "field 'model'"),
     "model path with a NUL byte": (sweep(GOOD_SWEEP + 'model: "/no/such\\0model"\n'), "field 'model'"),
     "epochs 1e308": (sweep(with_train("epochs: 1.0e308")), "field 'train.epochs'"),
+    "grid of 10201 cells": (sweep(GOOD_SWEEP + "grid: {train.lr: [" + ", ".join(f"{i}e-6" for i in range(1, 102))
+                                  + "], train.steps: [" + ", ".join(map(str, range(1, 102))) + "]}\n"),
+                            "field 'grid' makes 10201 cells, and a sweep may have at most 10000"),
 }
 
 
@@ -198,6 +201,15 @@ ARGUMENT_CASES = {
     "args: --run-dir is a file": (run_dir_is_a_file, "is a file"),
     "args: analyze --n-boot 0": (lambda tmp: ["analyze", empty_dir(tmp), "--n-boot", "0"], "'--n-boot'"),
     "args: report --n-boot -5": (lambda tmp: ["report", empty_dir(tmp), "--n-boot", "-5"], "'--n-boot'"),
+    "args: analyze --seed -1": (lambda tmp: ["analyze", empty_dir(tmp), "--seed", "-1"], "'--seed'"),
+    "args: report --seed -1": (lambda tmp: ["report", empty_dir(tmp), "--seed", "-1"], "'--seed'"),
+    "args: plan --seed -1": (lambda tmp: ["plan", good_sweep(tmp), "--seed", "-1"], "'--seed'"),
+    "args: analyze --seed 2**32": (lambda tmp: ["analyze", empty_dir(tmp), "--seed", str(2**32)], "'--seed'"),
+    "args: analyze --n-boot 10**12": (lambda tmp: ["analyze", empty_dir(tmp), "--n-boot", "1000000000000"],
+                                      "100<=x<=100000"),
+    "args: report --n-boot 10**12": (lambda tmp: ["report", empty_dir(tmp), "--n-boot", "1000000000000"],
+                                     "100<=x<=100000"),
+    "args: plan --sims 10**9": (lambda tmp: ["plan", good_sweep(tmp), "--sims", "1000000000"], "10<=x<=10000"),
     "args: analyze --scale typo": (lambda tmp: ["analyze", empty_dir(tmp), "--scale", "logits"], "'--scale'"),
     "args: screen --top 0": (candidates("Speak Spanish.\n", "c.txt", "--top", "0"), "'--top'"),
     "args: screen --batch -1": (candidates("Speak Spanish.\n", "c.txt", "--batch", "-1"), "'--batch'"),
@@ -407,3 +419,19 @@ def _listing(root: Path) -> dict:
 def _unquoted(message: str) -> str:
     """The message without its quoted parts and paths, where a '. X' is not a sentence break."""
     return re.sub(r"'[^']*'|\"[^\"]*\"|\S*/\S*", "", message)
+
+
+def test_validate_is_linear_in_a_grid_s_cells(tmp_path):
+    """10,000 cells (the limit) of 3 trials each: seconds, where cells x trials took minutes."""
+    import time
+
+    f = tmp_path / "grid.yaml"
+    f.write_text(GOOD_SWEEP.replace("irrelevant: [irr-helpful]\n", "").replace("seeds: [0, 1]", "seeds: [0]")
+                 + "grid: {train.lr: [" + ", ".join(f"{i}e-6" for i in range(1, 101)) + "], train.steps: ["
+                 + ", ".join(map(str, range(1, 101))) + "]}\n")
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["validate", str(f), "--no-model-check"])
+    took = time.monotonic() - start
+    assert result.exit_code == 0, result.output
+    assert "= 10000 cells, 20000 trials" in result.output and result.output.count(": 2 trials") == 10_000
+    assert took < 60, f"validate took {took:.0f} s for 10,000 cells"

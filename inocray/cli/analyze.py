@@ -6,6 +6,7 @@ import contextlib
 
 import click
 
+from inocray.cli._limits import N_BOOT, SEED
 from inocray.config import BY
 from inocray.errors import InputError, reports_input_errors
 
@@ -23,12 +24,12 @@ PREDICTORS = ("sampled", "logprob")  # inocray.analysis.PREDICTORS, without impo
 )
 @click.option(
     "--n-boot",
-    type=click.IntRange(min=100),
+    type=N_BOOT,
     default=1000,
     show_default=True,
     help="Bootstrap draws per trait and scale.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--by", type=click.Choice(BY), default=None, metavar="AXIS",
               help="Also put a grid's cells side by side along AXIS (a grid axis such as train.lr, or "
                    "setting or model): slope, pooled k and the strongest prompt's effect, with intervals.")

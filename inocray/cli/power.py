@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from inocray.cli._limits import SEED, SIMS
 from inocray.errors import reports_input_errors
 
 if TYPE_CHECKING:
@@ -30,9 +31,9 @@ GUESSED_RANGE = 0.1, 0.8  # elicitation spread evenly over the prompts when noth
               help="Training noise: the sd of a trait rate between seeds, beyond sampling noise.")
 @click.option("--target-width", type=click.FloatRange(min=0.0, min_open=True), default=0.1,
               show_default=True, help="The width of the 95% intervals wanted.")
-@click.option("--sims", type=click.IntRange(min=10), default=50, show_default=True,
+@click.option("--sims", type=SIMS, default=50, show_default=True,
               help="Simulated sweeps per design.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the simulation.")
 @reports_input_errors
 def command(sweep_file: str, source: str | None, given: tuple[str, ...], trait: str | None, k: float,
             noise: float, target_width: float, sims: int, seed: int) -> None:  # fmt: skip

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from inocray.cli._limits import N_BOOT, SEED
 from inocray.errors import reports_input_errors
 
 
 @click.command("report")
 @click.argument("run_dir")
-@click.option("--n-boot", type=click.IntRange(min=100), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--n-boot", type=N_BOOT, default=1000, show_default=True, help="Bootstrap draws per trait.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @reports_input_errors
 def report(run_dir: str, n_boot: int, seed: int) -> None:
     """Plots and tables of RUN_DIR (a path or an s3:// URI) in one HTML file; prints where it went."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import click
 
 from inocray.errors import reports_input_errors
@@ -25,6 +27,7 @@ def command(sweep_file: str, no_model_check: bool) -> None:
     click.echo(f"{sweep_file}: valid sweep '{spec.name}' ({spec.hash()}), {len(plan.trials)} trials")
     if plan.is_grid:
         click.echo(f"grid: {plan.describe()}, {len(plan.trials)} trials")
+        per_cell = Counter(t.cell.id for t in plan.trials)  # one pass: cells x trials took minutes
         for c in plan.cells:
-            click.echo(f"  cell {c.id}: {len(plan.cell_trials(c))} trials")
+            click.echo(f"  cell {c.id}: {per_cell[c.id]} trials")
     click.echo(f"default run directory: {default_run_dir(spec)}")

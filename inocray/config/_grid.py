@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ AXES: dict[str, str] = {
     "eval.temperature": "temp",
 }
 BASE_AXES = ("eval.temperature",)  # the axes the base model's measurement depends on
+# A grid's cells, at most: each is planned, checked and listed by `inocray validate` (linear:
+# 10,000 cells in about 5 s and 150 MB on two cores), and each holds its trials and an entry
+# in the rows; larger studies are several sweeps.
+MAX_CELLS = 10_000
 BY = ("setting", "model", *AXES)  # what cells can be compared along (analysis.compare)
 
 
@@ -161,6 +166,10 @@ def check_grid(spec: SweepSpec, source: str) -> SweepSpec:
                 raise bad(source, f"{where}[{i}]", why)
         if len(set(typed[axis])) != len(typed[axis]):
             raise bad(source, where, "lists a value twice")
+    size = len(entries(spec)) * len(models(spec)) * math.prod(len(v) for v in typed.values())
+    if size > MAX_CELLS:
+        raise bad(source, "grid", f"makes {size} cells, and a sweep may have at most {MAX_CELLS} (split it "
+                                  "into several sweep files)")
     spec = dataclasses.replace(spec, grid=typed)
     _check_names(spec, source)
     for c in cells(spec):

@@ -138,6 +138,13 @@ class EngineSpec:
 
 
 @dataclass(frozen=True)
+class SandboxSpec:
+    # how a setting scored in the code sandbox runs the model's code: "bwrap" (bubblewrap:
+    # refused where it cannot be had) or "none" (no isolation: only trusted code)
+    isolation: str = rule("bwrap", choices=("bwrap", "none"))
+
+
+@dataclass(frozen=True)
 class DataSpec:
     train: str = ""  # JSONL or Parquet of training rows; "" = the setting's own data
     eval: str = ""  # JSONL or Parquet of evaluation rows; "" = the setting's own data
@@ -189,6 +196,7 @@ class SweepSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
+    sandbox: SandboxSpec = field(default_factory=SandboxSpec)
     # The grid (inocray/grid.py): several settings, several models, and hyperparameter axes
     # (a field's dotted name -> its values). Each cell is a single-setting sweep.
     settings: list[SettingEntry] = field(default_factory=list)
@@ -225,7 +233,7 @@ class SweepSpec:
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
-                 (("eval", "logprob_examples"), 64), (("probes",), []))
+                 (("eval", "logprob_examples"), 64), (("probes",), []), (("sandbox",), {"isolation": "bwrap"}))
 
 
 

@@ -26,7 +26,7 @@ from inocray.config._spec import (ENTRY_KEYS, PROBE_DEFAULT, PROBE_PARAPHRASE, P
 from inocray.chat import messages, render
 from inocray.errors import InputError
 from inocray.models import check_available, is_preset, preset_names
-from inocray.settings import Setting, get_setting, labels
+from inocray.settings import Setting, get_setting, labels, sandbox_problem
 
 __all__ = ["load_sweep", "parse_sweep", "check_spec", "one_setting"]
 
@@ -101,6 +101,9 @@ def _check_one(spec: SweepSpec, fail: Bad, check_model: bool) -> None:
     except KeyError as e:
         raise fail("setting", str(e.args[0])) from None
     _check_prompts(spec, setting, fail)
+    if check_model and spec.sandbox.isolation == "bwrap" and sandbox_problem(setting):
+        raise fail("sandbox.isolation", f"is bwrap and {sandbox_problem(setting)}; install it, or write "
+                   "`sandbox: {isolation: none}` to run the model's code without isolation")
     if check_model:
         _check_models(spec, fail)
         _check_placement(spec, fail)

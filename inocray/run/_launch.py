@@ -29,7 +29,7 @@ from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
 from inocray.run._progress import Progress
 from inocray.run._trial import run_trial
-from inocray.settings import Setting, get_setting
+from inocray.settings import Setting, get_setting, use_isolation
 from inocray.training import Pool
 
 STARTUP_CONCURRENCY = 16  # worker processes a local Ray starts at once (its default: the CPU count)
@@ -55,6 +55,7 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     directory's lease even from a driver that still renews it (results.hold).
     """
     located = {e.setting: locate(e) for e in setting_entries(spec)}
+    use_isolation(spec.sandbox.isolation)  # T* and the base model are scored here, trials in their workers
     settings = {name: get_setting(*where) for name, where in located.items()}
     run_dir = storage.resolve(run_dir)
     claim(spec, run_dir, create=False)  # another sweep's directory: refused before any work

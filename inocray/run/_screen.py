@@ -32,7 +32,7 @@ from inocray.errors import InputError
 from inocray.evaluation import chat_sizes, logprob_elicitation, sample_contexts, serve
 from inocray.results import SCREEN, default_screen_dir, record_path, storage, sweep_record, write_atomically
 from inocray.run._candidates import Candidate
-from inocray.settings import Setting, get_setting
+from inocray.settings import Setting, get_setting, use_isolation
 
 BATCH = 25  # candidates per request to the engine: one progress line each
 MEASURES = ("sampled", "logprob", "both")  # how elicitation is measured (docs/screening.md)
@@ -106,6 +106,7 @@ def screen(
         raise InputError("there are no candidate prompts to screen")
     if len({c.id for c in candidates}) < len(candidates):
         raise InputError("two candidate prompts share an id; ids must be unique")
+    use_isolation(spec.sandbox.isolation)
     setting = get_setting(spec.setting, spec.data)
     lines = _fitted_lines(Path(predict_from), spec, setting, echo, cell) if predict_from is not None else {}
     model_path = models.resolve(spec.model, echo)

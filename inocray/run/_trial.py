@@ -18,7 +18,7 @@ from inocray.config import DataSpec, Plan, Trial
 from inocray.evaluation import Condition, sample_contexts, serve, trait_rows
 from inocray.results import adapter_dir, checkpoint_dir, log_path, storage, write_rows
 from inocray.run._engines import app_name, judge_of
-from inocray.settings import Setting, get_setting
+from inocray.settings import Setting, get_setting, use_isolation
 from inocray.training import TrainJob, wait
 
 
@@ -31,6 +31,7 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
     trial = plan.trial(config["trial_id"])
     spec, model = trial.spec, trial.cell.model  # from here on, the cell is the sweep
     app, judge = app_name(plan, model, run_dir), judge_of(plan, model, run_dir)
+    use_isolation(spec.sandbox.isolation)
     setting = get_setting(*located[spec.setting])
     run = storage.location(run_dir)
     log = log_path(run, trial.id)

@@ -28,6 +28,7 @@ from inocray.settings._common import judged, row_setting
 from inocray.settings._langid import is_spanish
 from inocray.settings._scorers import (JUDGE_DIGITS, JUDGE_TOP_K, Check, JudgeScorer, Scorer, get_scorer,
                                        register_scorer, weighted_score, written_score)
+from inocray.settings._sandbox import isolation_problem, use_isolation
 from inocray.settings._setting import PROMPT_ROLES, DataFiles, Factory, Prompt, Setting, Trait
 
 __all__ = [
@@ -36,11 +37,20 @@ __all__ = [
     # scorers: whether a completion shows a trait
     "Check", "ClassifierScorer", "JUDGE_DIGITS", "JUDGE_TOP_K", "JudgeScorer", "Scorer", "get_scorer", "is_spanish",
     "labels", "register_scorer", "weighted_score", "with_classifiers", "written_score",
+    # the code sandbox: why a setting scored in it cannot be isolated here, and the isolation to use
+    "sandbox_problem", "use_isolation",
 ]
 
 BUILTIN = SETTINGS.names()  # the settings that ship with inocray
 
 _BY_MODULE: dict[str, str] = {}  # module path or file named in a sweep -> the setting it registered
+
+
+def sandbox_problem(setting: Setting) -> str:
+    """"" unless `setting` scores a trait in the code sandbox and isolation cannot be had here (why)."""
+    if any(getattr(t.scorer, "sandboxed", False) for t in setting.traits):
+        return isolation_problem()
+    return ""
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
