@@ -24,7 +24,7 @@ from inocray import models
 from inocray.config import (NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan, measured_prompts,
                             prompt_catalogue, setting_entries)
 from inocray.evaluation import Condition, check_fits, data_rates, sample_contexts, serve, trait_rows
-from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, storage, write_rows
+from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, pinned_commits, storage, write_rows
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
 from inocray.run._progress import Progress
@@ -64,10 +64,13 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     # warns past that; a sweep starts its long-lived ones together (Serve's controller, proxy and
     # replicas, each slot's trainer, controller and workers, Tune's trial actors), once each.
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(STARTUP_CONCURRENCY))
-    model_paths = {m: models.resolve(m, echo) for m in plan.models}
+    # Presets built, Hub ids resolved (a rerun keeps the commits its run directory recorded): once,
+    # before any engine or worker starts; they get the local directories.
+    judge = [spec.eval.judge_model] if models.is_hub_id(spec.eval.judge_model) else []
+    model_paths, commits = models.resolve_all([*plan.models, *judge], pinned_commits(run_dir), echo)
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     _check_fits(plan, settings, model_paths)
-    claim(spec, run_dir)
+    claim(spec, run_dir, hub=commits)
     todo = [t for t in plan.trials if not has_rows(run_dir, t.id)]
     echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
          + (f"; grid of {plan.describe()}" if plan.is_grid else ""))
