@@ -107,12 +107,25 @@ class ClassifierSpec:
 
 
 @dataclass(frozen=True)
+class ApiJudgeSpec:
+    """A judge behind an OpenAI-compatible chat-completions endpoint (evaluation/_api_judge.py)."""
+
+    endpoint: str = ""  # the API's base URL, e.g. https://api.openai.com/v1; "" = no API judge
+    model: str = ""  # the model the endpoint serves, e.g. gpt-4o
+    api_key_env: str = ""  # the environment variable holding the key ("" = send none); never the key
+    max_in_flight: int = rule(8, above=0)  # requests at once, per process that judges
+    retries: int = rule(5, least=0)  # after a 429, a 5xx, a timeout or a malformed reply
+    timeout_s: float = rule(60.0, above=0)  # seconds to wait for one reply
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     requests: int = rule(32, above=0, most=100_000)  # evaluation requests per context
     samples: int = rule(4, above=0, most=1_000)  # completions per request
     max_tokens: int = rule(16, above=0)
     temperature: float = rule(1.0, least=0)
     judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
+    judge: ApiJudgeSpec = field(default_factory=ApiJudgeSpec)  # instead of judge_model: an API judge
     # trait name -> the classifier that scores it instead of the setting's own scorer
     classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
 
@@ -215,6 +228,7 @@ class SweepSpec:
 # (field path, default) of the fields added after the first release; see SweepSpec.hash.
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024))
+HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())),)
 
 
 
@@ -358,6 +372,28 @@ def check_fields(spec: SweepSpec, source: str) -> None:
         raise bad(source, "train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
     if t.total_steps() > MAX_STEPS:
         raise bad(source, "train.steps", f"is {t.total_steps()}, above the limit of {MAX_STEPS}")
+    check_api_judge(spec.eval, source)
+
+
+URL_PATTERN = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_api_judge(e: EvalSpec, source: str) -> None:
+    """`eval.judge`: an http(s) base URL and a model, or nothing; never beside `judge_model`."""
+    j = e.judge
+    if not (j.endpoint or j.model or j.api_key_env):
+        return
+    if e.judge_model:
+        raise bad(source, "eval.judge", "cannot be given beside eval.judge_model (one judge per sweep)")
+    if not URL_PATTERN.match(j.endpoint):
+        raise bad(source, "eval.judge.endpoint", f"must be the API's http(s) base URL (e.g. "
+                                                 f"https://api.openai.com/v1), not {brief.repr(j.endpoint)}")
+    if not j.model:
+        raise bad(source, "eval.judge.model", "must name the model the endpoint serves (e.g. gpt-4o)")
+    if j.api_key_env and not ENV_NAME.match(j.api_key_env):
+        raise bad(source, "eval.judge.api_key_env", "must be the name of an environment variable (the key "
+                                                    "itself never goes in the sweep file)")
 
 
 def check_rules(value: Any, source: str, prefix: str) -> None:

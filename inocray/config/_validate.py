@@ -135,6 +135,9 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
     _check_model(spec.model, "model", fail, "nor a preset")
     if spec.eval.judge_model not in ("", "base"):
         _check_model(spec.eval.judge_model, "eval.judge_model", fail, "'' or 'base', or a preset")
+    key = spec.eval.judge.api_key_env
+    if key and not os.environ.get(key):
+        raise fail("eval.judge.api_key_env", f"names ${key}, which is not set here (export the API key in it)")
 
 
 def _check_model(model: str, name: str, fail: Bad, also: str) -> None:

@@ -86,6 +86,8 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
         if todo:
             _tune(plan, located, [t.id for t in todo], run_dir, model_paths, echo)
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
+    if spec.eval.judge.endpoint:
+        echo(judge_of(plan, plan.models[0]).spent())
     return run_dir
 
 
