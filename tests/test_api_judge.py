@@ -76,6 +76,8 @@ class Handler(BaseHTTPRequestHandler):
             s.most_in_flight = max(s.most_in_flight, s.in_flight)
         try:
             time.sleep(s.delay + (1.0 if fault == "slow" else 0.0))
+            with s.lock:  # before the reply leaves: a client that has it never sees this request in flight
+                s.in_flight -= 1
             if fault in ("429", "500", "401"):
                 self.send_response(int(fault))
                 if fault == "429":
@@ -95,9 +97,6 @@ class Handler(BaseHTTPRequestHandler):
                     s.answered[prompt] += 1
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up on a slow reply
-        finally:
-            with s.lock:
-                s.in_flight -= 1
 
     def log_message(self, *args):
         pass
