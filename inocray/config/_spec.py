@@ -131,6 +131,19 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class WandbSpec:
+    project: str = ""  # a W&B project: each trial a run in it, grouped by the sweep hash; "" = none
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """Experiment trackers each trial is logged to (run/_tracking.py); not part of the sweep's hash."""
+
+    mlflow: str = ""  # an MLflow tracking URI (file:///path/mlruns, http://host:5000); "" = none
+    wandb: WandbSpec = field(default_factory=WandbSpec)
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     name: str = "vllm"  # an engine of registry.BACKENDS: vllm | transformers (for models vLLM cannot load)
     max_lora_rank: int = rule(8, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512))  # the ranks vLLM's LoRA takes
@@ -197,6 +210,7 @@ class SweepSpec:
     settings: list[SettingEntry] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # instead of `model`: every model is a cell
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)  # where trials are logged, beside the rows
 
     def record(self) -> dict:
         """The spec as a document that `parse_spec` reads back into it (a run's sweep.json): a
@@ -214,6 +228,7 @@ class SweepSpec:
         a run directory made before they existed keeps its hash (and can be resumed).
         """
         content = dataclasses.asdict(self)
+        del content["tracking"]  # where a sweep is logged does not change what it is
         for path, default in HASH_OPTIONAL:
             *parents, name = path
             holder = content

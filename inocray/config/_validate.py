@@ -14,6 +14,7 @@ directories may exist only there (the setting is then built over its shipped dat
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -135,6 +136,11 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
     _check_model(spec.model, "model", fail, "nor a preset")
     if spec.eval.judge_model not in ("", "base"):
         _check_model(spec.eval.judge_model, "eval.judge_model", fail, "'' or 'base', or a preset")
+    for tracker, wanted, package in (("mlflow", spec.tracking.mlflow, "mlflow"),
+                                     ("wandb.project", spec.tracking.wandb.project, "wandb")):
+        if wanted and importlib.util.find_spec(package) is None:
+            raise fail(f"tracking.{tracker}", f"needs {package}, which is not installed here: "
+                                              f"pip install 'inocray[{package}]'")
     key = spec.eval.judge.api_key_env
     if key and not os.environ.get(key):
         raise fail("eval.judge.api_key_env", f"names ${key}, which is not set here (export the API key in it)")

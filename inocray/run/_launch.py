@@ -28,6 +28,8 @@ from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, pinn
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
 from inocray.run._progress import Progress
+from inocray.run._tracking import callbacks as trackers_of
+from inocray.run._tracking import trial_params
 from inocray.run._trial import run_trial
 from inocray.settings import Setting, get_setting
 from inocray.training import Pool
@@ -151,17 +153,17 @@ def _tune(plan: Plan, located: dict[str, tuple[str, DataSpec]], todo: list[str],
                 name=f"workers-{spec.hash()}")
     trainable = tune.with_parameters(run_trial, plan=plan, located=located, run_dir=str(run_dir),
                                      model_paths=model_paths, queue=pool.queue)
-    total = len(plan.trials)
+    total, trackers = len(plan.trials), trackers_of(plan)
     tuner = tune.Tuner(
         tune.with_resources(trainable, placement.trainable.resources()),  # the slots' workers hold the CPUs
-        param_space={"trial_id": tune.grid_search(todo)},
+        param_space={"trial_id": tune.grid_search(todo)} | (trial_params(plan, todo) if trackers else {}),
         # A slot's trial actor takes its next trial too (reset, not restarted): 3-4 s a trial.
         tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(storage.join(run_dir, TUNE_DIR)),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[Progress(total, total - len(todo), echo)],
+            callbacks=[Progress(total, total - len(todo), echo), *trackers],
             verbose=0,
         ),
     )
