@@ -22,6 +22,13 @@ def test_tracking_is_not_part_of_the_sweep_and_needs_its_extra(monkeypatch):
     with pytest.raises(InputError, match=r"field 'tracking.mlflow' needs mlflow, which is not installed here: "
                                          r"pip install 'inocray\[mlflow\]'"):
         parse_sweep(tiny_sweep(tracking={"mlflow": "file:///tmp/mlruns"}))
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(InputError, match=r"field 'tracking.mlflow' names a file store \('file:///tmp/mlruns'\), which "
+                                         r"MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE=true is exported"):
+        parse_sweep(tiny_sweep(tracking={"mlflow": "file:///tmp/mlruns"}))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    parse_sweep(tiny_sweep(tracking={"mlflow": "file:///tmp/mlruns"}))
 
 
 def test_each_trials_cell_prompt_role_and_seed_resolve_from_its_id():
@@ -47,6 +54,7 @@ def test_each_trial_is_a_run_in_mlflow_and_wandb_with_the_rows_rates(toy_model, 
     from inocray.results import read_rows
     from inocray.run import run_sweep
 
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store for those who ask
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     (tmp_path / "wandb").mkdir()

@@ -141,6 +141,11 @@ def _check_models(spec: SweepSpec, fail: Bad) -> None:
         if wanted and importlib.util.find_spec(package) is None:
             raise fail(f"tracking.{tracker}", f"needs {package}, which is not installed here: "
                                               f"pip install 'inocray[{package}]'")
+    uri = spec.tracking.mlflow
+    if (uri.startswith("file:") or uri and "://" not in uri) and os.environ.get("MLFLOW_ALLOW_FILE_STORE") != "true":
+        raise fail("tracking.mlflow", f"names a file store ({brief.repr(uri)}), which MLflow 3 refuses unless "
+                                      "MLFLOW_ALLOW_FILE_STORE=true is exported; export it, or give an MLflow "
+                                      "server's http:// URI")
     key = spec.eval.judge.api_key_env
     if key and not os.environ.get(key):
         raise fail("eval.judge.api_key_env", f"names ${key}, which is not set here (export the API key in it)")
