@@ -55,6 +55,8 @@ def trait_lines(t: TraitFit) -> list[str]:
             lines.append(f"           slope without any one prompt: {low:.2f} to {high:.2f}")
         if ln.lack_of_fit is not None:
             lines.append(_wrap(f"  linear?  {ln.lack_of_fit}", " " * 11))
+    if t.desired:  # k has no meaning for a trait training should keep: was it kept?
+        return lines + kept_lines(t)
     k = t.pooled_k
     pooled = []
     if k.through_origin is not None:
@@ -67,12 +69,25 @@ def trait_lines(t: TraitFit) -> list[str]:
     return lines
 
 
+def kept_lines(t: TraitFit) -> list[str]:
+    """For a desired trait, each trained prompt's verdict: kept, or lost when its effect on the
+    neutral context (T(Ms,C0) - T(M_none,C0)) is below 0 over its whole interval."""
+    lines = []
+    for p in t.prompts:
+        e = p.inoculation_effect
+        if e is None or p.role == "none":
+            continue
+        verdict = "?" if not e.bounded else "LOST" if e.high < 0 else "kept"  # type: ignore[operator]
+        lines.append(f"  {verdict:<8} {p.prompt_id}: neutral vs no-prompt control {_cell(e)}")
+    return lines
+
+
 def prompt_cells(t: TraitFit) -> list[list[str]]:
     """One row of cells per prompt: the columns of COLUMNS, as text."""
     rows = []
     for p in t.prompts:
-        k = "-" if p.generalization_factor is None else _cell(p.generalization_factor)
-        if p.k_unstable:
+        k = "-" if p.generalization_factor is None or t.desired else _cell(p.generalization_factor)
+        if p.k_unstable and not t.desired:
             k = f"{p.generalization_factor.value:.2f} unstable"  # type: ignore[union-attr]
         rows.append(
             [
@@ -93,7 +108,7 @@ def trait_notes(t: TraitFit) -> list[str]:
     if any(p.role == "ptst" for p in t.prompts):
         notes.append("ptst rows: the no-prompt control's model tested with the PTST instruction, "
                      "so their neutral column is T(M_none, C_ptst)")
-    notes += [f"k of {p.prompt_id} is {p.k_note}" for p in t.prompts if p.k_unstable]
+    notes += [f"k of {p.prompt_id} is {p.k_note}" for p in t.prompts if p.k_unstable and not t.desired]
     return notes
 
 

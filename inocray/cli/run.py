@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from pathlib import Path
+
 import click
 
+from inocray.cli._quiet import libraries_to
 from inocray.errors import InputError, reports_input_errors
 
 
@@ -23,9 +28,12 @@ from inocray.errors import InputError, reports_input_errors
 @click.option("--take-over", is_flag=True,
               help="Run even though the run directory's lease names another driver whose heartbeat is "
                    "still fresh (that driver is gone, or must stop). A stale lease is taken over without it.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show Ray's and Serve's own log lines on the terminal; by default they go to "
+                   "RUN_DIR/logs/ray.log.")
 @reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
-            host: str, take_over: bool) -> None:
+            host: str, take_over: bool, verbose: bool) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray import results
     from inocray.config import load_sweep, parse_sweep
@@ -44,7 +52,14 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
     else:
         spec = load_sweep(sweep_file)
     run_dir = results.storage.location(run_dir) if run_dir else results.default_run_dir(spec)
-    run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host, take_over=take_over)
+    # Ray's and Serve's lines: the run directory's logs/ray.log, or a local file for an s3:// one.
+    library_log = (results.log_path(run_dir, "ray") if isinstance(run_dir, Path)
+                   else Path(tempfile.gettempdir()) / f"inocray-{spec.hash()}-ray.log")
+    with contextlib.nullcontext() if verbose else libraries_to(library_log):
+        run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host, take_over=take_over)
+    if not verbose and library_log.exists():
+        click.echo(f"Ray's and Serve's log: {library_log}")
     with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
         summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))
+

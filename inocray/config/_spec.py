@@ -110,6 +110,18 @@ class ClassifierSpec:
 
 
 @dataclass(frozen=True)
+class ApiJudgeSpec:
+    """A judge behind an OpenAI-compatible chat-completions endpoint (evaluation/_api_judge.py)."""
+
+    endpoint: str = ""  # the API's base URL, e.g. https://api.openai.com/v1; "" = no API judge
+    model: str = ""  # the model the endpoint serves, e.g. gpt-4o
+    api_key_env: str = ""  # the environment variable holding the key ("" = send none); never the key
+    max_in_flight: int = rule(8, above=0)  # requests at once, per process that judges
+    retries: int = rule(5, least=0)  # after a 429, a 5xx, a timeout or a malformed reply
+    timeout_s: float = rule(60.0, above=0)  # seconds to wait for one reply
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     requests: int = rule(32, above=0, most=100_000)  # evaluation requests per context
     samples: int = rule(4, above=0, most=1_000)  # completions per request
@@ -119,8 +131,22 @@ class EvalSpec:
     # (evaluation/_logprob.py); 0 skips it
     logprob_examples: int = rule(64, least=0, most=100_000)
     judge_model: str = ""  # for judge scorers: "" none, "base" the sweep's model, or a model directory
+    judge: ApiJudgeSpec = field(default_factory=ApiJudgeSpec)  # instead of judge_model: an API judge
     # trait name -> the classifier that scores it instead of the setting's own scorer
     classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WandbSpec:
+    project: str = ""  # a W&B project: each trial a run in it, grouped by the sweep hash; "" = none
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """Experiment trackers each trial is logged to (run/_tracking.py); not part of the sweep's hash."""
+
+    mlflow: str = ""  # an MLflow tracking URI (file:///path/mlruns, http://host:5000); "" = none
+    wandb: WandbSpec = field(default_factory=WandbSpec)
 
 
 @dataclass(frozen=True)
@@ -202,6 +228,7 @@ class SweepSpec:
     settings: list[SettingEntry] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # instead of `model`: every model is a cell
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)  # where trials are logged, beside the rows
 
     def record(self) -> dict:
         """The spec as a document that `parse_spec` reads back into it (a run's sweep.json): a
@@ -219,6 +246,7 @@ class SweepSpec:
         a run directory made before they existed keeps its hash (and can be resumed).
         """
         content = dataclasses.asdict(self)
+        del content["tracking"]  # where a sweep is logged does not change what it is
         for path, default in HASH_OPTIONAL:
             *parents, name = path
             holder = content
@@ -234,6 +262,7 @@ class SweepSpec:
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
                  (("eval", "logprob_examples"), 64), (("probes",), []), (("sandbox",), {"isolation": "bwrap"}))
+HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())),)
 
 
 
@@ -377,6 +406,28 @@ def check_fields(spec: SweepSpec, source: str) -> None:
         raise bad(source, "train.warmup_steps", f"must be below the run's {t.total_steps()} steps")
     if t.total_steps() > MAX_STEPS:
         raise bad(source, "train.steps", f"is {t.total_steps()}, above the limit of {MAX_STEPS}")
+    check_api_judge(spec.eval, source)
+
+
+URL_PATTERN = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_api_judge(e: EvalSpec, source: str) -> None:
+    """`eval.judge`: an http(s) base URL and a model, or nothing; never beside `judge_model`."""
+    j = e.judge
+    if not (j.endpoint or j.model or j.api_key_env):
+        return
+    if e.judge_model:
+        raise bad(source, "eval.judge", "cannot be given beside eval.judge_model (one judge per sweep)")
+    if not URL_PATTERN.match(j.endpoint):
+        raise bad(source, "eval.judge.endpoint", f"must be the API's http(s) base URL (e.g. "
+                                                 f"https://api.openai.com/v1), not {brief.repr(j.endpoint)}")
+    if not j.model:
+        raise bad(source, "eval.judge.model", "must name the model the endpoint serves (e.g. gpt-4o)")
+    if j.api_key_env and not ENV_NAME.match(j.api_key_env):
+        raise bad(source, "eval.judge.api_key_env", "must be the name of an environment variable (the key "
+                                                    "itself never goes in the sweep file)")
 
 
 def check_rules(value: Any, source: str, prefix: str) -> None:

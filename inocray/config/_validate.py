@@ -14,6 +14,7 @@ directories may exist only there (the setting is then built over its shipped dat
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,7 @@ from inocray.config._spec import (ENTRY_KEYS, PROBE_DEFAULT, PROBE_PARAPHRASE, P
                                   brief)
 from inocray.chat import messages, render
 from inocray.errors import InputError
-from inocray.models import check_available, is_preset, preset_names
+from inocray.models import check_available, is_hub_id, is_preset, preset_names, resolve
 from inocray.settings import Setting, get_setting, labels, sandbox_problem
 
 __all__ = ["load_sweep", "parse_sweep", "check_spec", "one_setting"]
@@ -156,25 +157,41 @@ def _check_probes(spec: SweepSpec, setting: Setting, fail: Bad) -> None:
 
 
 def _check_models(spec: SweepSpec, fail: Bad) -> None:
-    """The base model is a preset that can be built here or a directory; so is the judge, or
-    "" (none) or "base" (the base model)."""
-    if is_preset(spec.model):
+    """The base model is a preset that can be built here, a Hub id that resolves (downloaded
+    here, once: models/_hub.py) or a directory; so is the judge, or "" (none) or "base" (the
+    base model)."""
+    _check_model(spec.model, "model", fail, "nor a preset")
+    if spec.eval.judge_model not in ("", "base"):
+        _check_model(spec.eval.judge_model, "eval.judge_model", fail, "'' or 'base', or a preset")
+    for tracker, wanted, package in (("mlflow", spec.tracking.mlflow, "mlflow"),
+                                     ("wandb.project", spec.tracking.wandb.project, "wandb")):
+        if wanted and importlib.util.find_spec(package) is None:
+            raise fail(f"tracking.{tracker}", f"needs {package}, which is not installed here: "
+                                              f"pip install 'inocray[{package}]'")
+    uri = spec.tracking.mlflow
+    if (uri.startswith("file:") or uri and "://" not in uri) and os.environ.get("MLFLOW_ALLOW_FILE_STORE") != "true":
+        raise fail("tracking.mlflow", f"names a file store ({brief.repr(uri)}), which MLflow 3 refuses unless "
+                                      "MLFLOW_ALLOW_FILE_STORE=true is exported; export it, or give an MLflow "
+                                      "server's http:// URI")
+    key = spec.eval.judge.api_key_env
+    if key and not os.environ.get(key):
+        raise fail("eval.judge.api_key_env", f"names ${key}, which is not set here (export the API key in it)")
+
+
+def _check_model(model: str, name: str, fail: Bad, also: str) -> None:
+    if is_preset(model):
         try:
-            check_available(spec.model)
+            check_available(model)
         except InputError as e:
-            raise fail("model", f"names a preset that cannot be built here: {e}") from None
-    elif not _exists(spec.model, "dir"):
-        raise fail("model", f"names {brief.repr(spec.model)}, which is not a model directory "
-                            f"(nor a preset: {preset_names()})")
-    judge = spec.eval.judge_model
-    if is_preset(judge):
+            raise fail(name, f"names a preset that cannot be built here: {e}") from None
+    elif is_hub_id(model):
         try:
-            check_available(judge)
+            check_available(model)
         except InputError as e:
-            raise fail("eval.judge_model", f"names a preset that cannot be built here: {e}") from None
-    elif judge not in ("", "base") and not _exists(judge, "dir"):
-        raise fail("eval.judge_model", f"names {brief.repr(judge)}, which is not a model directory "
-                                       f"('' or 'base', or a preset: {preset_names()})")
+            raise fail(name, f"names Hub id {str(e).removeprefix('model ')}") from None
+    elif not _exists(model, "dir"):
+        raise fail(name, f"names {brief.repr(model)}, which is not a model directory "
+                         f"({also}: {preset_names()}) nor a Hub id ORG/NAME[@REVISION]")
 
 
 def _check_placement(spec: SweepSpec, fail: Bad) -> None:
@@ -185,7 +202,7 @@ def _check_placement(spec: SweepSpec, fail: Bad) -> None:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.model)
+        tokenizer = AutoTokenizer.from_pretrained(resolve(spec.model))  # a Hub id: its snapshot, resolved above
     except (OSError, ValueError):
         return  # not a tokenizer transformers loads: the sweep's own check (evaluate.check_fits) says so
     try:

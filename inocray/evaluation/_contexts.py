@@ -50,7 +50,7 @@ def check_judge(setting: Setting, judge) -> None:
     if judged and judge is None:
         raise InputError(
             f"setting {setting.name} scores {', '.join(judged)} with an LLM judge; "
-            "set eval.judge_model to 'base' or a model directory"
+            "set eval.judge_model to 'base' or a model directory, or eval.judge to an API judge"
         )
 
 

@@ -1,4 +1,5 @@
-"""Base models: a sweep's `model:` is a preset name or a local Hugging Face model directory.
+"""Base models: a sweep's `model:` is a preset name, a Hugging Face Hub id (_hub.py) or a local
+Hugging Face model directory.
 
 Presets are built once into the model cache (cache.py), under a hash of their content:
 - `toy`: the toy trait world's tiny Llama, trained from scratch (inocray/toy);
@@ -22,11 +23,13 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from inocray.models._cache import cached_build
+from inocray.models._hub import fetch, is_hub_id, pin
 from inocray.models.toy import build_base_model
 from inocray.errors import InputError
 from inocray.registry import MODELS
 
-__all__ = ["PackagedGGUF", "Preset", "ToyPreset", "check_available", "is_preset", "preset_names", "resolve"]
+__all__ = ["PackagedGGUF", "Preset", "ToyPreset", "check_available", "is_preset", "preset_names", "resolve",
+           "resolve_all"]
 
 FORMAT_VERSION = 1  # bump when a conversion changes what it writes
 
@@ -127,16 +130,37 @@ def preset_names() -> str:
 
 
 def check_available(model: str) -> None:
-    """InputError unless `model` is a preset that can be built here (no-op for directories)."""
+    """InputError unless `model` is a preset that can be built here or a Hub id that resolves
+    (no-op for directories)."""
     if model in MODELS:
         MODELS.get(model).check()
+    elif is_hub_id(model):
+        fetch(model)
 
 
 def resolve(model: str, log: Callable = print) -> str:
-    """The directory of `model`: a preset built (or found) in the cache, or the directory itself."""
+    """The directory of `model`: a preset built (or found) in the cache, a Hub id's snapshot (the
+    one this process resolved first), or the directory itself."""
     if model in MODELS:
         return str(MODELS.get(model).build(log))
+    if is_hub_id(model):
+        return fetch(model).path
     return str(Path(model).expanduser().resolve())
+
+
+def resolve_all(names: list[str], pinned: dict[str, str], log: Callable = print) -> tuple[dict[str, str], dict[str, str]]:
+    """({name: its directory}, {Hub id: its commit}) for `names`, each resolved once. A Hub id
+    that `pinned` (a run directory's record) holds at a commit keeps that commit, and if its
+    revision now names another, `log` says so in one sentence."""
+    paths, commits = {}, {}
+    for name in dict.fromkeys(names):
+        if not is_hub_id(name):
+            paths[name] = resolve(name, log)
+            continue
+        found, moved = pin(name, pinned[name]) if name in pinned else (fetch(name), "")
+        log(moved or f"model {name}: Hub commit {found.commit}")
+        paths[name], commits[name] = found.path, found.commit
+    return paths, commits
 
 
 def _package_dir(package: str) -> Path | None:

@@ -12,7 +12,7 @@ from inocray.results import storage
 from inocray.results._layout import (ADAPTERS_DIR, ANALYSIS, CHECKPOINTS_DIR, LEASE, LOGS_DIR, REPORT, ROWS_DIR,
                                      RUNS_ROOT, SCREEN, SWEEP_RECORD, TRAIN_DIR, TUNE_DIR, Opened, adapter_dir, checkpoint_dir,
                                      claim, default_run_dir, default_screen_dir, elicitation_plot, log_path, opened,
-                                     reachable, record_path, rows_path, run_dir_name, sweep_record)
+                                     pinned_commits, reachable, record_path, rows_path, run_dir_name, sweep_record)
 from inocray.results._lease import hold
 from inocray.results._rows import (GRID_COLUMNS, LOGPROB_COLUMNS, OPTIONAL_COLUMNS, SCHEMA, has_rows, read_rows,
                                    with_defaults, write_rows)
@@ -23,7 +23,7 @@ __all__ = [
     "ADAPTERS_DIR", "ANALYSIS", "CHECKPOINTS_DIR", "LEASE", "LOGS_DIR", "REPORT", "ROWS_DIR", "RUNS_ROOT", "SCREEN",
     "SWEEP_RECORD", "TRAIN_DIR", "TUNE_DIR", "Opened", "adapter_dir", "checkpoint_dir", "claim", "default_run_dir",
     "default_screen_dir", "elicitation_plot", "log_path", "opened", "reachable", "record_path", "rows_path",
-    "run_dir_name", "sweep_record",
+    "pinned_commits", "run_dir_name", "sweep_record",
     "hold",
     "GRID_COLUMNS", "LOGPROB_COLUMNS", "OPTIONAL_COLUMNS", "SCHEMA", "has_rows", "read_rows", "with_defaults", "write_rows",
 ]

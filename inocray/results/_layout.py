@@ -101,12 +101,20 @@ def sweep_record(run_dir: Location | os.PathLike) -> dict:
     raise InputError(f"{marker} is not a sweep record (JSON with 'hash' and 'spec')")
 
 
-def claim(spec: SweepSpec, run_dir: Location, create: bool = True) -> None:
+def pinned_commits(run_dir: Location) -> dict[str, str]:
+    """The Hub commit of each Hub id a run directory's sweep was begun with ({} for a new one)."""
+    if not storage.exists(record_path(run_dir)):
+        return {}
+    return dict(sweep_record(run_dir).get("hub", {}))
+
+
+def claim(spec: SweepSpec, run_dir: Location, create: bool = True, hub: dict[str, str] | None = None) -> None:
     """Create the run directory (unless `create` is False), or check that an existing one
-    belongs to this sweep."""
+    belongs to this sweep. `hub`: the commit of each Hub id the sweep names, recorded beside
+    the spec (`pinned_commits` reads it back for a rerun)."""
     storage.check_reachable(run_dir)
     marker = record_path(run_dir)
-    record = {"hash": spec.hash(), "spec": spec.record()}
+    record = {"hash": spec.hash(), "spec": spec.record()} | ({"hub": hub} if hub else {})
     if storage.exists(marker):
         old = sweep_record(run_dir)["hash"]
         if old != spec.hash():

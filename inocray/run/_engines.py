@@ -3,7 +3,7 @@
     engines(plan, model_paths, ...)   a `with` block: Ray and every engine app, all started at
                                       once (the resource check counts them all)
     app_name(plan, model, run_dir)    the app of a model's engine, from any process
-    judge_of(plan, model, run_dir)    the judge of that model's cells (evaluation.Judge), or None
+    judge_of(plan, model, run_dir)    the judge of that model's cells (evaluation.Judge or ApiJudge), or None
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 from typing import Callable, Iterator
 
 from inocray.config import Plan
-from inocray.evaluation import Judge, serve
+from inocray.evaluation import ApiJudge, Judge, serve
 
 
 def app_name(plan: Plan, model: str, run_dir: str) -> str:
@@ -25,9 +25,12 @@ def app_name(plan: Plan, model: str, run_dir: str) -> str:
     return f"inocray-{plan.spec.hash()}-{run}" + (f"-{plan.models.index(model)}" if len(plan.models) > 1 else "")
 
 
-def judge_of(plan: Plan, model: str, run_dir: str) -> Judge | None:
-    """The judge of a cell of `model`, or None: "base" is that model's own engine; a judge model
-    of its own is served once, beside the first model's engine."""
+def judge_of(plan: Plan, model: str, run_dir: str) -> Judge | ApiJudge | None:
+    """The judge of a cell of `model`, or None: an API judge (`eval.judge`) for every cell;
+    "base" is that model's own engine; a judge model of its own is served once, beside the first
+    model's engine."""
+    if plan.spec.eval.judge.endpoint:
+        return ApiJudge(plan.spec.eval.judge, sweep=plan.spec.hash())
     judge_model = plan.spec.eval.judge_model
     where = model if judge_model in ("", "base") else plan.models[0]
     return serve.judge(app_name(plan, where, run_dir), judge_model)

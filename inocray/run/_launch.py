@@ -24,10 +24,12 @@ from inocray import models
 from inocray.config import (BASE, NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan,
                             measured_prompts, prompt_catalogue, setting_entries)
 from inocray.evaluation import Condition, check_fits, data_rates, logprob_elicitation, sample_contexts, serve, trait_rows
-from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, hold, storage, write_rows
+from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, hold, pinned_commits, storage, write_rows
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
 from inocray.run._progress import Progress
+from inocray.run._tracking import callbacks as trackers_of
+from inocray.run._tracking import trial_params
 from inocray.run._trial import run_trial
 from inocray.settings import Setting, get_setting, use_isolation
 from inocray.training import Pool
@@ -66,10 +68,13 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     # warns past that; a sweep starts its long-lived ones together (Serve's controller, proxy and
     # replicas, each slot's trainer, controller and workers, Tune's trial actors), once each.
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(STARTUP_CONCURRENCY))
-    model_paths = {m: models.resolve(m, echo) for m in plan.models}
+    # Presets built, Hub ids resolved (a rerun keeps the commits its run directory recorded): once,
+    # before any engine or worker starts; they get the local directories.
+    judge = [spec.eval.judge_model] if models.is_hub_id(spec.eval.judge_model) else []
+    model_paths, commits = models.resolve_all([*plan.models, *judge], pinned_commits(run_dir), echo)
     # Before anything is written: a context the engine cannot take fails now, not mid-sweep.
     _check_fits(plan, settings, model_paths)
-    claim(spec, run_dir)
+    claim(spec, run_dir, hub=commits)
     lease = hold(run_dir, take_over, echo)  # one driver per run directory, or one sentence naming it
     todo = [t for t in plan.trials if not has_rows(run_dir, t.id, spec.hash())]
     echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
@@ -86,6 +91,8 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
         if todo:
             _tune(plan, located, [t.id for t in todo], run_dir, model_paths, echo)
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
+    if spec.eval.judge.endpoint:
+        echo(judge_of(plan, plan.models[0], str(run_dir)).spent())
     return run_dir
 
 
@@ -154,17 +161,17 @@ def _tune(plan: Plan, located: dict[str, tuple[str, DataSpec]], todo: list[str],
                 name=f"workers-{spec.hash()}")
     trainable = tune.with_parameters(run_trial, plan=plan, located=located, run_dir=str(run_dir),
                                      model_paths=model_paths, queue=pool.queue)
-    total = len(plan.trials)
+    total, trackers = len(plan.trials), trackers_of(plan)
     tuner = tune.Tuner(
         tune.with_resources(trainable, placement.trainable.resources()),  # the slots' workers hold the CPUs
-        param_space={"trial_id": tune.grid_search(todo)},
+        param_space={"trial_id": tune.grid_search(todo)} | (trial_params(plan, todo) if trackers else {}),
         # A slot's trial actor takes its next trial too (reset, not restarted): 3-4 s a trial.
         tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(storage.join(run_dir, TUNE_DIR)),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[Progress(total, total - len(todo), echo)],
+            callbacks=[Progress(total, total - len(todo), echo), *trackers],
             verbose=0,
         ),
     )

@@ -104,8 +104,9 @@ def make_data(
     judge_model = spec.eval.judge_model if judged else ""
     teacher = teacher or spec.model
     models.check_available(teacher)
-    if not models.is_preset(teacher) and not Path(teacher).expanduser().is_dir():
-        raise InputError(f"teacher {teacher!r} is not a model directory (nor a preset: {models.preset_names()})")
+    if not models.is_preset(teacher) and not models.is_hub_id(teacher) and not Path(teacher).expanduser().is_dir():
+        raise InputError(f"teacher {teacher!r} is not a model directory (nor a preset: {models.preset_names()}; "
+                         "nor a Hub id ORG/NAME)")
 
     model_path = models.resolve(teacher, echo)
     max_tokens = max_tokens or spec.eval.max_tokens
