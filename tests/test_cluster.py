@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -235,13 +236,20 @@ def ray_head():
         "--num-cpus", "1", "--object-store-memory", str(100 * 2**20),
         "--temp-dir", str(temp_dir), "--disable-usage-stats",
     ]
-    log = open(temp_dir / "ray-start.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     head = Head(f"http://127.0.0.1:{dash}", env, token)
+    with running_head(cmd, head, temp_dir):
+        yield head
+
+
+@contextlib.contextmanager
+def running_head(cmd: list[str], head: Head, temp_dir: Path):
+    """Run `ray start ... --block` (cmd) until the block ends; then stop it and remove temp_dir."""
+    log = open(temp_dir / "ray-start.log", "w")
+    proc = subprocess.Popen(cmd, env=head.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         _wait_until_ready(head, proc, temp_dir / "ray-start.log", timeout=120)
-        yield head
+        yield
     finally:
         _stop_head(proc)
         log.close()
