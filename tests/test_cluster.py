@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -236,13 +238,20 @@ def ray_head():
         "--num-cpus", "1", "--object-store-memory", str(100 * 2**20),
         "--temp-dir", str(temp_dir), "--disable-usage-stats",
     ]
-    log = open(temp_dir / "ray-start.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     head = Head(f"http://127.0.0.1:{dash}", env, token)
+    with running_head(cmd, head, temp_dir):
+        yield head
+
+
+@contextlib.contextmanager
+def running_head(cmd: list[str], head: Head, temp_dir: Path):
+    """Run `ray start ... --block` (cmd) until the block ends; then stop it and remove temp_dir."""
+    log = open(temp_dir / "ray-start.log", "w")
+    proc = subprocess.Popen(cmd, env=head.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         _wait_until_ready(head, proc, temp_dir / "ray-start.log", timeout=120)
-        yield head
+        yield
     finally:
         _stop_head(proc)
         log.close()
@@ -285,6 +294,70 @@ def test_cluster_errors_are_one_sentence(ray_head):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: the Ray cluster at {ray_head.address} wants its auth token")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- the cluster lets in only its own ------------------------------------------------------
+# A head started as cluster.yaml starts it refuses a client without its token. The head gets
+# what the cluster file gives a node: the environment its setup commands export
+# (RAY_AUTH_MODE), the token where its file_mounts put it (~/.ray/auth_token, under a HOME of
+# the test's own), and the flags of its `ray start --head` line; only the ports (free ones),
+# the temp dir and the node's address are the test's, as in ray_head above.
+
+CLUSTER = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+LOCAL_PORTS = ("--port", "--object-manager-port", "--autoscaling-config")  # replaced or meaningless here
+PORTS = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+         "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port", "--node-manager-port",
+         "--object-manager-port")
+
+
+def _exports() -> dict:
+    setup = " ".join(CLUSTER["setup_commands"])
+    return dict(re.findall(r"export (RAY_\w+)=(\w+)", setup))
+
+
+def _head_flags() -> list[str]:
+    (line,) = [c for c in CLUSTER["head_start_ray_commands"] if "ray start --head" in c]
+    flags = line.split("ray start", 1)[1].split()
+    return [f for f in flags if not f.startswith(LOCAL_PORTS)]
+
+
+@pytest.fixture(scope="module")
+def cluster_head():
+    temp_dir = Path(tempfile.mkdtemp(prefix="inocray-auth-", dir="/tmp"))
+    home = temp_dir / "home"
+    token_dest = [dest for dest in CLUSTER["file_mounts"] if dest.endswith("auth_token")]
+    assert token_dest == ["~/.ray/auth_token"], "cluster.yaml must copy the cluster's token to every node"
+    token = secrets.token_hex(32)
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(token)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(_exports(), HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    ports = dict(zip(PORTS, _free_ports(len(PORTS))))  # every port of the head a free one of its own
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", *_head_flags(), "--block", "--node-ip-address",
+           "127.0.0.1", *[a for flag, port in ports.items() for a in (flag, str(port))], "--min-worker-port", "0",
+           "--max-worker-port", "0", "--num-cpus", "1", "--object-store-memory", str(100 * 2**20),
+           "--temp-dir", str(temp_dir)]
+    head = Head(f"http://127.0.0.1:{ports['--dashboard-port']}", env, token)
+    with running_head(cmd, head, temp_dir):
+        yield head, f"127.0.0.1:{ports['--port']}"
+
+
+LIST_JOBS = "from ray.job_submission import JobSubmissionClient as C; print(len(C({!r}).list_jobs()))"
+JOIN = "import ray; ray.init(address={!r}); print(ray.cluster_resources().get('CPU'))"
+
+
+@pytest.mark.slow
+def test_a_client_without_the_token_is_refused_and_one_with_it_is_let_in(cluster_head, tmp_path):
+    head, gcs = cluster_head
+    stranger = {k: v for k, v in head.env.items() if not k.startswith("RAY_")}
+    stranger.update(HOME=str(tmp_path), RAY_AUTH_MODE="disabled")  # no token, and none on its disk
+    holder = {**stranger, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(Path(head.env["HOME"]) / ".ray" /
+                                                                                  "auth_token")}
+    for code in (LIST_JOBS.format(head.address), JOIN.format(gcs)):
+        refused = _run([sys.executable, "-c", code], stranger, check=False)
+        assert refused.returncode != 0, (code, refused.stdout)
+        assert re.search(r"(?i)auth|token|unauthenticated|401|403", refused.stderr), refused.stderr[-2000:]
+        _run([sys.executable, "-c", code], holder)  # the same request with the token: let in
 
 
 # --- helpers -----------------------------------------------------------------------------

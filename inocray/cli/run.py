@@ -20,6 +20,10 @@ from inocray.errors import InputError, reports_input_errors
 @click.option("--resume", "resume", default=None, metavar="RUN_DIR",
               help="Continue the sweep recorded in this run directory (no sweep file needed): "
                    "finished trials are kept, unfinished ones continue from their last checkpoint.")
+@click.option("--trust", is_flag=True,
+              help="With --resume and no sweep file: import the setting module (a module path or .py file) "
+                   "that the run directory's sweep.json names. Without it only built-in settings, or those "
+                   "your own sweep file names, are imported.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -32,19 +36,24 @@ from inocray.errors import InputError, reports_input_errors
               help="Show Ray's and Serve's own log lines on the terminal; by default they go to "
                    "RUN_DIR/logs/ray.log.")
 @reports_input_errors
-def command(sweep_file: str | None, run_dir: str | None, resume: str | None, address: str | None,
+def command(sweep_file: str | None, run_dir: str | None, resume: str | None, trust: bool, address: str | None,
             host: str, take_over: bool, verbose: bool) -> None:
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray import results
-    from inocray.config import load_sweep, parse_sweep
+    from inocray.config import check_spec, load_sweep, parse_spec
     from inocray.run import run_sweep, summarize
 
     if resume is not None:
         if run_dir is not None:
             raise InputError("give --resume RUN_DIR or --run-dir, not both")
         run_dir = resume = results.reachable(resume)
-        recorded = parse_sweep(results.sweep_record(resume)["spec"], source=str(results.record_path(resume)))
-        spec = load_sweep(sweep_file) if sweep_file else recorded
+        source = str(results.record_path(resume))
+        own = load_sweep(sweep_file) if sweep_file else None
+        fields = parse_spec(results.sweep_record(resume)["spec"], source=source)  # its fields: imports nothing
+        if not trust:
+            _refuse_foreign_code(fields, own, source)
+        recorded = check_spec(fields, source)  # imports the settings it names
+        spec = own or recorded
         if spec.hash() != recorded.hash():
             raise InputError(f"{resume} holds sweep {recorded.hash()}, not {sweep_file} ({spec.hash()})")
     elif sweep_file is None:
@@ -63,3 +72,15 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, add
         # The summary names its directory: the run directory, not the temporary copy.
         summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))
 
+
+def _refuse_foreign_code(recorded, own, source: str) -> None:
+    """InputError if the run directory's sweep names a setting module (code) the user did not name."""
+    from inocray.config import setting_entries
+    from inocray.settings import BUILTIN
+
+    named = {e.setting for e in setting_entries(own)} if own is not None else set()
+    for entry in setting_entries(recorded):
+        if entry.setting not in BUILTIN and entry.setting not in named:
+            raise InputError(f"{source} names the setting module {entry.setting!r}, which would run as code "
+                             "when imported; give the sweep file that names it (inocray run SWEEP --resume DIR), "
+                             "or --trust if you trust this run directory")

@@ -33,7 +33,7 @@ files, and the wall-clock timeout, after which bwrap is killed and with it, by t
 namespace, every process the code started (a `setsid` child too). `isolation_problem()` says why
 isolation cannot be had here ("" when it can); `run_tests` then raises SandboxUnavailable
 rather than run weaker. `isolation="none"` is the explicit opt-out: the same grader, the
-harness's audit hook and the limits, without bubblewrap.
+harness's audit hook and the limits (the process limit binds no root), without bubblewrap.
 """
 
 from __future__ import annotations
