@@ -24,7 +24,8 @@ import pyarrow as pa
 from scipy import stats
 
 from inocray.analysis._data import TraitData, gather
-from inocray.analysis._linearity import LackOfFit, line_lack_of_fit
+from inocray.analysis._bootstrap import SeedNoise
+from inocray.analysis._linearity import LackOfFit, line_lack_of_fit, seed_variance
 
 PREDICTORS = ("sampled", "logprob")
 MIN_PROMPTS = 4  # a leave-one-out line needs three points left
@@ -72,7 +73,7 @@ def compare_predictors(table: pa.Table, n_boot: int = 1000, seed: int = 0) -> li
     eval.logprob_examples 0)."""
     out = []
     for data in gather(table)[0]:
-        on = [p for p in data.prompts if p.on_line and p.logprob is not None]
+        on = [j for j, p in enumerate(data.prompts) if p.on_line and p.logprob is not None]
         if len(on) < MIN_PROMPTS:
             continue
         rng = np.random.default_rng([seed, len(out)])
@@ -80,15 +81,17 @@ def compare_predictors(table: pa.Table, n_boot: int = 1000, seed: int = 0) -> li
     return out
 
 
-def _compare(data: TraitData, on: list, n_boot: int, rng: np.random.Generator) -> PredictorComparison:
+def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Generator) -> PredictorComparison:
+    on = [data.prompts[j] for j in indices]
     seeds = [np.array([m.rate for m in p.neutral]) for p in on]
     y = np.array([s.mean() for s in seeds])
     x = {"sampled": np.array([p.elicitation.rate for p in on]), "logprob": np.array([p.logprob.value for p in on])}
     var_x = {"sampled": np.array([_binomial_var(p.elicitation.rate, p.elicitation.n) for p in on]),
              "logprob": np.array([p.logprob.variance for p in on])}
-    from_seeds = np.array([s.var(ddof=1) / len(s) if len(s) > 1 else np.nan for s in seeds])
-    df = sum(len(s) - 1 for s in seeds)
-    fits = {k: _fit(k, x[k], y, from_seeds, var_x[k], df) for k in PREDICTORS}
+    # The seeds' noise as the fit's own lack-of-fit test pools it (_linearity.py), so both report one test.
+    noise = SeedNoise.of(data, "raw")
+    from_seeds = seed_variance(data, noise, indices) if noise is not None else None
+    fits = {k: _fit(k, x[k], y, from_seeds, var_x[k], noise.df if noise else 0) for k in PREDICTORS}
     draws = np.empty(n_boot)
     for b in range(n_boot):
         yb = np.array([rng.choice(s, len(s)).mean() for s in seeds])
@@ -100,14 +103,13 @@ def _compare(data: TraitData, on: list, n_boot: int, rng: np.random.Generator) -
                                fits, fits["logprob"].lopo - fits["sampled"].lopo, float(low), float(high))
 
 
-def _fit(name: str, x: np.ndarray, y: np.ndarray, from_seeds: np.ndarray, var_x: np.ndarray,
+def _fit(name: str, x: np.ndarray, y: np.ndarray, from_seeds: np.ndarray | None, var_x: np.ndarray,
          df: int) -> PredictorFit:
     slope, intercept = np.polyfit(x, y, 1)
     spread = np.ptp(x) > 0 and np.ptp(y) > 0
     pearson = float(stats.pearsonr(x, y)[0]) if spread else float("nan")
     spearman = float(stats.spearmanr(x, y)[0]) if spread else float("nan")
-    testable = df > 0 and not np.isnan(from_seeds).any() and len(x) > 2
-    lof = line_lack_of_fit(x, y, from_seeds, var_x, df) if testable else None
+    lof = line_lack_of_fit(x, y, from_seeds, var_x, df) if from_seeds is not None and len(x) > 2 else None
     return PredictorFit(name, float(slope), float(intercept), pearson, spearman, lof, _lopo(x, y))
 
 
