@@ -15,6 +15,7 @@ own variables (WANDB_API_KEY, WANDB_MODE=offline, WANDB_DIR).
 
 from __future__ import annotations
 
+import os
 import time
 
 from inocray.analysis import RunFit
@@ -35,8 +36,11 @@ def callbacks(plan: Plan) -> list:
     if tracking.wandb.project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
+        # Each trial logs from an actor of its own, which Ray gives only WANDB_API_KEY of the
+        # driver's environment: W&B's mode and directory go to wandb.init explicitly.
+        init = {k: os.environ[v] for k, v in (("mode", "WANDB_MODE"), ("dir", "WANDB_DIR")) if os.environ.get(v)}
         out.append(WandbLoggerCallback(project=tracking.wandb.project, group=sweep, tags=[plan.spec.name],
-                                       log_config=False))
+                                       log_config=False, **init))
     return out
 
 
