@@ -41,7 +41,7 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, tru
     """Run the sweep in SWEEP_FILE and print the fitted elicitation line and k."""
     from inocray import results
     from inocray.config import check_spec, load_sweep, parse_spec
-    from inocray.run import run_sweep, summarize
+    from inocray.run import log_fit, run_sweep, summarize
 
     if resume is not None:
         if run_dir is not None:
@@ -70,7 +70,9 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, tru
         click.echo(f"Ray's and Serve's log: {library_log}")
     with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
-        summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))
+        fit = summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))
+    if fit is not None and (spec.tracking.mlflow or spec.tracking.wandb.project):
+        log_fit(spec, fit)
 
 
 def _refuse_foreign_code(recorded, own, source: str) -> None:

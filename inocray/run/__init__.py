@@ -4,6 +4,7 @@
                                 measurements, the worker pool and Tune; one trial is _trial.py
     check / slots               does the sweep fit its cluster, how many trials at once (_resources.py)
     summarize(run_dir, spec)    what `inocray run` prints at the end (_summary.py)
+    log_fit(spec, fit)          the fit to the sweep's experiment trackers (_tracking.py)
     run_progress(run_dir)       `inocray status` from a run directory's files (_status.py)
     screen(spec, candidates)    `inocray screen`: elicitation of many prompts (_screen.py)
     make_data(spec, ...)        `inocray make-data`: a teacher writes training rows (_make_data.py)
@@ -18,7 +19,8 @@ from inocray.run._resources import check, slots
 from inocray.run._screen import default_out_dir, save_screen, screen, screen_text
 from inocray.run._status import RunProgress, run_progress
 from inocray.run._summary import summarize
+from inocray.run._tracking import log_fit
 
 __all__ = ["Candidate", "MadeData", "RunProgress", "check", "default_out_dir", "follow_logs",
-           "job_info", "job_logs", "load_cluster_spec", "make_data", "read_candidates", "run_progress", "run_sweep",
+           "job_info", "job_logs", "load_cluster_spec", "log_fit", "make_data", "read_candidates", "run_progress", "run_sweep",
            "save_screen", "screen", "screen_text", "slots", "stop_job", "submit_sweep", "summarize"]

@@ -1,6 +1,8 @@
 """Experiment trackers (`tracking:` in the sweep file), through Ray Tune's own callbacks.
 
     callbacks(plan)      Ray Tune's MLflowLoggerCallback and WandbLoggerCallback, as the sweep asks
+    log_fit(spec, fit)   the fit as one more run, "fit-HASH": every estimate and interval of
+                         analysis.csv as metrics, the headline as a tag (MLflow) or summary (W&B)
     trial_params(plan)   what each trial is (cell, prompt, role, seed), as Tune config values that
                          the callbacks log as the run's parameters
 
@@ -13,9 +15,14 @@ own variables (WANDB_API_KEY, WANDB_MODE=offline, WANDB_DIR).
 
 from __future__ import annotations
 
-from inocray.config import Plan
+import os
+import time
 
-__all__ = ["callbacks", "trial_params"]
+from inocray.analysis import RunFit
+from inocray.config import Plan, SweepSpec
+from inocray.run._summary import headline
+
+__all__ = ["callbacks", "fit_metrics", "log_fit", "trial_params"]
 
 
 def callbacks(plan: Plan) -> list:
@@ -29,8 +36,11 @@ def callbacks(plan: Plan) -> list:
     if tracking.wandb.project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
+        # Each trial logs from an actor of its own, which Ray gives only WANDB_API_KEY of the
+        # driver's environment: W&B's mode and directory go to wandb.init explicitly.
+        init = {k: os.environ[v] for k, v in (("mode", "WANDB_MODE"), ("dir", "WANDB_DIR")) if os.environ.get(v)}
         out.append(WandbLoggerCallback(project=tracking.wandb.project, group=sweep, tags=[plan.spec.name],
-                                       log_config=False))
+                                       log_config=False, **init))
     return out
 
 
@@ -45,3 +55,42 @@ def trial_params(plan: Plan, todo: list[str]) -> dict:
         return tune.sample_from(lambda config: about[config["trial_id"]][name])
 
     return {name: of(name) for name in ("cell", "prompt", "role", "seed")}
+
+
+def fit_metrics(fit: RunFit) -> dict[str, float]:
+    """Each estimate of the fit's table and its interval, named
+    [CELL.]TRAIT.SCALE.QUANTITY[.PROMPT][.ci_low|.ci_high] (no "/": MLflow's file store makes
+    a name's "/" a directory, which a shorter name could not then be)."""
+    out = {}
+    for row in fit.to_table().to_pylist():
+        parts = (row["cell"], row["trait"], row["scale"], row["quantity"], row["prompt_id"])
+        name = ".".join(x.replace("/", "_") for x in parts if x)
+        for suffix, key in (("", "estimate"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
+            if row[key] is not None and row[key] == row[key]:  # no interval, or NaN: not logged
+                out[name + suffix] = row[key]
+    return out
+
+
+def log_fit(spec: SweepSpec, fit: RunFit) -> None:
+    """The fit as a run "fit-HASH" of each tracker the sweep names."""
+    tracking, sweep = spec.tracking, spec.hash()
+    metrics = fit_metrics(fit)
+    headlines = "\n".join((f"[{t.cell}] " if t.cell else "") + headline(t) for t in fit.traits)
+    if tracking.mlflow:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking.mlflow)
+        found = client.get_experiment_by_name(spec.name)
+        experiment = found.experiment_id if found else client.create_experiment(spec.name)
+        run = client.create_run(experiment, run_name=f"fit-{sweep}", tags={"sweep": sweep, "headline": headlines})
+        now = int(time.time() * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        client.set_terminated(run.info.run_id)
+    if tracking.wandb.project:
+        import wandb
+
+        run = wandb.init(project=tracking.wandb.project, group=sweep, name=f"fit-{sweep}", job_type="fit",
+                         tags=[spec.name])
+        run.summary.update(metrics | {"headline": headlines})
+        run.finish()
