@@ -92,7 +92,7 @@ class HFBackend:
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
             logprobs = torch.log_softmax(logits, -1)
             width = ids.shape[1]
-            for row, (p, c) in enumerate(pairs):
+            for row, (_, c) in enumerate(pairs):
                 # token j of the continuation sits at column width - len(c) + j; it is predicted one column earlier
                 cols = torch.arange(width - len(c) - 1, width - 1, device=ids.device)
                 taken = logprobs[row, cols, ids[row, cols + 1]]
