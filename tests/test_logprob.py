@@ -117,8 +117,8 @@ model, prompts, replies = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.a
 llm = LLM(model=model, dtype="float32", max_model_len=128, enable_chunked_prefill=False, seed=0)
 outs = llm.generate([{"prompt_token_ids": p + r} for p, r in zip(prompts, replies)],
                     SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
-print(json.dumps([[o.prompt_logprobs[len(p) + j][t].logprob for j, t in enumerate(r)]
-                  for o, p, r in zip(outs, prompts, replies)]))
+print("LOGPROBS", json.dumps([[o.prompt_logprobs[len(p) + j][t].logprob for j, t in enumerate(r)]
+                              for o, p, r in zip(outs, prompts, replies)]), flush=True)
 """
 
 
@@ -128,6 +128,7 @@ def test_vllm_prompt_logprobs_without_lora_agree_with_the_transformers_forward_p
     without LoRA, where they work on CPU) match the transformers backend's, per token within
     LOGPROB_BACKENDS_AGREE nats on average."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -137,9 +138,12 @@ def test_vllm_prompt_logprobs_without_lora_agree_with_the_transformers_forward_p
     examples = setting.training_examples(8, 0)
     prompts = [chat.render(tok, chat.messages(ex.request, setting.prompts["es-always"].text)) for ex in examples]
     replies = [chat.response_ids(tok, ex.response) for ex in examples]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh process, not the suite's Ray
     out = subprocess.run([sys.executable, "-c", _VLLM_PROMPT_LOGPROBS, str(toy_model), json.dumps(prompts),
-                          json.dumps(replies)], capture_output=True, text=True, check=True, timeout=600)
-    by_vllm = json.loads(out.stdout.strip().splitlines()[-1])
+                          json.dumps(replies)], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # vLLM logs to stdout too (also at exit): the answer is the line that says it is
+    by_vllm = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("LOGPROBS "))[9:])
     by_torch = hf_backend.sequence_logprobs(prompts, replies)
     for a, b in zip(by_vllm, by_torch, strict=True):
         assert len(a) == len(b) and np.mean(np.abs(np.subtract(a, b))) < LOGPROB_BACKENDS_AGREE
