@@ -1,6 +1,5 @@
 """Logprob elicitation: L(s), the mean per-token gain of the training responses under a prompt,
-on cases computed by hand, through the transformers backend against a plain forward pass, and
-(slow) the same on vLLM's prompt logprobs."""
+on cases computed by hand, and through the transformers backend against a plain forward pass."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import LOGPROB_BACKENDS_AGREE, tiny_sweep
+from conftest import tiny_sweep
 
 from inocray import chat
 from inocray.chat import Example
@@ -106,44 +105,3 @@ def test_on_the_toy_model_a_spanish_prompt_makes_spanish_responses_more_likely(h
     got = logprob_elicitation(engine, setting, spec, texts)
     assert got["es-always"].value > got["irr-helpful"].value
     assert got["es-always"].low > 0 and math.isfinite(got["irr-helpful"].value)
-
-
-_VLLM_PROMPT_LOGPROBS = """
-import json, os, sys
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-from vllm import LLM, SamplingParams
-model, prompts, replies = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-llm = LLM(model=model, dtype="float32", max_model_len=128, enable_chunked_prefill=False, seed=0)
-outs = llm.generate([{"prompt_token_ids": p + r} for p, r in zip(prompts, replies)],
-                    SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
-print("LOGPROBS", json.dumps([[o.prompt_logprobs[len(p) + j][t].logprob for j, t in enumerate(r)]
-                              for o, p, r in zip(outs, prompts, replies)]), flush=True)
-"""
-
-
-@pytest.mark.slow
-def test_vllm_prompt_logprobs_without_lora_agree_with_the_transformers_forward_pass(hf_backend, toy_model):
-    """The measure does not depend on the engine: vLLM's own prompt logprobs (on an engine
-    without LoRA, where they work on CPU) match the transformers backend's, per token within
-    LOGPROB_BACKENDS_AGREE nats on average."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from inocray.settings import get_setting
-
-    setting, tok = get_setting("toy"), hf_backend.tokenizer
-    examples = setting.training_examples(8, 0)
-    prompts = [chat.render(tok, chat.messages(ex.request, setting.prompts["es-always"].text)) for ex in examples]
-    replies = [chat.response_ids(tok, ex.response) for ex in examples]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh process, not the suite's Ray
-    out = subprocess.run([sys.executable, "-c", _VLLM_PROMPT_LOGPROBS, str(toy_model), json.dumps(prompts),
-                          json.dumps(replies)], capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    # vLLM logs to stdout too (also at exit): the answer is the line that says it is
-    by_vllm = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("LOGPROBS "))[9:])
-    by_torch = hf_backend.sequence_logprobs(prompts, replies)
-    for a, b in zip(by_vllm, by_torch, strict=True):
-        assert len(a) == len(b) and np.mean(np.abs(np.subtract(a, b))) < LOGPROB_BACKENDS_AGREE

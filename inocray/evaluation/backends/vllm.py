@@ -91,8 +91,8 @@ class VllmBackend:
         """Scored by a transformers copy of the base model, loaded on first use: vLLM 0.32's
         prompt logprobs fail on an engine with LoRA enabled on CPU (its punica CPU kernel gets a
         prompt's hidden states where it expects one row per request), and every inocray engine
-        enables LoRA. Without LoRA, vLLM's prompt logprobs agree with this forward pass
-        (tests/test_logprob.py)."""
+        enables LoRA. Without LoRA, vLLM's prompt logprobs agreed with this forward pass
+        (docs/analysis.md)."""
         with self._ids_lock:
             if self._scorer is None:
                 self._scorer = HFBackend(self._model_path, dataclasses.replace(self._spec, name="transformers"))
