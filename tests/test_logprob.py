@@ -63,6 +63,18 @@ def test_logprob_elicitation_on_a_fake_engine_is_computed_by_hand():
     assert got["ten"].low == pytest.approx(1.0) and got["ten"].high == pytest.approx(1.0)  # no spread: no width
 
 
+def test_logprob_elicitation_in_batches_gives_the_same_values_and_reports_progress():
+    """With `batch`, C0 is one request and the texts `batch` at a time, each followed by a
+    progress call; the values are those of the single request."""
+    spec = parse_spec(tiny_sweep(eval={"logprob_examples": 2}))
+    prompts = {"none": "", "five": "abcde", "ten": "abcdefghij", "three": "abc"}
+    whole = logprob_elicitation(_Engine(), _Setting(), spec, prompts)
+    engine, seen = _Engine(), []
+    got = logprob_elicitation(engine, _Setting(), spec, prompts, batch=2, progress=lambda *a: seen.append(a))
+    assert engine.calls == 3 and seen == [(2, 3), (3, 3)]  # C0, then two texts, then one
+    assert got == whole
+
+
 @pytest.fixture(scope="module")
 def hf_backend(toy_model):
     from inocray.evaluation.backends.hf import HFBackend

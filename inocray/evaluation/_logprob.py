@@ -16,7 +16,7 @@ prompt, so prompts are compared on the same data (docs/analysis.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 import numpy as np
 
@@ -51,17 +51,24 @@ def summarize(deltas: np.ndarray, rng: np.random.Generator) -> Logprob:
     return Logprob(float(deltas.mean()), float(low), float(high), n)
 
 
-def logprob_elicitation(engine_handle, setting: Setting, spec: SweepSpec,
-                        prompts: dict[Hashable, str]) -> dict[Hashable, Logprob]:
+def logprob_elicitation(engine_handle, setting: Setting, spec: SweepSpec, prompts: dict[Hashable, str],
+                        batch: int = 0, progress: Callable[[int, int], None] | None = None
+                        ) -> dict[Hashable, Logprob]:
     """L(s) of each prompt in `prompts` (key -> text; "" is C0, whose L is 0 by definition) on the
-    engine's base model, over spec.eval.logprob_examples training examples, in one request."""
+    engine's base model, over spec.eval.logprob_examples training examples: C0 and every text in
+    one request, or, with `batch`, C0 first and then `batch` texts a request, calling
+    `progress(texts done, texts)` after each."""
     examples = setting.training_examples(spec.eval.logprob_examples, EXAMPLES_SEED)
-    texts = {""} | {text for text in prompts.values()}
-    order = sorted(texts)
-    chats = [chat.messages(ex.request, text, spec.placement) for text in order for ex in examples]
-    responses = [ex.response for _ in order for ex in examples]
-    logprobs = engine_handle.response_logprobs.remote(chats, responses).result()
-    by_text = {text: logprobs[i * len(examples):(i + 1) * len(examples)] for i, text in enumerate(order)}
+    texts = sorted({text for text in prompts.values()} - {""})
+    requests = [[""] + texts] if not batch else [[""]] + [texts[i:i + batch] for i in range(0, len(texts), batch)]
+    by_text: dict[str, list[list[float]]] = {}
+    for request in requests:
+        chats = [chat.messages(ex.request, text, spec.placement) for text in request for ex in examples]
+        responses = [ex.response for _ in request for ex in examples]
+        logprobs = engine_handle.response_logprobs.remote(chats, responses).result()
+        by_text |= {text: logprobs[i * len(examples):(i + 1) * len(examples)] for i, text in enumerate(request)}
+        if progress and request != [""]:
+            progress(len(by_text) - 1, len(texts))
     out = {}
     for key, text in prompts.items():
         deltas = per_example(by_text[""], by_text[text])

@@ -193,7 +193,7 @@ def _fetched(adapter_path: str | None) -> str | None:
 @contextlib.contextmanager
 def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, address: str | None = None,
             echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1",
-            before_start: Callable[[], None] | None = None) -> Iterator:
+            before_start: Callable[[], None] | None = None, alone: bool = False) -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app, each
     replica reserving `replica` (config.Placement.replica).
 
@@ -202,6 +202,9 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
     process for the session's life. A Ray started here has its dashboard on `host` only; Serve
     runs no HTTP proxy (`start`). `before_start` runs once Ray is up and before the engine asks for its
     resources (a check that they can ever be had: an app that cannot be placed waits forever).
+    `alone` says the engine is all the session does (a screen, make-data): on a local Ray started
+    here its replicas share every CPU of the machine (Ray gives an actor as many threads as CPUs
+    it reserves; the sweep's engine reserves less, beside its training workers).
     Yields the engine app's handle; on exit deletes the apps, and shuts Ray down if it started it.
     """
     import ray
@@ -216,6 +219,9 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
     try:
         if before_start is not None:
             before_start()
+        if alone and owns_ray and not address:
+            replica = Holds(max(replica.cpu, ray.cluster_resources().get("CPU", 0) / spec.replicas), replica.gpu)
+            echo(f"the engine has this machine to itself: {replica.cpu:g} CPUs a replica")
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
         engine = start(app_name, model_path, spec, replica)
         try:

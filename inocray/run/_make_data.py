@@ -115,7 +115,8 @@ def make_data(
          f"temperature {temperature:g}) under {placement} instruction {instruction!r}")
     app = f"inocray-makedata-{spec.hash()}"
     replica = make_plan(spec).placement.replica
-    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=judge_model) as engine:
+    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=judge_model,
+                       alone=True) as engine:
         judge = serve.judge(app, judge_model)
         sampling = GenerateRequest([], samples, max_tokens, temperature, seed)
         kept, shown = sample_and_keep(engine, setting, rows, instruction, placement, keep, transform, sampling,

@@ -113,11 +113,12 @@ def screen(
     _check_prompts(model_path, spec, setting, candidates, echo)
     app = f"inocray-screen-{spec.hash()}"  # not the sweep's app: a running sweep keeps its engine
     replica = make_plan(spec).placement.replica
-    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=spec.eval.judge_model) as engine:
+    with serve.session(app, model_path, spec.engine, replica, address, echo, judge_model=spec.eval.judge_model,
+                       alone=True) as engine:
         judge = serve.judge(app, spec.eval.judge_model)
         rates, neutral = ({}, {}) if measure == "logprob" else _measure(engine, spec, setting, candidates, batch_size,
                                                                         echo, judge)
-        logprobs = _measure_logprob(engine, spec, setting, candidates, echo) if measure != "sampled" else {}
+        logprobs = _measure_logprob(engine, spec, setting, candidates, batch_size, echo) if measure != "sampled" else {}
     return _ranked(setting, candidates, rates, neutral, lines, logprobs)
 
 
@@ -253,12 +254,18 @@ def _measure(
 
 
 def _measure_logprob(engine, spec: SweepSpec, setting: Setting, candidates: Sequence[Candidate],
-                     echo: Callable) -> dict:
-    """The logprob elicitation of every candidate, in one request."""
+                     batch_size: int, echo: Callable) -> dict:
+    """The logprob elicitation of every candidate, `batch_size` candidates a request (C0 once)."""
     echo(f"measuring the logprob elicitation of {len(candidates)} candidates on the base model: "
          f"{spec.eval.logprob_examples} training examples each")
     started = time.monotonic()
-    got = logprob_elicitation(engine, setting, spec, {c.id: c.text for c in candidates})
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        echo(f"[{done:>{len(str(total))}}/{total}] logprob: elapsed {_clock(elapsed)}, "
+             f"~{_clock(elapsed / done * (total - done))} left")
+
+    got = logprob_elicitation(engine, setting, spec, {c.id: c.text for c in candidates}, batch_size, progress)
     echo(f"logprob elicitation measured in {_clock(time.monotonic() - started)}")
     return got
 

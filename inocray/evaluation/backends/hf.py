@@ -82,21 +82,24 @@ class HFBackend:
 
     @torch.inference_mode()
     def _sequence_logprobs(self, prompts, continuations) -> list[list[float]]:
+        """Teacher forcing in batches of similar length (little padding); the logits are computed
+        for the continuations' columns only (the vocabulary projection is much of a small model's
+        cost), and each token's log-probability is its logit less the log-sum-exp of its column."""
         self._use(None, None)
-        out = []
-        for start in range(0, len(prompts), BATCH_ROWS):
-            pairs = list(zip(prompts[start : start + BATCH_ROWS], continuations[start : start + BATCH_ROWS]))
-            sequences = [list(p) + list(c) for p, c in pairs]
-            ids, mask = self._left_padded(sequences)
+        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + len(continuations[i])))
+        out: list[list[float]] = [[] for _ in prompts]
+        for start in range(0, len(order), BATCH_ROWS):
+            rows = order[start : start + BATCH_ROWS]
+            ids, mask = self._left_padded([list(prompts[i]) + list(continuations[i]) for i in rows])
+            keep = max(len(continuations[i]) for i in rows) + 1  # left padding: the continuations end every row
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
-            logprobs = torch.log_softmax(logits, -1)
-            width = ids.shape[1]
-            for row, (_, c) in enumerate(pairs):
-                # token j of the continuation sits at column width - len(c) + j; it is predicted one column earlier
-                cols = torch.arange(width - len(c) - 1, width - 1, device=ids.device)
-                taken = logprobs[row, cols, ids[row, cols + 1]]
-                out.append(taken.tolist())
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=keep).logits.float()
+            # column j of `logits` predicts token width - keep + j + 1
+            targets = ids[:, -keep + 1:]
+            taken = logits[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
+            for row, i in enumerate(rows):
+                out[i] = taken[row, taken.shape[1] - len(continuations[i]):].tolist()
         return out
 
     def _use(self, adapter: str | None, adapter_path: str | None) -> None:
