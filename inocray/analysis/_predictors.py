@@ -1,11 +1,13 @@
 """Which predictor explains the sweep: sampled elicitation T(M0, Cs) or logprob elicitation L(s)?
 
-For each trait whose trained prompts carry both (docs/analysis.md, "Two predictors"), on the raw
-scale, with y_s the mean over seeds of T(Ms, C0) and x_s the predictor of prompt s:
+For each trait whose trained prompts carry both (docs/analysis.md, "Two predictors"), on the
+analysis scale (raw, or logit: the rates T(Ms, C0) and T(M0, Cs) as _bootstrap.on_scale puts
+them; L(s) is in nats on either), with y_s the mean over seeds of T(Ms, C0) and x_s the
+predictor of prompt s:
 
     line          least squares y = a + b x over the prompts; Pearson r and Spearman rho
-    lack of fit   the F test of _linearity.py, x's measurement variance its own (binomial for
-                  the sampled rate, the bootstrap's for L(s))
+    lack of fit   the F test of _linearity.py, x's measurement variance its own (binomial on
+                  the scale for the sampled rate, the bootstrap's for L(s))
     LOPO error    root mean square of y_s - (a_-s + b_-s x_s), each line fitted without prompt s:
                   how well the predictor predicts the trait left by a prompt it has not seen
     difference    LOPO(logprob) - LOPO(sampled), with a paired bootstrap interval: seeds
@@ -24,7 +26,7 @@ import pyarrow as pa
 from scipy import stats
 
 from inocray.analysis._data import TraitData, gather
-from inocray.analysis._bootstrap import SeedNoise
+from inocray.analysis._bootstrap import SeedNoise, binomial_variance, on_scale
 from inocray.analysis._linearity import LackOfFit, line_lack_of_fit, seed_variance
 
 PREDICTORS = ("sampled", "logprob")
@@ -49,6 +51,7 @@ class PredictorComparison:
     cell: str
     trait: str
     desired: bool
+    scale: str
     prompts: tuple[str, ...]
     x: dict[str, tuple[float, ...]]  # predictor -> its value per prompt
     y: tuple[float, ...]  # mean T(Ms, C0) per prompt
@@ -67,29 +70,33 @@ class PredictorComparison:
         return None
 
 
-def compare_predictors(table: pa.Table, n_boot: int = 1000, seed: int = 0) -> list[PredictorComparison]:
+def compare_predictors(table: pa.Table, n_boot: int = 1000, seed: int = 0,
+                       scale: str = "raw") -> list[PredictorComparison]:
     """A comparison per trait of the rows with both predictors on MIN_PROMPTS trained prompts or
     more (none for runs without logprob elicitation: rows of an older release, or
-    eval.logprob_examples 0)."""
+    eval.logprob_examples 0), its rates on `scale` (raw or logit)."""
     out = []
     for data in gather(table)[0]:
         on = [j for j, p in enumerate(data.prompts) if p.on_line and p.logprob is not None]
         if len(on) < MIN_PROMPTS:
             continue
         rng = np.random.default_rng([seed, len(out)])
-        out.append(_compare(data, on, n_boot, rng))
+        out.append(_compare(data, on, n_boot, rng, scale))
     return out
 
 
-def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Generator) -> PredictorComparison:
+def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Generator,
+             scale: str) -> PredictorComparison:
     on = [data.prompts[j] for j in indices]
-    seeds = [np.array([m.rate for m in p.neutral]) for p in on]
+    seeds = [on_scale([m.rate for m in p.neutral], [m.n for m in p.neutral], scale) for p in on]
     y = np.array([s.mean() for s in seeds])
-    x = {"sampled": np.array([p.elicitation.rate for p in on]), "logprob": np.array([p.logprob.value for p in on])}
-    var_x = {"sampled": np.array([_binomial_var(p.elicitation.rate, p.elicitation.n) for p in on]),
+    elicited = [p.elicitation for p in on]
+    x = {"sampled": on_scale([m.rate for m in elicited], [m.n for m in elicited], scale),
+         "logprob": np.array([p.logprob.value for p in on])}
+    var_x = {"sampled": binomial_variance([m.rate for m in elicited], [m.n for m in elicited], scale),
              "logprob": np.array([p.logprob.variance for p in on])}
     # The seeds' noise as the fit's own lack-of-fit test pools it (_linearity.py), so both report one test.
-    noise = SeedNoise.of(data, "raw")
+    noise = SeedNoise.of(data, scale)
     from_seeds = seed_variance(data, noise, indices) if noise is not None else None
     fits = {k: _fit(k, x[k], y, from_seeds, var_x[k], noise.df if noise else 0) for k in PREDICTORS}
     draws = np.empty(n_boot)
@@ -98,7 +105,7 @@ def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Ge
         xb = {k: x[k] + rng.normal(0, np.sqrt(var_x[k])) for k in PREDICTORS}
         draws[b] = _lopo(xb["logprob"], yb) - _lopo(xb["sampled"], yb)
     low, high = np.nanpercentile(draws, [2.5, 97.5])
-    return PredictorComparison(data.setting, data.model, data.cell, data.trait, data.desired,
+    return PredictorComparison(data.setting, data.model, data.cell, data.trait, data.desired, scale,
                                tuple(p.prompt_id for p in on), {k: tuple(v) for k, v in x.items()}, tuple(y),
                                fits, fits["logprob"].lopo - fits["sampled"].lopo, float(low), float(high))
 
@@ -125,19 +132,14 @@ def _lopo(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(errors))))
 
 
-def _binomial_var(rate: float, n: int) -> float:
-    """The sampling variance of a rate, Jeffreys-smoothed so that 0 and 1 are not certain."""
-    p = (rate * n + 0.5) / (n + 1)
-    return p * (1 - p) / n
-
-
 def predictors_text(comparisons: list[PredictorComparison], only: str | None = None) -> str:
     """The comparison as `inocray run` and `inocray analyze` print it; `only`: one predictor's lines."""
     shown = [only] if only else list(PREDICTORS)
     out = []
     for c in comparisons:
         where = "/".join(part for part in (c.setting, c.model, c.cell) if part)
-        out.append(f"{c.trait} ({where}), {len(c.prompts)} trained prompts: which predictor explains T(Ms,C0)")
+        on = "" if c.scale == "raw" else f", {c.scale} scale"
+        out.append(f"{c.trait} ({where}), {len(c.prompts)} trained prompts{on}: which predictor explains T(Ms,C0)")
         for name in shown:
             f = c.fits[name]
             lof = f"; {f.lack_of_fit}" if f.lack_of_fit else "; no lack-of-fit test (it needs two seeds)"

@@ -40,6 +40,12 @@ def plot_elicitation(
     return _save(_elicitation_figure(fit.trait(trait, scale, setting, cell)), path)
 
 
+def plot_predictors(comparison: PredictorComparison, path: PathLike) -> Path:
+    """T(Ms, C0) against sampled and logprob elicitation side by side, each with its line
+    (`compare_predictors`), as the report shows them."""
+    return _save(_predictors_figure(comparison), path)
+
+
 def over_steps(rows, setting: str, trait: str, cell: str = "") -> dict[str, dict[int, float]]:
     """prompt id -> {step: mean neutral-context rate over seeds}, for prompts with checkpoints,
     in grid cell `cell`."""

@@ -56,7 +56,7 @@ def analyze(run_dirs: tuple[str, ...], scale: str, n_boot: int, seed: int, by: s
         rows = read_runs([run.local for run in runs])
         fit = fit_rows(rows, scale=scale, n_boot=n_boot, seed=seed)
         compared = comparisons_text(fit, by) if by else ""  # an axis the cells do not vary: before writing
-        predictors = predictors_text(compare_predictors(rows, n_boot=n_boot, seed=seed), only=predictor)
+        predictors = predictors_text(compare_predictors(rows, n_boot=n_boot, seed=seed, scale=scale), only=predictor)
         if predictor and not predictors:
             raise InputError(f"--predictor {predictor}: these rows have no logprob elicitation (measured since this "
                              "release, with eval.logprob_examples above 0) on four or more trained prompts")

@@ -24,7 +24,7 @@ def summarize(run_dir: Path, spec: SweepSpec, echo: Callable = print) -> RunFit 
         return None
     echo("")
     echo(fit.to_text())
-    for extra in (predictors_text(compare_predictors(rows)), leaks_text(leak_table(rows))):
+    for extra in (predictors_text(compare_predictors(rows, scale=spec.scale)), leaks_text(leak_table(rows))):
         if extra:
             echo(extra)
     save_fit(fit, run_dir)
