@@ -323,6 +323,24 @@ BAD_SWEEPS = {
 # --- a kill at a known point ----------------------------------------------------------------
 
 
+class Payload:
+    """What a tampered checkpoint holds: unpickling it runs a shell command that writes `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def tamper(state_file: Path, marker: Path) -> None:
+    """Put a Payload into a saved DeepSpeed state file, as someone with write access to the run
+    directory could: the file still holds all it held, and loading it with pickle writes `marker`."""
+    import torch
+
+    torch.save(torch.load(state_file, weights_only=False) | {"note": Payload(marker)}, state_file)
+
+
 class HeldLog(threading.Thread):
     """A trial's log as a named pipe that this thread reads, and can stop reading for a while.
 

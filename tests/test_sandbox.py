@@ -123,13 +123,21 @@ def test_a_failing_test_does_not_stop_the_others():
     assert result.passed == (False, True, True) and "add(1, 1) == 3" in result.detail
 
 
-def test_leaves_no_temporary_directory():
+def test_leaves_no_temporary_directory(tmp_path, monkeypatch):
     import tempfile
 
-    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("inocray-sandbox-")}
-    run_tests(ADD, TESTS)
-    after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("inocray-sandbox-")}
-    assert after <= before
+    made = []
+
+    def mkdtemp(*args, mkdtemp=tempfile.mkdtemp, **kwargs):
+        made.append(Path(mkdtemp(*args, **kwargs)))
+        return str(made[-1])
+
+    # This call's temporary files in a directory of its own, apart from other processes' sandboxes.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    assert run_tests(ADD, TESTS).status == "passed"
+    assert made and all(p.parent == tmp_path for p in made)  # it did make its directory there
+    assert list(tmp_path.iterdir()) == []  # and left nothing: not the directory, not its output file
 
 
 # Isolation: what the code sees and can do once the audit hook is gone.

@@ -16,6 +16,11 @@ In an s3:// run directory the files are made in local staging directories (stora
 and uploaded: a model after it is saved (train_state.json last), and the training state by
 every rank from a directory of its own (each rank uploads the files it wrote) before `latest`
 names it. A resumed rank, on any node, downloads the newest state first.
+
+The training state is read back as data only: DeepSpeed's files are pickles, and its own
+loader would run whatever a pickle names, so the engine's loader is replaced
+(`load_as_data`) by one that unpickles tensors, plain containers and the three DeepSpeed
+types its state holds (STATE_TYPES), and refuses anything else with one sentence.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ import contextlib
 import errno
 import json
 import os
+import pickle
+import re
 import shutil
 import time
+from importlib import import_module
 from pathlib import Path
 
+from inocray.errors import InputError
 from inocray.results import storage
 from inocray.results.storage import Location
 
@@ -163,6 +172,57 @@ def resume(engine, checkpoint_dir: Location, rank: int = 0) -> int:
     if storage.is_remote(checkpoint_dir):
         shutil.rmtree(state_dir, ignore_errors=True)
     return int(client_state["step"])
+
+
+# What DeepSpeed's state files hold besides tensors and plain containers (found by listing
+# the globals of the files that every ZeRO stage, method and precision writes): the ZeRO
+# optimizer's loss scaler, its stage, and the slice mappings of stages 1 and 2.
+STATE_TYPES = (
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
+
+
+class DataOnlyLoads:
+    """A DeepSpeed checkpoint engine that saves as the one it wraps and loads as data only.
+    DeepSpeed calls the rest of the engine interface (save, create, commit, ...) through it
+    unchanged."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def load(self, path: str, map_location=None):
+        return load_state_file(path, map_location)
+
+
+def load_as_data(engine) -> None:
+    """Make `engine.load_checkpoint` read its files as data only (DeepSpeed's own loader
+    unpickles them with weights_only=False: a pickle it is given runs as code)."""
+    engine.checkpoint_engine = DataOnlyLoads(engine.checkpoint_engine)
+
+
+def load_state_file(path: str, map_location=None):
+    """One file of DeepSpeed's training state, unpickled with weights_only: tensors, plain
+    containers and STATE_TYPES. A file that holds anything else is refused, and nothing it
+    names is imported or called."""
+    import torch
+
+    types = [getattr(import_module(module), name) for module, _, name in (t.rpartition(".") for t in STATE_TYPES)]
+    try:
+        with torch.serialization.safe_globals(types):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        named = re.search(r"GLOBAL (\S+)", str(e))  # torch names the first global it refused
+        held = f"{named[1]}, which is not data" if named else "something that is not data"
+        raise InputError(
+            f"{path} is not training state that inocray wrote: it holds {held} (training state is "
+            f"loaded as data only); resume only run directories your own sweeps wrote, or delete the "
+            f"trial's state directory to train it from its start"
+        ) from None
 
 
 def discard_state(checkpoint_dir: Location) -> None:

@@ -121,7 +121,7 @@ def train_loop(job: TrainJob, group: Group) -> None:
 
 def build_engine(spec: TrainSpec, model, world: int):
     """A fresh DeepSpeed engine over `model` for `world` ranks: AdamW on its trainable weights
-    and the spec's learning-rate schedule."""
+    and the spec's learning-rate schedule; it loads training state as data only."""
     import torch
 
     deepspeed = import_deepspeed(spec.use_gpu)
@@ -135,6 +135,7 @@ def build_engine(spec: TrainSpec, model, world: int):
         ),
         config=deepspeed_config(spec, world, use_bf16(spec)),
     )
+    checkpoints.load_as_data(engine)  # a resumed trial's state files are input, not code
     return engine
 
 
