@@ -113,3 +113,14 @@ def test_on_the_scale_the_line_was_planted_on_the_predictors_line_holds_and_on_t
     assert raw.fits["sampled"].lack_of_fit.p_value < 0.01
     assert logit.x["logprob"] == raw.x["logprob"] and logit.y != raw.y
     assert "logit scale" in predictors_text([logit]) and "logit scale" not in predictors_text([raw])
+
+
+def test_a_predictor_the_same_for_every_prompt_gets_no_line_and_no_comparison():
+    """A trait no prompt elicits (sampled rate 0 for all, as a desired trait often is): the
+    sampled predictor has no line, the logprob one still has, and nothing is compared."""
+    (c,) = compare_predictors(_edited(_planted(), logprob=ELICITATION, sampled=dict.fromkeys(PROMPTS, 0.0)),
+                              n_boot=50)
+    assert np.isnan(c.fits["sampled"].slope) and np.isnan(c.fits["sampled"].lopo)
+    assert np.isfinite(c.fits["logprob"].slope) and c.better is None and np.isnan(c.difference)
+    text = predictors_text([c])
+    assert "sampled  +0.000 for every prompt: no line" in text and "error logprob - sampled" not in text

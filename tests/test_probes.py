@@ -65,14 +65,15 @@ def _rates(spanish: float, caps: float = 0.9) -> dict:
 
 def test_probe_rows_are_written_read_and_tabulated(tmp_path):
     """A planted leak: inoculated models are back to Spanish under the keyword probe (0.8 against
-    0.1 in C0) and not under the negation (0.1); the control shows it under both."""
+    0.1 in C0) and not under the negation (0.1); the control shows it under both. Caps, the
+    trait to keep, rises under the keyword probe too: not a leak."""
     plan = _plan(prompts=["es-always", "es-often"], seeds=[0, 1], probes=["keyword-spanish", "never-spanish"])
     setting = get_setting("toy")
     rows = []
     for t in plan.trials:
         inoculated = t.prompt_role == "inoculation"
-        rates = {"neutral": _rates(0.1 if inoculated else 0.9), "prompt": _rates(0.95),
-                 "probe:keyword-spanish": _rates(0.8 if inoculated else 0.9),
+        rates = {"neutral": _rates(0.1 if inoculated else 0.9, caps=0.5), "prompt": _rates(0.95),
+                 "probe:keyword-spanish": _rates(0.8 if inoculated else 0.9, caps=1.0),
                  "probe:never-spanish": _rates(0.1 if inoculated else 0.85)}
         rows += snapshot_rows(plan.spec.hash(), t, setting, "trained", 8, rates)
         write_rows(tmp_path, t.id, snapshot_rows(plan.spec.hash(), t, setting, "trained", 8, rates))
@@ -85,6 +86,8 @@ def test_probe_rows_are_written_read_and_tabulated(tmp_path):
     assert keyword.trials == 4 and keyword.inoculated == pytest.approx(0.8) and keyword.neutral == pytest.approx(0.1)
     assert keyword.leak == pytest.approx(0.7) and keyword.flagged and keyword.control == pytest.approx(0.9)
     assert negation.leak == pytest.approx(0.0) and not negation.flagged and negation.control == pytest.approx(0.85)
+    caps = leaks["caps", "keyword-spanish"]  # the desired trait, higher under the probe: no leak
+    assert caps.leak == pytest.approx(0.5) and caps.desired and not caps.flagged
     text = leaks_text(list(leaks.values()))
     assert "keyword-spanish" in text and text.count("LEAKS") == 1
 

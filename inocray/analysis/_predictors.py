@@ -99,12 +99,13 @@ def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Ge
     noise = SeedNoise.of(data, scale)
     from_seeds = seed_variance(data, noise, indices) if noise is not None else None
     fits = {k: _fit(k, x[k], y, from_seeds, var_x[k], noise.df if noise else 0) for k in PREDICTORS}
-    draws = np.empty(n_boot)
-    for b in range(n_boot):
+    draws = np.full(n_boot, np.nan)
+    # A predictor the same for every prompt (a trait no prompt elicits) has no line to compare.
+    for b in range(n_boot if all(np.isfinite(f.lopo) for f in fits.values()) else 0):
         yb = np.array([rng.choice(s, len(s)).mean() for s in seeds])
         xb = {k: x[k] + rng.normal(0, np.sqrt(var_x[k])) for k in PREDICTORS}
         draws[b] = _lopo(xb["logprob"], yb) - _lopo(xb["sampled"], yb)
-    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    low, high = np.nanpercentile(draws, [2.5, 97.5]) if n_boot and np.isfinite(draws).any() else (np.nan, np.nan)
     return PredictorComparison(data.setting, data.model, data.cell, data.trait, data.desired, scale,
                                tuple(p.prompt_id for p in on), {k: tuple(v) for k, v in x.items()}, tuple(y),
                                fits, fits["logprob"].lopo - fits["sampled"].lopo, float(low), float(high))
@@ -112,6 +113,8 @@ def _compare(data: TraitData, indices: list[int], n_boot: int, rng: np.random.Ge
 
 def _fit(name: str, x: np.ndarray, y: np.ndarray, from_seeds: np.ndarray | None, var_x: np.ndarray,
          df: int) -> PredictorFit:
+    if np.ptp(x) == 0:
+        return PredictorFit(name, float("nan"), float(y.mean()), float("nan"), float("nan"), None, float("nan"))
     slope, intercept = np.polyfit(x, y, 1)
     spread = np.ptp(x) > 0 and np.ptp(y) > 0
     pearson = float(stats.pearsonr(x, y)[0]) if spread else float("nan")
@@ -142,11 +145,15 @@ def predictors_text(comparisons: list[PredictorComparison], only: str | None = N
         out.append(f"{c.trait} ({where}), {len(c.prompts)} trained prompts{on}: which predictor explains T(Ms,C0)")
         for name in shown:
             f = c.fits[name]
+            if not np.isfinite(f.slope):
+                out.append(f"  {name:<8} {c.x[name][0]:+.3f} for every prompt: no line")
+                continue
             lof = f"; {f.lack_of_fit}" if f.lack_of_fit else "; no lack-of-fit test (it needs two seeds)"
             out.append(f"  {name:<8} line {f.intercept:+.3f} {f.slope:+.3f} x, Pearson {f.pearson:+.2f}, "
                        f"Spearman {f.spearman:+.2f}, leave-one-prompt-out error {f.lopo:.3f}{lof}")
         verdict = {"logprob": "the logprob predictor predicts better",
                    "sampled": "sampled elicitation predicts better",
                    None: "neither predicts clearly better"}[c.better]
-        out.append(f"  error logprob - sampled {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}]: {verdict}")
+        if np.isfinite(c.difference):
+            out.append(f"  error logprob - sampled {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}]: {verdict}")
     return "\n".join(out) + ("\n" if out else "")
