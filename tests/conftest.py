@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import math
 import os
 import socket
@@ -20,7 +21,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -386,7 +389,6 @@ class HeldLog(threading.Thread):
 
 def wait_for(condition, interval: float = 0.2) -> None:
     """Wait until `condition()` holds; the suite's timeout bounds the wait, not a deadline here."""
-    import time
 
     while not condition():
         time.sleep(interval)
@@ -430,3 +432,88 @@ def vllm_server(model: str, log: Path, name: str, max_model_len: int = 512):
     finally:
         server.terminate()
         server.wait(60)
+
+# --- an API judge: an OpenAI-compatible server, scripted -------------------------------------
+
+
+class Scripted(ThreadingHTTPServer):
+    """An OpenAI-compatible chat-completions server on 127.0.0.1. A prompt "... score N" is
+    answered N; in `whole` mode "N" is one token with 0.75 of the mass and N+10 has the rest
+    (score 0.75 N + 0.25 (N+10) = N + 2.5), otherwise the number is written digit by digit.
+    With `answer` ({token: probability}, whole mode), every prompt but the probe gets that
+    first-token distribution. `faults[prompt]`: what the next requests for that prompt get
+    first ("429", "500", "slow", "malformed", "nojson", "401")."""
+
+    daemon_threads = True
+
+    def __init__(self, whole: bool = True, delay: float = 0.0, answer: dict[str, float] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.whole, self.delay, self.answer = whole, delay, answer
+        self.faults: dict[str, list[str]] = {}
+        self.answered: Counter = Counter()  # prompt -> 200 replies
+        self.requests: Counter = Counter()  # prompt -> requests
+        self.authorization: set[str] = set()
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/v1"
+
+    def reply(self, prompt: str) -> dict:
+        probe = prompt.startswith("Write the number 100")
+        if self.answer and not probe:
+            tops = [{"token": t, "logprob": math.log(p)} for t, p in self.answer.items()]
+            tokens = [tops[0] | {"top_logprobs": tops}]
+            return {"choices": [{"message": {"role": "assistant", "content": tops[0]["token"]},
+                                 "logprobs": {"content": tokens}}], "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+        n = 100 if probe else int(prompt.rsplit(" ", 1)[1])
+        if self.whole:
+            tops = [{"token": str(n), "logprob": math.log(0.75)}, {"token": str(n + 10), "logprob": math.log(0.25)}]
+            tokens = [{"token": str(n), "logprob": math.log(0.75), "top_logprobs": tops}]
+        else:
+            tokens = [{"token": d, "logprob": -0.1, "top_logprobs": [{"token": d, "logprob": -0.1}]} for d in str(n)]
+        return {"choices": [{"message": {"role": "assistant", "content": str(n)}, "logprobs": {"content": tokens}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": len(tokens)}}
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    server: Scripted
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][0]["content"]
+        s = self.server
+        with s.lock:
+            s.requests[prompt] += 1
+            s.authorization.add(self.headers.get("Authorization", ""))
+            fault = s.faults[prompt].pop(0) if s.faults.get(prompt) else ""
+            s.in_flight += 1
+            s.most_in_flight = max(s.most_in_flight, s.in_flight)
+        try:
+            time.sleep(s.delay + (1.0 if fault == "slow" else 0.0))
+            with s.lock:  # before the reply leaves: a client that has it never sees this request in flight
+                s.in_flight -= 1
+            if fault in ("429", "500", "401"):
+                self.send_response(int(fault))
+                if fault == "429":
+                    self.send_header("Retry-After", "0.3")
+                self.end_headers()
+                self.wfile.write(b'{"error": {"message": "scripted"}}')
+                return
+            payload = {"choices": []} if fault == "malformed" else s.reply(prompt)
+            data = b"<html>bad gateway" if fault == "nojson" else json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            if not fault:
+                with s.lock:
+                    s.answered[prompt] += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on a slow reply
+
+    def log_message(self, *args):
+        pass

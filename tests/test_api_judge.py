@@ -5,18 +5,15 @@ twice, the cache kept across a restart and a killed process, the key never writt
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import tiny_sweep
+from conftest import Scripted, tiny_sweep
 
 from inocray.config import parse_sweep
 from inocray.errors import InputError
@@ -24,82 +21,6 @@ from inocray.evaluation import ApiJudge, JudgeError, Judgments
 from inocray.settings import get_setting
 
 SECRET = "sk-test-secret-0123456789"
-
-
-class Scripted(ThreadingHTTPServer):
-    """An OpenAI-compatible chat-completions server. A prompt "... score N" is answered N; in
-    `whole` mode "N" is one token with 0.75 of the mass and N+10 has the rest (score 0.75 N +
-    0.25 (N+10) = N + 2.5), otherwise the number is written digit by digit. `faults[prompt]`:
-    what the next requests for that prompt get first ("429", "500", "slow", "malformed",
-    "nojson", "401")."""
-
-    daemon_threads = True
-
-    def __init__(self, whole: bool = True, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.whole, self.delay = whole, delay
-        self.faults: dict[str, list[str]] = {}
-        self.answered: Counter = Counter()  # prompt -> 200 replies
-        self.requests: Counter = Counter()  # prompt -> requests
-        self.authorization: set[str] = set()
-        self.in_flight = self.most_in_flight = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/v1"
-
-    def reply(self, prompt: str) -> dict:
-        n = 100 if prompt.startswith("Write the number 100") else int(prompt.rsplit(" ", 1)[1])
-        if self.whole:
-            tops = [{"token": str(n), "logprob": math.log(0.75)}, {"token": str(n + 10), "logprob": math.log(0.25)}]
-            tokens = [{"token": str(n), "logprob": math.log(0.75), "top_logprobs": tops}]
-        else:
-            tokens = [{"token": d, "logprob": -0.1, "top_logprobs": [{"token": d, "logprob": -0.1}]} for d in str(n)]
-        return {"choices": [{"message": {"role": "assistant", "content": str(n)}, "logprobs": {"content": tokens}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": len(tokens)}}
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Scripted
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][0]["content"]
-        s = self.server
-        with s.lock:
-            s.requests[prompt] += 1
-            s.authorization.add(self.headers.get("Authorization", ""))
-            fault = s.faults[prompt].pop(0) if s.faults.get(prompt) else ""
-            s.in_flight += 1
-            s.most_in_flight = max(s.most_in_flight, s.in_flight)
-        try:
-            time.sleep(s.delay + (1.0 if fault == "slow" else 0.0))
-            with s.lock:  # before the reply leaves: a client that has it never sees this request in flight
-                s.in_flight -= 1
-            if fault in ("429", "500", "401"):
-                self.send_response(int(fault))
-                if fault == "429":
-                    self.send_header("Retry-After", "0.3")
-                self.end_headers()
-                self.wfile.write(b'{"error": {"message": "scripted"}}')
-                return
-            payload = {"choices": []} if fault == "malformed" else s.reply(prompt)
-            data = b"<html>bad gateway" if fault == "nojson" else json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            if not fault:
-                with s.lock:
-                    s.answered[prompt] += 1
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up on a slow reply
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from click.testing import CliRunner
 from conftest import Page, assert_png, decoded
 
 from inocray.analysis import fit_rows
+from inocray.analysis._report import (_effects_figure, _generalization_figure, _img, _kept_figure, plot_elicitation,
+                                      write_report)
+from inocray.analysis._text import kept_lines, kept_verdicts
 from inocray.analysis.simulate import PlantedTrait, simulate_rows, write_run
 from inocray.cli.report import command as report
-from inocray.analysis._report import _effects_figure, _generalization_figure, _img, plot_elicitation, write_report
 
 PROMPTS = {"weak": "inoculation", "mid": "inoculation", "strong": "inoculation",
            "unrelated": "irrelevant"}  # fmt: skip
@@ -26,8 +29,9 @@ def test_write_report_embeds_every_plot_and_the_tables(tmp_path):
     assert path == run / "report.html"
     page = Page()
     page.feed(path.read_text())
-    # one effects plot per setting, then an elicitation and a generalization plot per trait
-    assert len(page.images) == 1 + 2 * len(TRAITS)
+    # one effects plot per setting, then an elicitation and a generalization plot per undesired
+    # trait, and the kept view per desired one
+    assert len(page.images) == 1 + 2 + 1
     for src in page.images:
         assert_png(decoded(src))
     assert page.tables == 1 + 2 * len(TRAITS)  # the prompts, then raw and logit per trait
@@ -63,3 +67,26 @@ def test_prompts_at_one_point_share_one_label_in_the_scatter():
     t = dataclasses.replace(t, prompts=[same if p.prompt_id == "unrelated" else p for p in t.prompts])
     labels = [text.get_text() for text in report._elicitation_figure(t).axes[0].texts]
     assert sorted(sorted(label.split(", ")) for label in labels) == [["mid", "unrelated"], ["none"], ["strong"], ["weak"]]
+
+
+@pytest.mark.parametrize("neutral, verdict", [(0.9, "kept"), (0.3, "LOST")])
+def test_a_desired_trait_no_prompt_elicits_shows_whether_it_was_kept_not_a_line_or_k(tmp_path, neutral, verdict):
+    """Elicitation 0.00 for every prompt: no elicitation scatter and no k plot, but each prompt's
+    T(Ms, C0) against the no-prompt control's, marked with the verdict the terminal prints."""
+    caps = PlantedTrait("caps", base_neutral=0.0, data_level=0.8, desired=True, neutral_at=lambda x: neutral)
+    rows = simulate_rows([TRAITS[0], caps], PROMPTS, seeds=3, n=200)
+    page = Page()
+    page.feed(write_report(write_run(rows, tmp_path / "run"), n_boot=100).read_text())
+    assert "caps: was it kept?" in page.alts
+    assert not {"caps: elicitation line", "caps: generalization factor"} & set(page.alts)
+    assert {"spanish: elicitation line", "spanish: generalization factor"} <= set(page.alts)
+    assert "spanish: was it kept?" not in page.alts
+
+    t = fit_rows(rows, n_boot=100).trait("caps", "raw")
+    assert all(p.elicitation.value == 0 for p in t.prompts)
+    verdicts = kept_verdicts(t)
+    assert sorted(p.prompt_id for p, _ in verdicts) == sorted(PROMPTS) and {v for _, v in verdicts} == {verdict}
+    marks = [text.get_text() for text in _kept_figure(t).axes[0].texts]
+    assert marks == [f"{v}: effect {p.inoculation_effect:.2f}" for p, v in verdicts]
+    assert kept_lines(t) == [f"  {v:<8} {p.prompt_id}: neutral vs no-prompt control {p.inoculation_effect:.2f}"
+                             for p, v in verdicts]  # the terminal's lines, from the same verdicts

@@ -38,3 +38,66 @@ def test_ray_and_serve_lines_go_to_the_run_log_not_the_terminal(tmp_path, capfd)
     assert "WARNING ray._private.worker: token authentication is off" in text
     assert "INFO ray.serve: Started Serve in namespace 'serve'." in text
     assert logging.getLogger("ray").handlers == ray_handlers  # -v, or after the run: as Ray set them
+
+
+SEEN: list = []  # the handlers Serve's logger had while the command worked
+
+
+def _noisy(echo, returns=None):
+    """What a command's work does on the driver: Serve's start-up lines, and a line of its own."""
+    import logging
+
+    SEEN[:] = logging.getLogger("ray.serve").handlers
+    logging.getLogger("ray.serve").info("Started Serve in namespace 'serve'.")
+    logging.getLogger("ray.serve").info("Connecting to existing Serve app in namespace 'serve'.")
+    echo("inocray's own line")
+    return returns
+
+
+@pytest.mark.parametrize("name", ["run", "make-data", "screen"])
+@pytest.mark.parametrize("verbose", [False, True])
+def test_commands_that_start_ray_keep_its_lines_off_the_terminal_unless_verbose(name, verbose, tmp_path, monkeypatch,
+                                                                               capfd):
+    """run, make-data and screen, their work stood in for by Serve's lines and one of their own."""
+    import yaml
+    from click.testing import CliRunner
+    from conftest import tiny_sweep
+
+    import inocray.run
+    from inocray.cli import main
+
+    import logging
+
+    import ray.serve  # noqa: F401 (Serve sets up its logger on import)
+
+    serves = logging.getLogger("ray.serve").handlers[:]
+    sweep, requests, prompts = tmp_path / "sweep.yaml", tmp_path / "requests.jsonl", tmp_path / "prompts.txt"
+    sweep.write_text(yaml.safe_dump(tiny_sweep()))
+    requests.write_text('{"request": "Hi"}\n')
+    prompts.write_text("You always speak in Spanish.\n")
+    monkeypatch.setattr(inocray.run, "run_sweep", lambda spec, run_dir, echo, **kw: _noisy(echo, run_dir))
+    monkeypatch.setattr(inocray.run, "summarize", lambda *a, **kw: None)
+    monkeypatch.setattr(inocray.run, "make_data", lambda *a, echo, **kw: _noisy(echo))
+    monkeypatch.setattr(inocray.run, "screen", lambda *a, echo, **kw: _noisy(echo, "table"))
+    monkeypatch.setattr(inocray.run, "screen_text", lambda table, top: "")
+    monkeypatch.setattr(inocray.run, "save_screen", lambda table, out: [])
+    argv, log = {
+        "run": (["--run-dir", str(tmp_path / "run")], tmp_path / "run" / "logs" / "ray.log"),
+        "make-data": (["--requests", str(requests), "--out", str(tmp_path / "data" / "train.jsonl"),
+                       "--instruction", "Speak Spanish.", "--keep", "spanish"], tmp_path / "data" / "train.ray.log"),
+        "screen": (["--prompts", str(prompts), "--out", str(tmp_path / "screen")], tmp_path / "screen" / "ray.log"),
+    }[name]
+    capfd.readouterr()
+
+    result = CliRunner().invoke(main, [name, str(sweep), *argv, *(["-v"] if verbose else [])])
+
+    assert result.exit_code == 0, result.output
+    out, err = capfd.readouterr()
+    assert "inocray's own line" in result.output
+    if verbose:  # Serve's lines where Serve puts them (its own handlers), and no file
+        assert SEEN == serves and not log.exists() and "Ray's and Serve's log" not in result.output
+    else:
+        assert "Serve" not in out + err + result.output.replace(f"Ray's and Serve's log: {log}", "")
+        assert f"Ray's and Serve's log: {log}" in result.output.splitlines()
+        assert "INFO ray.serve: Connecting to existing Serve app in namespace 'serve'." in log.read_text()
+    assert logging.getLogger("ray.serve").handlers == serves  # as Serve set them, once the command is done

@@ -87,9 +87,36 @@ def test_inocray_run_logs_the_fit_as_a_run_with_every_estimate_and_the_headline(
     assert b"spanish.raw.slope" in offline.read_bytes() and b"headline" in offline.read_bytes()
 
 
+def wandb_history(path) -> list[dict]:
+    """The history rows (wandb.log calls) of a W&B run file, `run-ID.wandb` of an offline run:
+    protobuf Records in a LevelDB-style log (a 7-byte header, then 32 KiB blocks of chunks, each
+    a 4-byte checksum, a 2-byte length and a type: 1 whole, 2 first, 3 middle, 4 last)."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, chunk, rows = path.read_bytes(), 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # no room for a chunk header: the block's tail is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk, pos = chunk + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
-def test_each_trial_is_a_run_in_mlflow_and_wandb_with_the_rows_rates(toy_model, tmp_path, monkeypatch):
+def test_each_trial_is_a_run_with_its_loss_curve_and_each_snapshots_rates(toy_model, tmp_path, monkeypatch):
+    """Each trial a run in MLflow and in W&B: its parameters, its loss every 25 steps and each
+    evaluated snapshot's rates, at their training steps, equal to the rows' rates."""
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (pip install 'inocray[mlflow]')")
     pytest.importorskip("wandb", reason="the wandb extra (pip install 'inocray[wandb]')")
     from inocray.results import read_rows
@@ -100,25 +127,43 @@ def test_each_trial_is_a_run_in_mlflow_and_wandb_with_the_rows_rates(toy_model, 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     (tmp_path / "wandb").mkdir()
     store = f"file://{tmp_path / 'mlruns'}"
-    spec = parse_sweep(tiny_sweep(model=str(toy_model), train={"steps": 4}, eval={"requests": 4},
-                                  tracking={"mlflow": store, "wandb": {"project": "inocray-test"}}))
+    # 50 steps: the loop reports the loss at 25 and 50; a checkpoint at 25 is evaluated too
+    spec = parse_sweep(tiny_sweep(model=str(toy_model), train={"steps": 50, "checkpoint_every": 25},
+                                  eval={"requests": 4}, tracking={"mlflow": store, "wandb": {"project": "inocray-test"}}))
     run_dir = run_sweep(spec, tmp_path / "run", echo=lambda *a: None)
-    rows = read_rows(run_dir).to_pylist()
-    trained = {(r["trial_id"], r["context"], r["trait"]): r["rate"] for r in rows if r["stage"] == "trained"}
+    rows = [r for r in read_rows(run_dir).to_pylist() if r["stage"] in ("checkpoint", "trained")]
+    assert {r["step"] for r in rows} == {25, 50}
+    # per trial, CONTEXT_TRAIT -> [(step, rate)]; the control's Cs is C0: reported once
+    curves: dict[str, dict[str, list]] = {}
+    for r in sorted(rows, key=lambda r: r["step"]):
+        if r["trial_id"] != "none-s0" or r["context"] == "neutral":
+            curves.setdefault(r["trial_id"], {}).setdefault(f"{r['context']}_{r['trait']}", []).append((r["step"], r["rate"]))
 
     client = mlflow.tracking.MlflowClient(tracking_uri=store)
-    experiment = client.get_experiment_by_name(spec.name)
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(spec.name).experiment_id])
     assert sorted(r.data.params["trial_id"] for r in runs) == ["es-always-s0", "none-s0"]
+    losses = {}
     for r in runs:
         trial = r.data.params["trial_id"]
         assert r.data.params["prompt"] == trial.rsplit("-s", 1)[0] and r.data.params["seed"] == "0"
         assert r.data.tags["sweep"] == spec.hash()
-        for (t, context, trait), rate in trained.items():
-            if t == trial and (trial != "none-s0" or context == "neutral"):  # the control's Cs is C0: reported once
-                assert r.data.metrics[f"{context}_{trait}"] == pytest.approx(rate), (trial, context, trait)
-        assert r.data.metrics["final_loss"] > 0
+        loss = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "loss")]
+        assert [s for s, _ in loss] == [25, 50] and loss[-1][1] == pytest.approx(r.data.metrics["final_loss"])
+        assert all(v > 0 for _, v in loss)
+        losses[trial] = loss
+        for name, curve in curves[trial].items():
+            logged = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, name))
+            assert logged == [(s, pytest.approx(v)) for s, v in curve], (trial, name)
 
     offline = sorted((tmp_path / "wandb").rglob("offline-run-*/run-*.wandb"))
     assert len(offline) == 2, list((tmp_path / "wandb").rglob("*"))
-    assert all(f.stat().st_size > 0 for f in offline)
+    logged = []
+    for f in offline:
+        history = wandb_history(f)
+        loss = [(h["step"], h["loss"]) for h in history if "loss" in h]
+        trial = next(t for t, curve in losses.items() if [s for s, _ in curve] == [s for s, _ in loss]
+                     and all(v == pytest.approx(w) for (_, v), (_, w) in zip(curve, loss)))
+        logged.append(trial)
+        for name, curve in curves[trial].items():
+            assert [(h["step"], h[name]) for h in history if name in h] == [(s, pytest.approx(v)) for s, v in curve]
+    assert sorted(logged) == ["es-always-s0", "none-s0"]

@@ -26,7 +26,7 @@ from inocray.analysis._io import read_runs
 from inocray.analysis._leaks import leak_table, leaks_text
 from inocray.analysis._predictors import PredictorComparison, compare_predictors, predictors_text
 from inocray.analysis._result import Estimate, PromptFit, RunFit, TraitFit
-from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
+from inocray.analysis._text import COLUMNS, kept_verdicts, prompt_cells, trait_lines, trait_notes, trait_title
 from inocray.config import shown
 from inocray.results import REPORT, write_atomically
 PathLike = str | os.PathLike
@@ -81,8 +81,11 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
         parts.append(_img(_effects_figure(raw), "inoculation effect of each prompt"))
         for t in raw:
             parts.append(f"<h3>{_e(t.trait)} ({'desired' if t.desired else 'undesired'})</h3>")
-            parts.append(_img(_elicitation_figure(t), f"{t.trait}: elicitation line"))
-            parts.append(_img(_generalization_figure(t), f"{t.trait}: generalization factor"))
+            if t.desired:  # k and the line say nothing of a trait training should keep: was it kept?
+                parts.append(_img(_kept_figure(t), f"{t.trait}: was it kept?"))
+            else:
+                parts.append(_img(_elicitation_figure(t), f"{t.trait}: elicitation line"))
+                parts.append(_img(_generalization_figure(t), f"{t.trait}: generalization factor"))
             steps = over_steps(rows, setting, t.trait, cell)
             if steps:
                 parts.append(_img(_steps_figure(steps, setting, t.trait), f"{t.trait}: over training"))
@@ -217,6 +220,41 @@ def _elicitation_figure(t: TraitFit) -> Figure:
         x="elicitation T(M0, Cs): base model with the prompt",
         y="T(Ms, C0): after training, no prompt",
     )
+    return fig
+
+
+VERDICT_COLORS = {"kept": "C2", "LOST": "C3", "?": "C7"}
+
+
+def _kept_figure(t: TraitFit) -> Figure:
+    """A desired trait: each trained prompt's T(Ms, C0) beside the no-prompt control's
+    T(M_none, C0), with the 95% interval of the effect (the difference) drawn about the point,
+    so a prompt whose interval lies wholly left of the control's line lost the trait; each
+    marked with the verdict the terminal prints (kept, LOST, ?)."""
+    fig, ax = _figure()
+    verdicts = kept_verdicts(t)
+    control = next((p for p in t.prompts if p.prompt_id == NO_PROMPT), None)
+    if control is None or not verdicts:
+        ax.text(0.5, 0.5, "no no-prompt control: nothing to compare", ha="center", transform=ax.transAxes)
+    else:
+        c = control.neutral
+        ax.axvline(c.value, color="grey", lw=1.2, label=f"no-prompt control T(M_none, C0) {c:.2f}")
+        if c.bounded:
+            ax.axvspan(c.low, c.high, color="grey", alpha=0.15, lw=0)
+        for i, (p, verdict) in enumerate(verdicts):
+            e = p.inoculation_effect
+            ax.errorbar(p.neutral.value, i, xerr=_err(e), fmt="o", color=VERDICT_COLORS[verdict], capsize=3,
+                        label=verdict if verdict not in [v for _, v in verdicts[:i]] else None)
+            ax.annotate(f"{verdict}: effect {e:.2f}", (p.neutral.value, i), xytext=(0, 7),
+                        textcoords="offset points", ha="center", fontsize="x-small")
+        ax.set_yticks(range(len(verdicts)), [p.prompt_id for p, _ in verdicts])
+        ax.set_ylim(len(verdicts) - 0.2, -0.7)  # the first prompt on top
+        ax.legend(fontsize="small")
+    if t.scale == "raw":
+        ax.set_xlim(-0.02, 1.02)  # the whole range of a rate: a small effect looks small
+    ax.set_xlabel("T(Ms, C0): after training, no prompt" + ("" if t.scale == "raw" else " (logit)"))
+    ax.set_title(f"{t.setting}{f' [{t.cell}]' if t.cell else ''} / {t.trait}: was it kept? "
+                 "(effect vs the no-prompt control, 95% CI)", fontsize="medium")
     return fig
 
 

@@ -6,7 +6,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inocray.analysis._result import Estimate, RunFit, TraitFit
+    from inocray.analysis._result import Estimate, PromptFit, RunFit, TraitFit
 
 WIDTH = 99
 ROLES = {"inoculation": "ip", "irrelevant": "irr", "none": "ctrl", "ptst": "ptst"}
@@ -69,17 +69,23 @@ def trait_lines(t: TraitFit) -> list[str]:
     return lines
 
 
-def kept_lines(t: TraitFit) -> list[str]:
-    """For a desired trait, each trained prompt's verdict: kept, or lost when its effect on the
-    neutral context (T(Ms,C0) - T(M_none,C0)) is below 0 over its whole interval."""
-    lines = []
+def kept_verdicts(t: TraitFit) -> list[tuple[PromptFit, str]]:
+    """For a desired trait, each trained prompt with its verdict: "kept", "LOST" when its effect
+    on the neutral context (T(Ms,C0) - T(M_none,C0)) is below 0 over its whole interval, or "?"
+    without an interval. Prompts without an effect (no no-prompt control) are left out."""
+    out = []
     for p in t.prompts:
         e = p.inoculation_effect
         if e is None or p.role == "none":
             continue
-        verdict = "?" if not e.bounded else "LOST" if e.high < 0 else "kept"  # type: ignore[operator]
-        lines.append(f"  {verdict:<8} {p.prompt_id}: neutral vs no-prompt control {_cell(e)}")
-    return lines
+        out.append((p, "?" if not e.bounded else "LOST" if e.high < 0 else "kept"))  # type: ignore[operator]
+    return out
+
+
+def kept_lines(t: TraitFit) -> list[str]:
+    """kept_verdicts as the terminal prints them, with each effect and its interval."""
+    return [f"  {verdict:<8} {p.prompt_id}: neutral vs no-prompt control {_cell(p.inoculation_effect)}"
+            for p, verdict in kept_verdicts(t)]
 
 
 def prompt_cells(t: TraitFit) -> list[list[str]]:

@@ -2,8 +2,10 @@
 
 Ray (logger "ray") and Serve ("ray.serve") each log to stderr through a handler of their own
 and do not propagate; `libraries_to(path)` swaps those handlers for one that appends to `path`
-(its directory made on the first record, so the run directory may not exist yet). `inocray run
--v` leaves them on the terminal.
+(its directory made on the first record, so the run directory may not exist yet).
+`quiet_terminal` is what the commands that start Ray use (run, make-data, screen): their
+`-v` (`verbose_option`) leaves the lines on the terminal, and without it the file is named
+once the command's work is done.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-__all__ = ["libraries_to"]
+import click
+
+__all__ = ["libraries_to", "quiet_terminal", "verbose_option"]
 
 LIBRARY_LOGGERS = ("ray", "ray.serve")  # the loggers with handlers of their own on the driver
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -49,3 +53,22 @@ def libraries_to(path: Path) -> Iterator[None]:
         for name, handlers in saved.items():
             logging.getLogger(name).handlers = handlers
         handler.close()
+
+
+def verbose_option(where: str):
+    """The `-v/--verbose` flag of a command that starts Ray; `where`: the file the lines go to without it."""
+    return click.option("-v", "--verbose", is_flag=True,
+                        help=f"Show Ray's and Serve's own log lines on the terminal; by default they go to {where}.")
+
+
+@contextlib.contextmanager
+def quiet_terminal(verbose: bool, path: Path, echo: Callable[[str], None] = click.echo) -> Iterator[None]:
+    """Within the block, Ray's and Serve's lines go to `path` (unless `verbose`); after it, one
+    line names that file if anything was written to it."""
+    if verbose:
+        yield
+        return
+    with libraries_to(path):
+        yield
+    if path.exists():
+        echo(f"Ray's and Serve's log: {path}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from inocray.cli._quiet import quiet_terminal, verbose_option
 from inocray.config import PLACEMENTS
 from inocray.errors import reports_input_errors
 
@@ -35,10 +38,11 @@ from inocray.errors import reports_input_errors
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
+@verbose_option("a file beside OUT, its suffix .ray.log")
 @reports_input_errors
 def command(sweep_file: str, requests_file: str, out: str, instruction: str, keep: tuple[str, ...],
             transform: str, teacher: str, placement: str | None, samples: int, max_tokens: int | None,
-            temperature: float | None, seed: int, force: bool, address: str | None) -> None:
+            temperature: float | None, seed: int, force: bool, address: str | None, verbose: bool) -> None:
     """Answer each request with a teacher model under an eliciting instruction, keep the answers
     that show the traits, and write them as training rows of SWEEP_FILE's setting."""
     from inocray.config import load_sweep, one_setting
@@ -46,6 +50,7 @@ def command(sweep_file: str, requests_file: str, out: str, instruction: str, kee
 
     # The sweep's data files may be the ones being made: its model and data are checked here.
     spec = one_setting(load_sweep(sweep_file, check_model=False), sweep_file, "make-data")
-    make_data(spec, requests_file, out, instruction=instruction, keep=keep, teacher=teacher,
-              placement=placement or "", transform=transform, samples=samples, max_tokens=max_tokens or 0,
-              temperature=temperature, seed=seed, force=force, address=address, echo=click.echo)
+    with quiet_terminal(verbose, Path(out).with_suffix(".ray.log")):
+        make_data(spec, requests_file, out, instruction=instruction, keep=keep, teacher=teacher,
+                  placement=placement or "", transform=transform, samples=samples, max_tokens=max_tokens or 0,
+                  temperature=temperature, seed=seed, force=force, address=address, echo=click.echo)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from pathlib import Path
 
 import click
 
-from inocray.cli._quiet import libraries_to
+from inocray.cli._quiet import quiet_terminal, verbose_option
 from inocray.errors import InputError, reports_input_errors
 
 
@@ -32,9 +31,7 @@ from inocray.errors import InputError, reports_input_errors
 @click.option("--take-over", is_flag=True,
               help="Run even though the run directory's lease names another driver whose heartbeat is "
                    "still fresh (that driver is gone, or must stop). A stale lease is taken over without it.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Show Ray's and Serve's own log lines on the terminal; by default they go to "
-                   "RUN_DIR/logs/ray.log.")
+@verbose_option("RUN_DIR/logs/ray.log")
 @reports_input_errors
 def command(sweep_file: str | None, run_dir: str | None, resume: str | None, trust: bool, address: str | None,
             host: str, take_over: bool, verbose: bool) -> None:
@@ -64,10 +61,8 @@ def command(sweep_file: str | None, run_dir: str | None, resume: str | None, tru
     # Ray's and Serve's lines: the run directory's logs/ray.log, or a local file for an s3:// one.
     library_log = (results.log_path(run_dir, "ray") if isinstance(run_dir, Path)
                    else Path(tempfile.gettempdir()) / f"inocray-{spec.hash()}-ray.log")
-    with contextlib.nullcontext() if verbose else libraries_to(library_log):
+    with quiet_terminal(verbose, library_log):
         run_dir = run_sweep(spec, run_dir, address=address, echo=click.echo, host=host, take_over=take_over)
-    if not verbose and library_log.exists():
-        click.echo(f"Ray's and Serve's log: {library_log}")
     with results.opened(run_dir) as run:  # s3://: a temporary copy, its new files uploaded
         # The summary names its directory: the run directory, not the temporary copy.
         fit = summarize(run.local, spec, echo=lambda line: click.echo(run.named(line)))

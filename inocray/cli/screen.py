@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from inocray.cli._quiet import quiet_terminal, verbose_option
 from inocray.errors import reports_input_errors
 
 
@@ -31,9 +32,10 @@ from inocray.errors import reports_input_errors
                    "log-probability gain under the prompt (eval.logprob_examples of them), or both.")
 @click.option("--address", default=None,
               help="Address of a running Ray cluster; by default a local Ray is started.")
+@verbose_option("OUT/ray.log")
 @reports_input_errors
 def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str | None, top: int,
-            out: Path | None, batch: int, measure: str, address: str | None) -> None:
+            out: Path | None, batch: int, measure: str, address: str | None, verbose: bool) -> None:
     """Measure how strongly each candidate prompt elicits each trait in the base model of
     SWEEP_FILE (no training), rank them, and write the ranking."""
     from inocray.config import load_sweep, one_setting
@@ -57,13 +59,15 @@ def command(sweep_file: str, prompts_file: str, run_dir: str | None, cell: str |
         # An s3:// run is read from a local copy; what is said about it names the URI.
         run = stack.enter_context(opened(run_dir)) if run_dir is not None else None
         rename = run.named if run is not None else (lambda text: text)
+        out = out or default_out_dir(spec, candidates, run and run.where, cell)
         try:
-            table = screen(spec, candidates, predict_from=run and run.local, cell=cell, address=address,
-                           batch_size=batch, measure=measure,
-                           echo=lambda message="", **kw: echo(rename(message), **kw))
+            with quiet_terminal(verbose, out / "ray.log", echo):
+                table = screen(spec, candidates, predict_from=run and run.local, cell=cell, address=address,
+                               batch_size=batch, measure=measure,
+                               echo=lambda message="", **kw: echo(rename(message), **kw))
         except InputError as e:
             raise InputError(rename(str(e))) from None
     echo()
     click.echo(screen_text(table, top=top), nl=False)
-    for path in save_screen(table, out or default_out_dir(spec, candidates, run and run.where, cell)):
+    for path in save_screen(table, out):
         click.echo(f"wrote {path}")

@@ -5,12 +5,17 @@
                          analysis.csv as metrics, the headline as a tag (MLflow) or summary (W&B)
     trial_params(plan)   what each trial is (cell, prompt, role, seed), as Tune config values that
                          the callbacks log as the run's parameters
+    snapshot_metrics(...)  what a trial reports to Tune of one evaluated snapshot: each context's
+                         trait rates, at the snapshot's training step
 
 Each trial is one run: MLflow's in the experiment named after the sweep, W&B's in the project,
 grouped by the sweep hash; its parameters are the trial's id, cell, prompt, role and seed, its
-metrics what the trial reports to Tune (the final loss, each context's trait rates). MLflow
-and W&B are optional extras (`pip install inocray[mlflow]`, `inocray[wandb]`); W&B reads its
-own variables (WANDB_API_KEY, WANDB_MODE=offline, WANDB_DIR).
+metrics what the trial reports to Tune: the loss every training.REPORT_EVERY steps and at the
+last (the loss curve), each evaluated snapshot's `CONTEXT_TRAIT` rates, and the final loss.
+Each report carries its training step (`step`): MLflow logs the report at that step; W&B logs
+it at Tune's count of reports, with `step` beside it to plot against. MLflow and W&B are
+optional extras (`pip install inocray[mlflow]`, `inocray[wandb]`); W&B reads its own variables
+(WANDB_API_KEY, WANDB_MODE=offline, WANDB_DIR).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from inocray.analysis import RunFit
 from inocray.config import Plan, SweepSpec
 from inocray.run._summary import headline
 
-__all__ = ["callbacks", "fit_metrics", "log_fit", "trial_params"]
+__all__ = ["callbacks", "fit_metrics", "log_fit", "snapshot_metrics", "trial_params"]
+
+STEP = "step"  # the training step a report is about (the loop's loss reports name it so too)
 
 
 def callbacks(plan: Plan) -> list:
@@ -30,9 +37,18 @@ def callbacks(plan: Plan) -> list:
     out = []
     if tracking.mlflow:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
+        from ray.tune.result import TIMESTEPS_TOTAL
 
-        out.append(MLflowLoggerCallback(tracking_uri=tracking.mlflow, experiment_name=plan.spec.name,
-                                        tags={"sweep": sweep}, save_artifact=False))
+        class AtTrainingStep(MLflowLoggerCallback):
+            """Logs each report at its training step, which the callback takes from Tune's
+            `timesteps_total` (else it counts reports: snapshots and losses would not line up)."""
+
+            def log_trial_result(self, iteration, trial, result):
+                at = {TIMESTEPS_TOTAL: result[STEP]} if isinstance(result.get(STEP), int) else {}
+                super().log_trial_result(iteration, trial, result | at)
+
+        out.append(AtTrainingStep(tracking_uri=tracking.mlflow, experiment_name=plan.spec.name,
+                                  tags={"sweep": sweep}, save_artifact=False))
     if tracking.wandb.project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -55,6 +71,11 @@ def trial_params(plan: Plan, todo: list[str]) -> dict:
         return tune.sample_from(lambda config: about[config["trial_id"]][name])
 
     return {name: of(name) for name in ("cell", "prompt", "role", "seed")}
+
+
+def snapshot_metrics(rates: dict[str, dict[str, tuple[float, int]]], contexts, step: int) -> dict:
+    """One snapshot's report: `CONTEXT_TRAIT` -> rate for each of `contexts`, and its step."""
+    return {f"{ctx}_{trait}": rate for ctx in contexts for trait, (rate, _) in rates[ctx].items()} | {STEP: step}
 
 
 def fit_metrics(fit: RunFit) -> dict[str, float]:

@@ -18,6 +18,7 @@ from inocray.config import DataSpec, Plan, Trial
 from inocray.evaluation import Condition, sample_contexts, serve, trait_rows
 from inocray.results import adapter_dir, checkpoint_dir, log_path, storage, write_rows
 from inocray.run._engines import app_name, judge_of
+from inocray.run._tracking import snapshot_metrics
 from inocray.settings import Setting, get_setting, use_isolation
 from inocray.training import TrainJob, wait
 
@@ -63,11 +64,12 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
         rows += snapshot_rows(plan.spec.hash(), trial, setting, stage, step, rates)
         shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
         storage.append_text(log, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
+        if not final:  # a checkpoint's rates, for the trackers; the final ones come with the last report
+            tune.report(snapshot_metrics(rates, contexts, step))
     write_rows(run, trial.id, rows)
     # "sweep" tags the finished-trials metric, which the driver counts (_progress.py)
     metrics = {"final_loss": result.loss, "done": 1, "sweep": plan.spec.hash()}
-    metrics |= {f"{ctx}_{t}": r for ctx in contexts for t, (r, _) in rates[ctx].items()}
-    tune.report(metrics)
+    tune.report(metrics | snapshot_metrics(rates, [*contexts, *probes], result.steps))
 
 
 def snapshot_rows(sweep_hash: str, trial: Trial, setting: Setting, stage: str, step: int, rates: dict) -> list[dict]:
