@@ -190,3 +190,19 @@ def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, 
     np.testing.assert_allclose([r["predicted_high"] for r in spanish], high)
     assert [r["extrapolated"] for r in spanish] == list((x < min(fitted)) | (x > max(fitted)))
     assert all(r["predicted_neutral"] is None and r["extrapolated"] is None for r in rows if r["trait"] == "caps")
+
+
+def test_a_logprob_only_screen_is_printed_ranked_by_it():
+    """`--measure logprob` alone: no sampled rates to print, the candidates by L(s)."""
+    from inocray.evaluation._logprob import Logprob
+    from inocray.run._screen import _ranked
+    from inocray.run import screen_text
+    from inocray.settings import get_setting
+
+    cands = [Candidate("weak", "You once visited Spain.", 1), Candidate("strong", "You always speak in Spanish.", 2)]
+    logprobs = {"weak": Logprob(0.1, 0.0, 0.2, 16), "strong": Logprob(0.5, 0.4, 0.6, 16)}
+    text = screen_text(_ranked(get_setting("toy"), cands, {}, {}, {}, logprobs))
+    lines = text.splitlines()
+    assert lines[0].endswith("ranked by logprob elicitation L(s) (nats per response token)")
+    assert lines[1].split() == ["rank", "id", "logprob", "text"]
+    assert lines[2].split()[:3] == ["1", "strong", "+0.500"] and lines[3].split()[:3] == ["2", "weak", "+0.100"]

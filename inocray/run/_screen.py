@@ -318,13 +318,13 @@ def screen_text(table: pa.Table, top: int = 20) -> str:
                        f"{mine[0]['neutral_rate']:.2f}; {mine[0]['n']} samples each")
         else:
             out.append(f"{trait}: {total} candidates ranked by logprob elicitation L(s) (nats per response token)")
-        head = f"{'rank':>5}  {'id':<{width}} " + " ".join(f"{t[:8]:>8}" for t in traits) * sampled
-        head += f" {'logprob':>8}" * bool(logprob)
+        head = f"{'rank':>5}  {'id':<{width}} " + (" ".join(f"{t[:8]:>8}" for t in traits) if sampled else "")
+        head += f" {'logprob':>8}" if logprob else ""
         out.append(head + ("  predicted T(Ms,C0) [95%]" if predicts else "") + "  text")
         for r in mine[:top]:
             line = f"{r['rank']:>5}  {r['id']:<{width}} "
-            line += " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits) * sampled
-            line += f" {logprob[r['id']]:>+8.3f}" * bool(logprob)
+            line += " ".join(f"{rate[(r['id'], t)]:>8.2f}" for t in traits) if sampled else ""
+            line += f" {logprob[r['id']]:>+8.3f}" if logprob else ""
             if predicts:
                 band = f"{r['predicted_neutral']:.2f} [{r['predicted_low']:.2f}, {r['predicted_high']:.2f}]"
                 line += f"  {band:<22}{'*' if r['extrapolated'] else ' '} "
