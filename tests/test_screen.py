@@ -149,7 +149,10 @@ def test_screening_100_candidates_ranks_them_and_predicts_from_a_run(toy_model, 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     progress = [line for line in lines if line.startswith("[")]
-    assert [line.split("]")[0] for line in progress] == ["[ 50/100", "[100/100"]
+    sampled = [line.split("]")[0] for line in progress if "logprob:" not in line]
+    logprob = [line.split("]")[0] for line in progress if "logprob:" in line]
+    assert sampled == ["[ 50/100", "[100/100"]  # one line a request of 50 candidates
+    assert logprob and logprob[-1] == "[100/100" and len(logprob) == len(set(logprob))
     assert all("elapsed" in line and "left" in line for line in progress)
     assert any(line.startswith("spanish: 100 candidates ranked by elicitation") for line in lines)
     assert any("predicted T(Ms,C0) [95%]" in line for line in lines) and "top 5 of 100 shown" in result.output
