@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 import pytest
+import yaml
 from conftest import Scripted, tiny_sweep
 
 from inocray.config import parse_sweep
@@ -175,3 +176,15 @@ def test_an_api_judge_beside_a_judge_model_is_refused_and_an_absent_one_keeps_th
     with pytest.raises(InputError, match="cannot be given beside eval.judge_model"):
         parse_sweep(tiny_sweep(eval={"judge_model": "base", "judge": {"endpoint": "https://x/v1", "model": "m"}}))
     assert parse_sweep(tiny_sweep()).hash() == parse_sweep(tiny_sweep(eval={"judge": {}})).hash()
+
+
+def test_the_judgments_file_follows_its_own_variable_apart_from_the_model_cache(tmp_path, monkeypatch):
+    """On a cluster the model cache is shared (NFS) and the judgments' SQLite file must not be:
+    INOCRAY_JUDGMENTS puts it on the node's own disk (cluster.yaml sets it)."""
+    monkeypatch.setenv("INOCRAY_CACHE", str(tmp_path / "shared"))
+    monkeypatch.delenv("INOCRAY_JUDGMENTS", raising=False)
+    assert Judgments().path == tmp_path / "shared" / "judgments.sqlite"
+    monkeypatch.setenv("INOCRAY_JUDGMENTS", str(tmp_path / "node" / "j.sqlite"))
+    assert Judgments().path == tmp_path / "node" / "j.sqlite" and (tmp_path / "node" / "j.sqlite").exists()
+    setup = "\n".join(yaml.safe_load(open("cluster.yaml"))["setup_commands"])
+    assert "INOCRAY_JUDGMENTS=$HOME/" in setup and "/mnt/shared" not in setup.split("INOCRAY_JUDGMENTS=")[1].split("'")[0]

@@ -1,14 +1,16 @@
 """The API judge's persistent cache: one score per key, and the tokens each sweep paid for.
 
-A SQLite file (default: `judgments.sqlite` in the inocray cache, $INOCRAY_CACHE or
-~/.cache/inocray), shared by every process of the machine that judges: each judgment is its own
-transaction, so a killed process leaves every judgment it stored and nothing half-written. On a
-cluster each node keeps its own file (SQLite over NFS is not safe); a judgment is then paid for
-at most once per node.
+A SQLite file ($INOCRAY_JUDGMENTS, else `judgments.sqlite` in the inocray cache,
+$INOCRAY_CACHE or ~/.cache/inocray), shared by every process of the machine that judges: each
+judgment is its own transaction, so a killed process leaves every judgment it stored and
+nothing half-written. On a cluster each node keeps its own file (SQLite over NFS is not safe:
+cluster.yaml shares the model cache but sets $INOCRAY_JUDGMENTS to a node's own disk); a
+judgment is then paid for at most once per node.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -28,7 +30,9 @@ class Judgments:
     """Scores by key (None: the judge wrote no number), kept across processes and restarts."""
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path is not None else default_cache_root() / JUDGMENTS_FILE
+        if path is None:
+            path = os.environ.get("INOCRAY_JUDGMENTS") or default_cache_root() / JUDGMENTS_FILE
+        self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
