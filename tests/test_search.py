@@ -4,6 +4,7 @@ world in the slow tier (tests/test_search_run.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -211,3 +212,20 @@ def test_bad_input_is_refused_in_one_sentence_with_nothing_written(sweep_file, a
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith(f"error: {message}")
     assert not (sweep_file.parent / "runs").exists()
+
+
+def test_the_report_of_a_search_names_its_winner_and_its_stopped_trials(tmp_path):
+    from inocray.analysis._report import _search_html
+
+    assert _search_html(tmp_path) == []  # not a search's run directory
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "search.json").write_text("{}")
+    write_rows(tmp_path, "c002-s0", [result_row(trial_id="c002-s0", stage="checkpoint", step=3)], folder=STOPPED_DIR)
+    assert "The search has not ended yet" in "".join(_search_html(tmp_path))
+    (tmp_path / "search" / "summary.json").write_text(json.dumps({
+        "objective": "suppression of spanish", "winner": "c001", "difference_winner_runner_up": [0.1, -0.2, 0.4],
+        "finalists": [{"prompt_id": "c001", "mean": 0.5, "low": 0.3, "high": 0.7, "values": [0.4, 0.5, 0.6]}],
+        "steps": 500, "grid_steps": 1000, "share_of_grid": 0.5, "seconds": 120}))
+    page = "".join(_search_html(tmp_path))
+    assert "1 trial(s) stopped early at a rung (c002-s0)" in page and "Winner: <b>c001</b>" in page
+    assert "500 steps, 50% of the full grid's 1000" in page
