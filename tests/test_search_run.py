@@ -113,6 +113,10 @@ def test_a_search_killed_in_its_halving_stage_resumes_and_finds_its_winner(toy_m
     assert f"winner: {winner}" in status.output
     analyze = CliRunner().invoke(main, ["analyze", str(run_dir)])
     assert analyze.exit_code == 0, analyze.output
+    report = CliRunner().invoke(main, ["report", str(run_dir), "--n-boot", "100"])
+    assert report.exit_code == 0, report.output
+    page = (run_dir / "report.html").read_text()
+    assert f"Winner: <b>{winner}</b>" in page and f"{len(stopped)} trial(s) stopped early" in page
 
 
 def _files(run_dir, trial_id: str) -> dict[str, int]:
