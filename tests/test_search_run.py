@@ -75,10 +75,10 @@ def test_a_search_killed_in_its_halving_stage_resumes_and_finds_its_winner(toy_m
     summary = json.loads((run_dir / "search" / "summary.json").read_text())
     finalists = {f["prompt_id"] for f in summary["finalists"]}
     for t, files in before.items():
-        assert {name: stamp for name, stamp in _files(run_dir, t).items() if name in files} == files, t
         starts = re.findall(r" (start|resume) step=(\d+) ", (run_dir / "logs" / f"{t}.log").read_text())
         assert starts[0] == ("start", "0") and all(kind == "resume" for kind, _ in starts[1:]), (t, starts)
-        assert len(starts) == 1 or t.removesuffix("-s0") in finalists, (t, starts)
+        if t.removesuffix("-s0") not in finalists:
+            assert len(starts) == 1 and _files(run_dir, t) == files, (t, starts)
     # The held control continued from its rung-9 snapshot's state, not from step 0.
     assert " resume step=9 " in (run_dir / "logs" / "none-s0.log").read_text()
 
