@@ -394,14 +394,14 @@ def wait_for(condition, interval: float = 0.2) -> None:
         time.sleep(interval)
 
 
-def fine_tune(job, storage_dir: str, report_to_tune: bool = False):
+def fine_tune(job, storage_dir: str, on_report=None):
     """Train one trial on a worker group of its own (a pool of one slot): how the tests of
     training train, through the same Pool a sweep uses."""
     from inocray.config import training_worker
     from inocray.training import Pool
 
     with Pool(job.train, training_worker(job.train), slots=1, storage_dir=storage_dir, name=job.trial_id) as pool:
-        return pool.train(job, report_to_tune)
+        return pool.train(job, on_report)
 
 
 @contextlib.contextmanager

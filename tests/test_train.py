@@ -28,7 +28,7 @@ def train(toy_model, tmp_path, name, workers=2, checkpoint_dir="", log_path="", 
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
     )
-    return fine_tune(job, storage_dir=str(tmp_path / "train"), report_to_tune=False)
+    return fine_tune(job, storage_dir=str(tmp_path / "train"))
 
 
 def adapter(directory):

@@ -59,7 +59,7 @@ def test_sigkill_of_a_worker_resumes_from_the_checkpoint_and_ends_with_the_same_
 
     def run():
         try:
-            outcome["result"] = fine_tune(killed_job, str(tmp_path / "killed-train"), report_to_tune=False)
+            outcome["result"] = fine_tune(killed_job, str(tmp_path / "killed-train"))
         except BaseException as e:  # noqa: BLE001 - handed to the test thread
             outcome["error"] = e
 
@@ -91,7 +91,7 @@ def test_sigkill_of_a_worker_resumes_from_the_checkpoint_and_ends_with_the_same_
     assert checkpoints.latest_tag(killed_job.checkpoint_dir) is None  # the state is dropped at the end
 
     reference_job = job(toy_model, str(tmp_path / "uninterrupted"), tmp_path / "uninterrupted.log")
-    reference = fine_tune(reference_job, str(tmp_path / "uninterrupted-train"), report_to_tune=False)
+    reference = fine_tune(reference_job, str(tmp_path / "uninterrupted-train"))
     assert "resume" not in Path(reference_job.log_path).read_text()
     killed = load_file(f"{storage.local_copy(result.adapter_dir)}/adapter_model.safetensors")
     expected = load_file(f"{reference.adapter_dir}/adapter_model.safetensors")

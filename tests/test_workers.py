@@ -36,9 +36,9 @@ def test_a_job_goes_to_a_free_slot_and_its_reports_reach_the_waiting_trial():
         waiting = asyncio.create_task(queue.wait(ticket, 0, timeout=5))
         assert await queue.next(0, timeout=1) == (ticket, job("a"))
         await queue.report(ticket, {"loss": 1.5, "step": 25})
-        assert await waiting == ([{"loss": 1.5, "step": 25}], False, "")
+        assert await waiting == ([{"loss": 1.5, "step": 25}], False, "", False)
         await queue.done(0)
-        assert await queue.wait(ticket, 1, timeout=5) == ([], True, "")
+        assert await queue.wait(ticket, 1, timeout=5) == ([], True, "", False)
         await queue.close()
         assert await queue.next(0, timeout=1) is None  # closed and nothing waits: the loop ends
 
@@ -56,8 +56,27 @@ def test_a_rebuilt_group_gets_its_job_in_flight_again_until_its_retries_are_spen
         assert (await queue.next(0, timeout=1))[0] == first
         assert await queue.attach(0)  # rebuilt again: "a" has failed twice, more than max_failures
         assert await queue.wait(first, 0, timeout=1) == (
-            [], False, "the training worker group failed 2 times; last error: rank 1: RuntimeError: boom")
+            [], False, "the training worker group failed 2 times; last error: rank 1: RuntimeError: boom", False)
         assert (await queue.next(0, timeout=1))[0] == second  # the slot goes on with the next job
+
+    run(scenario())
+
+
+def test_a_stopped_trials_job_ends_its_slots_work_and_the_slot_takes_the_next_job():
+    async def scenario():
+        queue = JobQueue(slots=1)
+        await queue.attach(0)
+        running, waiting, other = [await queue.submit(job(name)) for name in ("a", "b", "c")]
+        assert (await queue.next(0, timeout=1))[0] == running
+        assert not await queue.stopping(running)
+        await queue.stop("a")
+        await queue.stop("b")  # stopped before it started: it never starts
+        assert await queue.stopping(running)  # the worker loop asks this before every step
+        assert (await queue.wait(running, 0, timeout=1))[3] and (await queue.wait(waiting, 0, timeout=1))[1:] == (
+            True, "", True)
+        await queue.done(0)  # the loop ended the stopped job
+        assert (await queue.next(0, timeout=1))[0] == other  # the freed slot takes the next job, not "b"
+        assert not await queue.stopping(other)
 
     run(scenario())
 

@@ -20,10 +20,16 @@ from inocray.analysis._result import (
     TraitFit,
 )
 from inocray.analysis._text import COLUMNS, prompt_cells, trait_lines, trait_notes, trait_title
+from inocray.analysis._search import Confirmed, Finalist, Objective, c0_rates, confirm
 from inocray.analysis._report import plot_elicitation, plot_predictors, write_report
 
 __all__ = [
     "COLUMNS",
+    "Confirmed",
+    "Finalist",
+    "Objective",
+    "c0_rates",
+    "confirm",
     "Comparison",
     "compare",
     "comparisons_text",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ from inocray.analysis._predictors import PredictorComparison, compare_predictors
 from inocray.analysis._result import Estimate, PromptFit, RunFit, TraitFit
 from inocray.analysis._text import COLUMNS, kept_verdicts, prompt_cells, trait_lines, trait_notes, trait_title
 from inocray.config import shown
-from inocray.results import REPORT, write_atomically
+from inocray.results import REPORT, STOPPED_DIR, search_path, write_atomically
 PathLike = str | os.PathLike
 
 
@@ -73,6 +74,7 @@ def write_report(run_dir: PathLike, n_boot: int = 1000, seed: int = 0) -> Path:
         "Plots on the raw scale; tables on the raw and logit (Jeffreys-smoothed) scales.</p>",
     ]
     parts += [f"<p>Note: {_e(n)}</p>" for n in fit.notes]
+    parts += _search_html(run_dir)
     # One section per setting and grid cell (a sweep without a grid: per setting).
     for setting, model, cell in sorted(dict.fromkeys((t.setting, t.model, t.cell) for t in fit.traits)):
         raw = [t for t in fit.traits if (t.setting, t.model, t.cell, t.scale) == (setting, model, cell, "raw")]
@@ -378,6 +380,30 @@ def _save(fig: Figure, path: PathLike) -> Path:
     path = Path(path)
     fig.savefig(path, format="png", dpi=110)
     return path
+
+
+def _search_html(run_dir: Path) -> list[str]:
+    """A search's run directory (docs/search.md): its verdict and what it spent, and that the
+    trials it stopped early are not among those below."""
+    summary = Path(search_path(run_dir, "summary"))
+    if not Path(search_path(run_dir, "record")).is_file():
+        return []
+    stopped = sorted(p.stem for p in (run_dir / STOPPED_DIR).glob("*.parquet"))
+    out = ["<h2>Search</h2>",
+           f"<p>A search's run directory: {len(stopped)} trial(s) stopped early at a rung "
+           f"({_e(', '.join(stopped)) or 'none'}); their rows are in {STOPPED_DIR}/, not in the fits below, "
+           "which hold the trials trained to the end.</p>"]
+    if not summary.is_file():
+        return out + ["<p>The search has not ended yet.</p>"]
+    got = json.loads(summary.read_text())
+    rows = "".join(f"<tr><td>{_e(f['prompt_id'])}</td><td>{f['mean']:+.3f}</td><td>[{f['low']:+.3f}, {f['high']:+.3f}]"
+                   f"</td><td>{len(f['values'])}</td></tr>" for f in got["finalists"])
+    mean, low, high = got["difference_winner_runner_up"]
+    return out + [
+        f"<p>Objective: {_e(got['objective'])}. Winner: <b>{_e(got['winner'])}</b>; winner - runner-up "
+        f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]. Training spent: {got['steps']} steps, {got['share_of_grid']:.0%} "
+        f"of the full grid's {got['grid_steps']}, in {got['seconds'] / 60:.1f} min.</p>",
+        "<table><tr><th>finalist</th><th>objective</th><th>95% interval</th><th>seeds</th></tr>" + rows + "</table>"]
 
 
 def _img(fig: Figure, alt: str) -> str:

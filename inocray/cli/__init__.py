@@ -62,9 +62,9 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so that `inocray --help` stays fast and each command owns its imports.
-    from inocray.cli import analyze, logs, make_data, power, report, run, screen, status, stop, submit, validate
+    from inocray.cli import analyze, logs, make_data, power, report, run, screen, search, status, stop, submit, validate
 
-    for module in (run, validate, screen, make_data, power, analyze, report, submit, status, logs, stop):
+    for module in (run, validate, screen, search, make_data, power, analyze, report, submit, status, logs, stop):
         main.add_command(module.command)
 
 

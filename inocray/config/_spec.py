@@ -74,6 +74,7 @@ class TrainSpec:
     precision: str = rule("auto", choices=("auto", "fp32", "bf16"))
     checkpoint_every: int = rule(0, least=0)  # save (and evaluate) a checkpoint every N steps; 0 = final only
     checkpoint_each_epoch: bool = False  # also save one at the end of every epoch
+    checkpoint_at: list[int] = field(default_factory=list)  # and at these steps (a search's rungs)
     examples: int = rule(512, above=0, most=1_000_000)  # training examples drawn from the setting
     num_workers: int = rule(1, above=0)  # Ray Train workers per trial
     use_gpu: bool = False
@@ -95,6 +96,7 @@ class TrainSpec:
             marks |= set(range(self.checkpoint_every, total, self.checkpoint_every))
         if self.checkpoint_each_epoch:
             marks |= set(range(self.steps_per_epoch(), total, self.steps_per_epoch()))
+        marks |= {step for step in self.checkpoint_at if 0 < step < total}
         return sorted(marks)
 
 
@@ -262,7 +264,7 @@ class SweepSpec:
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
                  (("eval", "logprob_examples"), 64), (("probes",), []), (("sandbox",), {"isolation": "bwrap"}))
-HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())),)
+HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())), (("train", "checkpoint_at"), []))
 
 
 
@@ -391,6 +393,8 @@ def check_fields(spec: SweepSpec, source: str) -> None:
     if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
         raise bad(source, "seeds", "must be distinct non-negative integers")
     t = spec.train
+    if any(step <= 0 for step in t.checkpoint_at):
+        raise bad(source, "train.checkpoint_at", "must list positive steps")
     if t.precision == "bf16" and not t.use_gpu:
         raise bad(source, "train.precision", "bf16 needs train.use_gpu (on CPU use fp32 or auto)")
     if not t.lora.target_modules:

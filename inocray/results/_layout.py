@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 SWEEP_RECORD = "sweep.json"
 LEASE = "driver.lease"
 ROWS_DIR = "rows"
+STOPPED_DIR = "stopped"  # rows of the trials a search's scheduler stopped early (not finished: never fitted)
+PARTIAL_DIR = "partial"  # a search's trial's rows so far, published to STOPPED_DIR if it is stopped
+SEARCH_DIR = "search"  # a search's own files: SEARCH_FILES
+SEARCH_FILES = {"record": "search.json", "summary": "summary.json", "grid": "grid.yaml"}
 ADAPTERS_DIR = "adapters"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
@@ -67,10 +71,16 @@ def elicitation_plot(trait: str, cell: str = "") -> str:
     return f"elicitation-{trait}{f'-{cell}' if cell else ''}.png"
 
 
-def rows_path(run_dir: Location | os.PathLike, trial_id: str) -> Location:
+def rows_path(run_dir: Location | os.PathLike, trial_id: str, folder: str = ROWS_DIR) -> Location:
+    """A trial's rows file: in ROWS_DIR when it finished, STOPPED_DIR or PARTIAL_DIR in a search."""
     if not trial_id or "/" in trial_id or trial_id.startswith("."):
         raise ValueError(f"trial id {trial_id!r} is not a plain file name")
-    return storage.join(run_dir, ROWS_DIR, f"{trial_id}.parquet")
+    return storage.join(run_dir, folder, f"{trial_id}.parquet")
+
+
+def search_path(run_dir: Location, what: str) -> Location:
+    """A search's file (`what`: record, summary or grid) in its run directory."""
+    return storage.join(run_dir, SEARCH_DIR, SEARCH_FILES[what])
 
 
 def adapter_dir(run_dir: Location, trial_id: str) -> Location:

@@ -60,25 +60,26 @@ LOGPROB_COLUMNS = ("logprob", "logprob_low", "logprob_high")
 GRID_COLUMNS = ("model", "cell", *AXES)  # null when a row does not give them
 OPTIONAL_COLUMNS = (*GRID_COLUMNS, *LOGPROB_COLUMNS)  # absent from older rows, or null where they do not apply
 
-def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping]) -> Location:
-    """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows."""
+def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping], folder: str = ROWS_DIR) -> Location:
+    """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows.
+    `folder`: ROWS_DIR for a finished trial (its proof), or a search's STOPPED_DIR / PARTIAL_DIR."""
     rows = [{c: None for c in OPTIONAL_COLUMNS} | dict(r) for r in rows]
     for r in rows:
         missing = [name for name in SCHEMA.names if name not in r]
         if missing:  # from_pylist would store nulls silently
             raise ValueError(f"a row of trial {trial_id!r} lacks {', '.join(missing)}")
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    path = rows_path(run_dir, trial_id)
-    storage.make_dir(storage.join(run_dir, ROWS_DIR))
+    path = rows_path(run_dir, trial_id, folder)
+    storage.make_dir(storage.join(run_dir, folder))
     return write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def has_rows(run_dir: Location | os.PathLike, trial_id: str, sweep_hash: str) -> bool:
+def has_rows(run_dir: Location | os.PathLike, trial_id: str, sweep_hash: str, folder: str = ROWS_DIR) -> bool:
     """Whether the trial's rows file proves that it finished: Parquet of SCHEMA, at least one row,
     every row of sweep `sweep_hash`, and rows of this trial among them (the no-prompt control's
     file also holds its PTST rows, under their own ids). A damaged, empty or foreign file is
-    redone, not trusted."""
-    path = rows_path(run_dir, trial_id)
+    redone, not trusted. `folder` STOPPED_DIR: whether a search stopped it early."""
+    path = rows_path(run_dir, trial_id, folder)
     if not storage.exists(path):  # an unreachable s3 endpoint raises here: not "unfinished"
         return False
     fs, where = storage.filesystem(path)
@@ -92,6 +93,15 @@ def has_rows(run_dir: Location | os.PathLike, trial_id: str, sweep_hash: str) ->
     return hashes == {sweep_hash} and trial_id in set(table.column("trial_id").to_pylist())
 
 
+def trial_rows(run_dir: Location | os.PathLike, trial_id: str, folder: str = ROWS_DIR) -> list[dict]:
+    """The rows of one trial's file in `folder` ([] if it has none)."""
+    path = rows_path(run_dir, trial_id, folder)
+    if not storage.exists(path):
+        return []
+    fs, where = storage.filesystem(path)
+    return pq.read_table(where, filesystem=fs).to_pylist()
+
+
 def _of_schema(schema: pa.Schema) -> bool:
     """Every column is one of SCHEMA's, of its type, and only the grid's columns may be absent
     (rows written before grids)."""
@@ -101,15 +111,16 @@ def _of_schema(schema: pa.Schema) -> bool:
     return all(name in schema.names for name in SCHEMA.names if name not in GRID_COLUMNS)
 
 
-def read_rows(run_dir: Location | os.PathLike, other_sweeps: bool = False) -> pa.Table:
+def read_rows(run_dir: Location | os.PathLike, other_sweeps: bool = False, folder: str = ROWS_DIR) -> pa.Table:
     """All finished rows of a run as one Arrow table (empty table if none yet).
 
     A rows file that is not Parquet of SCHEMA (truncated, another program's, a column of the
     wrong type) is an InputError that names it, and so are rows of another sweep than the run
     directory's (its sweep.json; without one, rows of more than one sweep), unless
-    `other_sweeps` (what `inocray status` counts).
+    `other_sweeps` (what `inocray status` counts). `folder` STOPPED_DIR: the rows of the trials a
+    search stopped early instead.
     """
-    root = storage.join(run_dir, ROWS_DIR)
+    root = storage.join(run_dir, folder)
     names = storage.names(root, suffix=".parquet")
     if not names:
         return SCHEMA.empty_table()

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from inocray import models
+from inocray.analysis import Objective
 from inocray.config import (BASE, NONE, DataSpec, Measurement, Plan, SettingEntry, SweepSpec, make_plan,
                             measured_prompts, prompt_catalogue, setting_entries)
 from inocray.evaluation import Condition, check_fits, data_rates, logprob_elicitation, sample_contexts, serve, trait_rows
-from inocray.results import TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, hold, pinned_commits, storage, write_rows
+from inocray.results import (STOPPED_DIR, TRAIN_DIR, TUNE_DIR, Location, claim, has_rows, hold, pinned_commits, storage,
+                             write_rows)
 from inocray.run import _resources as resources
 from inocray.run._engines import app_name, engines, judge_of
+from inocray.run._halving import halving_stage
 from inocray.run._progress import Progress
 from inocray.run._tracking import callbacks as trackers_of
 from inocray.run._tracking import trial_params
@@ -49,12 +53,29 @@ def locate(entry: SettingEntry | SweepSpec) -> tuple[str, DataSpec]:
     return name, DataSpec(absolute(entry.data.train), absolute(entry.data.eval))
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a search (run/_search.py): some of the plan's trials, in this order; with an
+    objective, the halving stage: each trial reports it at the rungs and a scheduler
+    (_halving.Halving) stops the poor ones there (and a trial it stopped is not run again)."""
+
+    trials: tuple[str, ...]
+    objective: Objective | None = None
+    first_rung: int = 0
+    eta: int = 3
+    budget: int = 0  # the most optimizer steps the halving stage trains, all trials together (0: no limit)
+
+
 def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, echo: Callable = print,
-              host: str = "127.0.0.1", take_over: bool = False) -> Location:
+              host: str = "127.0.0.1", take_over: bool = False,
+              stages: Callable[[], Iterator[Stage]] | None = None) -> Location:
     """Run every unfinished trial of `spec` into `run_dir` (a path or an s3:// URI); return it.
 
     `host`: the interface a local Ray's dashboard and Serve listen on. `take_over`: claim the run
-    directory's lease even from a driver that still renews it (results.hold).
+    directory's lease even from a driver that still renews it (results.hold). `stages`: a
+    search's stages instead of every trial: called once the base model is measured, it yields
+    each Stage when the one before it has ended (so it can read their rows); one Ray, one set of
+    engines for all of them.
     """
     located = {e.setting: locate(e) for e in setting_entries(spec)}
     use_isolation(spec.sandbox.isolation)  # T* and the base model are scored here, trials in their workers
@@ -76,9 +97,10 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
     _check_fits(plan, settings, model_paths)
     claim(spec, run_dir, hub=commits)
     lease = hold(run_dir, take_over, echo)  # one driver per run directory, or one sentence naming it
-    todo = [t for t in plan.trials if not has_rows(run_dir, t.id, spec.hash())]
-    echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
-         + (f"; grid of {plan.describe()}" if plan.is_grid else ""))
+    todo = _unfinished(plan, plan.trials, run_dir)
+    if stages is None:
+        echo(f"sweep {spec.name} ({spec.hash()}): {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already done"
+             + (f"; grid of {plan.describe()}" if plan.is_grid else ""))
     echo(f"run directory: {run_dir}")
     started = time.monotonic()
     # Before the engines reserve anything: a sweep that cannot fit fails in seconds, not never.
@@ -88,12 +110,25 @@ def run_sweep(spec: SweepSpec, run_dir: Location, address: str | None = None, ec
             _measure_data(plan, m, settings[m.cell.setting], run_dir)
         for m in plan.base:
             _measure_base(plan, m, settings[m.cell.setting], run_dir, echo)
-        if todo:
-            _tune(plan, located, [t.id for t in todo], run_dir, model_paths, echo)
+        for stage in stages() if stages else [None]:
+            wanted = [plan.trial(t) for t in stage.trials] if stage else plan.trials
+            todo = _unfinished(plan, wanted, run_dir, stopped_count=bool(stage and stage.objective))
+            if stage:
+                echo(f"  {len(wanted)} trials, {len(wanted) - len(todo)} already done")
+            if todo:
+                _tune(plan, located, [t.id for t in todo], run_dir, model_paths, echo, stage, len(wanted))
     echo(f"trials finished in {time.monotonic() - started:.0f} s")
     if spec.eval.judge.endpoint:
         echo(judge_of(plan, plan.models[0], str(run_dir)).spent())
     return run_dir
+
+
+def _unfinished(plan: Plan, trials, run_dir: Location, stopped_count: bool = False) -> list:
+    """The `trials` without rows that prove them finished (with `stopped_count`, a search's
+    halving stage: nor stopped by it)."""
+    sweep = plan.spec.hash()
+    return [t for t in trials if not has_rows(run_dir, t.id, sweep)
+            and not (stopped_count and has_rows(run_dir, t.id, sweep, STOPPED_DIR))]
 
 
 def _check_fits(plan: Plan, settings: dict[str, Setting], model_paths: dict[str, str]) -> None:
@@ -148,8 +183,9 @@ def _measure_base(plan: Plan, m: Measurement, setting: Setting, run_dir: Locatio
 
 
 def _tune(plan: Plan, located: dict[str, tuple[str, DataSpec]], todo: list[str], run_dir: Location,
-          model_paths: dict[str, str], echo: Callable) -> None:
-    """The unfinished trials `todo` (ids) through Ray Tune, on long-lived worker groups."""
+          model_paths: dict[str, str], echo: Callable, stage: Stage | None = None, total: int = 0) -> None:
+    """The unfinished trials `todo` (ids) through Ray Tune, on long-lived worker groups; in a
+    search's halving stage, under its scheduler."""
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0
@@ -159,19 +195,28 @@ def _tune(plan: Plan, located: dict[str, tuple[str, DataSpec]], todo: list[str],
     slots = resources.slots(plan, len(todo))
     pool = Pool(spec.train, placement.worker, slots, str(storage.join(run_dir, TRAIN_DIR)),
                 name=f"workers-{spec.hash()}")
+    halving = None
+    if stage and stage.objective:
+        halving = halving_stage(plan, stage.trials, stage.objective, stage.first_rung, stage.eta, stage.budget, run_dir,
+                                pool.queue)
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # the loss reports carry no objective
     trainable = tune.with_parameters(run_trial, plan=plan, located=located, run_dir=str(run_dir),
-                                     model_paths=model_paths, queue=pool.queue)
-    total, trackers = len(plan.trials), trackers_of(plan)
+                                     model_paths=model_paths, queue=pool.queue,
+                                     search=halving.search if halving else None)
+    total, trackers = total or len(plan.trials), trackers_of(plan)
     tuner = tune.Tuner(
         tune.with_resources(trainable, placement.trainable.resources()),  # the slots' workers hold the CPUs
+        # In this order: a search's stage lists its candidates best-screened first.
         param_space={"trial_id": tune.grid_search(todo)} | (trial_params(plan, todo) if trackers else {}),
         # A slot's trial actor takes its next trial too (reset, not restarted): 3-4 s a trial.
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True,
+                                    scheduler=halving.scheduler if halving else None),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(storage.join(run_dir, TUNE_DIR)),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[Progress(total, total - len(todo), echo), *trackers],
+            callbacks=[Progress(total, total - len(todo), echo), *trackers, *([halving.stop] if halving else [])],
+            stop=halving.budget if halving else None,
             verbose=0,
         ),
     )

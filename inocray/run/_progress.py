@@ -8,6 +8,9 @@ from typing import Callable
 from ray.tune import Callback
 from ray.util.metrics import Counter
 
+from inocray.run._tracking import STEP
+from inocray.run._trial import FINISHED
+
 
 def _clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
@@ -33,6 +36,10 @@ class Progress(Callback):
             for k, v in sorted(result.items())
             if k.startswith("neutral_") and isinstance(v, float)
         )
+        if result.get(FINISHED) != 1:  # a search's scheduler stopped it at a rung
+            self.echo(f"[{self.done:>3}/{self.total}] {trial.config['trial_id']:<24} stopped at step "
+                      f"{result.get(STEP, 0)}, below its rung's best (neutral: {rates})  {self._times()}")
+            return
         self.echo(f"[{self.done:>3}/{self.total}] {trial.config['trial_id']:<24} neutral: {rates}  {self._times()}")
         # Counted here on the driver: a trial's process is gone before Ray exports its metrics.
         Counter("inocray_trials_finished", description="trials whose rows are written",

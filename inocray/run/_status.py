@@ -7,12 +7,14 @@ Ray, and without the setting's data files or models, which may exist only on the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from inocray.config import make_plan, parse_spec
 from inocray.errors import InputError
-from inocray.results import ANALYSIS, SWEEP_RECORD, Location, has_rows, reachable, read_rows, record_path, storage, \
-    sweep_record
+
+from inocray.results import ANALYSIS, STOPPED_DIR, SWEEP_RECORD, Location, has_rows, reachable, read_rows, \
+    record_path, search_path, storage, sweep_record
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class RunProgress:
     analyzed: bool  # analysis.parquet exists
     cells: dict[str, list[str]] = field(default_factory=dict)  # grid cell -> its trial ids; {} without a grid
     foreign_rows: int = 0  # rows of another sweep in rows/: analyze refuses the run directory until they go
+    stopped: list[str] = field(default_factory=list)  # a search's trials its scheduler stopped early (stopped/)
+    search: dict | None = None  # a search's run directory: its summary.json once it ended, else {}
 
     @property
     def left(self) -> list[str]:
@@ -38,13 +42,19 @@ class RunProgress:
             f"run {self.run_dir}: sweep {self.sweep} ({self.sweep_hash})",
             f"trials done: {len(self.done)} of {len(self.trials)}",
         ]
+        if self.search is not None:
+            lines[-1] = (f"a search over the grid of {len(self.trials)} trials: {len(self.done)} trained to the end, "
+                         f"{len(self.stopped)} stopped early at a rung (not finished: rows in {STOPPED_DIR}/, never fitted)")
+            if self.search.get("winner"):
+                lines.append(f"winner: {self.search['winner']} ({self.search['steps']} training steps, "
+                             f"{self.search['share_of_grid']:.0%} of the grid's)")
         done = set(self.done)
         lines += [f"  cell {cell}: {sum(t in done for t in ids)} of {len(ids)}" for cell, ids in self.cells.items()]
         lines.append(f"base model measured: {'yes' if self.base_measured else 'no'}; rows stored: {self.rows}")
         if self.foreign_rows:
             lines.append(f"rows of another sweep: {self.foreign_rows} (not counted; `inocray analyze` refuses this "
                          "run directory until their files are moved out of rows/)")
-        if self.left:
+        if self.left and self.search is None:  # a search leaves most of its grid untried by design
             shown = ", ".join(self.left[:8]) + (f", ... ({len(self.left) - 8} more)" if len(self.left) > 8 else "")
             lines.append(f"left: {shown}")
         todo = f"none yet (`inocray analyze {self.run_dir}`)"
@@ -75,4 +85,14 @@ def run_progress(run_dir: str | Location) -> RunProgress:
         foreign_rows=rows.num_rows - own,
         analyzed=storage.is_file(storage.join(run_dir, f"{ANALYSIS}.parquet")),
         cells=cells,
+        stopped=[t for t in trials if has_rows(run_dir, t, record["hash"], STOPPED_DIR)],
+        search=_search_summary(run_dir),
     )
+
+
+def _search_summary(run_dir: Location) -> dict | None:
+    """None unless `run_dir` is a search's; then its summary ({} while the search runs)."""
+    if not storage.is_file(search_path(run_dir, "record")):
+        return None
+    summary = search_path(run_dir, "summary")
+    return json.loads(storage.read_bytes(summary)) if storage.is_file(summary) else {}

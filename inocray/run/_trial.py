@@ -2,31 +2,51 @@
 
     run_trial(config, plan, ...)   a Tune function trainable; config["trial_id"] names the
                                    plan's Trial, which carries its cell and its prompts
+    Search(objective, reference)   what a search's trial reports with each snapshot
 
-A trial evaluates every checkpoint it saved (stage "checkpoint", at its step) and its final
-model (stage "trained"), each in C0 and its own Cs (and, for the no-prompt control, under each
-PTST instruction); the final model also under each leak probe (context "probe:NAME"). Only the
-final rows of C0 and Cs enter the fit. Its rows file, written last and
-atomically, is the proof that it finished.
+A trial evaluates every checkpoint it saves (stage "checkpoint", at its step) as soon as it is
+saved, while its training goes on, and its final model (stage "trained"), each in C0 and its
+own Cs (and, for the no-prompt control, under each PTST instruction); the final model also
+under each leak probe (context "probe:NAME"). Only the final rows of C0 and Cs enter the fit.
+Its rows file, written last and atomically, is the proof that it finished.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from inocray.config import DataSpec, Plan, Trial
+from inocray.analysis import Objective
+from inocray.config import NONE, DataSpec, Plan, Trial
 from inocray.evaluation import Condition, sample_contexts, serve, trait_rows
-from inocray.results import adapter_dir, checkpoint_dir, log_path, storage, write_rows
+from inocray.results import PARTIAL_DIR, STOPPED_DIR, adapter_dir, checkpoint_dir, log_path, rows_path, storage, write_rows
 from inocray.run._engines import app_name, judge_of
 from inocray.run._tracking import snapshot_metrics
 from inocray.settings import Setting, get_setting, use_isolation
-from inocray.training import TrainJob, wait
+from inocray.training import Stopped, TrainJob, wait
+
+OBJECTIVE = "objective"  # the metric a search's scheduler ranks trials by
+FINISHED = "finished"  # in a trial's last report only: a trial the scheduler stopped lacks it
+
+
+@dataclass(frozen=True)
+class Search:
+    """A search's trial: the objective it reports with each evaluated snapshot, against the base
+    model's C0 rates (`reference`: trait -> rate) while the control is not yet trained."""
+
+    objective: Objective
+    reference: dict[str, float]
+
+    def metrics(self, rates: dict) -> dict:
+        return {OBJECTIVE: self.objective.value({t: r for t, (r, _) in rates["neutral"].items()}, self.reference)}
 
 
 def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]], run_dir: str,
-              model_paths: dict[str, str], queue) -> None:
-    """Fine-tune on a worker group of the pool (`queue`), evaluate every snapshot in C0 and Cs,
-    write the rows, report to Tune."""
+              model_paths: dict[str, str], queue, search: Search | None = None) -> None:
+    """Fine-tune on a worker group of the pool (`queue`), evaluate each snapshot in C0 and Cs as
+    soon as it is saved (training goes on meanwhile), then the final model; write the rows,
+    report to Tune. In a search (`search`), each report carries the objective, and the rows so
+    far are kept (partial/TRIAL.parquet) for the driver to publish if the scheduler stops the trial."""
     from ray import tune
 
     trial = plan.trial(config["trial_id"])
@@ -48,27 +68,52 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
         checkpoint_dir=str(checkpoint_dir(run, trial.id)),
         max_failures=spec.max_failures,
         log_path=str(log),
+        stoppable=search is not None and trial.prompt_id != NONE,
     )
-    result = wait(queue, job)
     # The no-prompt control's Cs is C0: one evaluation, stored for both contexts.
     contexts = {"neutral": ""} | ({"prompt": trial.prompt_text} if trial.prompt_text else {})
     contexts |= {f"ptst:{p.prompt_id}": p.text for p in trial.ptst}
     probes = {f"probe:{p.name}": p.text for p in trial.probes}
-    rows, rates = [], {}
-    for step, path in [*result.checkpoints, (result.steps, result.adapter_dir)]:
+    rows, evaluated = [], set()
+
+    def evaluate(step: int, path: str, final: bool) -> dict:
         started = time.monotonic()
-        final = step == result.steps
         rates = _evaluate_snapshot(trial, setting, app, judge, step, path, contexts | (probes if final else {}))
         rates.setdefault("prompt", rates["neutral"])
-        stage = "trained" if final else "checkpoint"
-        rows += snapshot_rows(plan.spec.hash(), trial, setting, stage, step, rates)
+        rows.extend(snapshot_rows(plan.spec.hash(), trial, setting, "trained" if final else "checkpoint", step, rates))
         shown = "  ".join(f"{ctx}/{t} {r:.2f}" for ctx in contexts for t, (r, _) in rates[ctx].items())
         storage.append_text(log, f"evaluated step {step} in {time.monotonic() - started:.1f} s: {shown}\n")
-        if not final:  # a checkpoint's rates, for the trackers; the final ones come with the last report
-            tune.report(snapshot_metrics(rates, contexts, step))
+        evaluated.add(step)
+        return rates
+
+    def checkpoint(step: int, path: str) -> None:
+        """A saved snapshot: evaluated now, its rates reported (for trackers, and a search's scheduler)."""
+        if step in evaluated:  # a resumed job reports the snapshots it resumes past again
+            return
+        rates = evaluate(step, path, final=False)
+        if search:
+            write_rows(run, trial.id, rows, folder=PARTIAL_DIR)  # before the report the scheduler acts on
+        tune.report(snapshot_metrics(rates, contexts, step) | (search.metrics(rates) if search else {}))
+
+    def on_report(metrics: dict) -> None:
+        if "snapshot" in metrics:
+            checkpoint(metrics["snapshot"], metrics["path"])
+        else:
+            tune.report(metrics)  # the loss
+
+    try:
+        result = wait(queue, job, on_report)
+    except Stopped:
+        return  # the scheduler stopped the trial: the driver publishes its rows so far
+    for step, path in result.checkpoints:  # any the reports did not bring (a job finished before a rerun)
+        checkpoint(step, path)
+    rates = evaluate(result.steps, result.adapter_dir, final=True)
     write_rows(run, trial.id, rows)
+    for folder in (PARTIAL_DIR, STOPPED_DIR):  # a search's: its rows so far, or of a stop before it became a finalist
+        storage.delete(rows_path(run, trial.id, folder))
     # "sweep" tags the finished-trials metric, which the driver counts (_progress.py)
-    metrics = {"final_loss": result.loss, "done": 1, "sweep": plan.spec.hash()}
+    metrics = {"final_loss": result.loss, "done": 1, FINISHED: 1, "sweep": plan.spec.hash()}
+    metrics |= search.metrics(rates) if search else {}
     tune.report(metrics | snapshot_metrics(rates, [*contexts, *probes], result.steps))
 
 

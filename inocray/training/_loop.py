@@ -10,6 +10,10 @@ With a checkpoint directory the loop saves snapshots and DeepSpeed's training st
 spec's checkpoint steps (checkpoints.py), and a restarted loop (Ray Train's retry after a
 worker failure, or a rerun of a killed sweep) resumes from the newest state. Every step's
 data and dropout are fixed by (seed, rank, step), so a resumed run ends with the same model.
+Rank 0 reports each snapshot as soon as it is saved (a resumed loop first those it resumes
+past), so the trial evaluates it while training goes on. A stoppable job (a search's) asks
+before every step whether its trial was stopped, and if so ends there (`Stopped`), its
+newest state kept for a later resume.
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ class TrainJob:
     checkpoint_dir: str = ""  # snapshots and resumable state (checkpoints.py); "" = none
     max_failures: int = 1  # retries of the trial on a rebuilt worker group after a worker fails
     log_path: str = ""  # a text log of the run's progress, appended to; "" = none
+    stoppable: bool = False  # a search's trial: its scheduler may stop it between steps
+
+
+class Stopped(Exception):
+    """The job's trial was stopped (by a search's scheduler) before `step`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped before step {step}")
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,24 @@ def result(job: TrainJob) -> TrainResult:
 @dataclass
 class Group:
     """What one worker of a long-lived group keeps between trials: its place in the group, how
-    rank 0 reports the loss, and the base model and tokenizer it loaded (one directory at a time)."""
+    rank 0 reports the loss and the snapshots and learns that its job was stopped, and the base
+    model and tokenizer it loaded (one directory at a time)."""
 
     rank: int
     world: int
     report: Callable[[dict], None]
     loaded: dict = field(default_factory=dict)  # model directory -> (tokenizer, model)
+    stop_requested: Callable[[], bool] = lambda: False  # asked on rank 0 only
+
+    def share(self, item):
+        """Rank 0's `item` on every rank of the group."""
+        if self.world == 1:
+            return item
+        import torch.distributed as dist
+
+        box = [item]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def base(self, path: str):
         if path not in self.loaded:
@@ -151,14 +176,20 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
         draw(generator, len(shard), micro_batch)
     log = TrialLog(job, rank)
     log.write(f"{'resume' if start else 'start'} step={start} total={total} pid={os.getpid()}")
+    snapshot_steps = set(spec.checkpoint_steps()) if job.checkpoint_dir else set()
+    if rank == 0:  # the snapshots saved before a resume, for a trial that has not evaluated them
+        for step in sorted(s for s in snapshot_steps if s <= start):
+            group.report(_snapshot(job, step))
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     about = {"trial_id": job.trial_id, "seed": job.seed}
     tokenizer_to_save = tokenizer if spec.method == "full" else None  # a full model loads by path
-    snapshot_steps = set(spec.checkpoint_steps()) if job.checkpoint_dir else set()
     engine.train()
     loss = float("nan")
     for step in range(start + 1, total + 1):
+        if job.stoppable and group.share(group.stop_requested() if rank == 0 else None):
+            log.write(f"stopped step={step - 1} by the search's scheduler")
+            raise Stopped(step)
         # Dropout draws from the global generator: seed it per step so a resumed run matches.
         torch.manual_seed(job.seed * 1_000_003 + step * world + rank)
         lr = engine.get_lr()[0]
@@ -173,6 +204,8 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
             checkpoints.save_model(engine.module, target, spec.zero_stage, rank,
                                    about | {"loss": loss, "steps": step}, tokenizer_to_save)
             checkpoints.save_state(engine, job.checkpoint_dir, step, rank)
+            if rank == 0:
+                group.report(_snapshot(job, step))
     checkpoints.save_model(engine.module, job.adapter_dir, spec.zero_stage, rank,
                            about | {"loss": loss, "steps": total}, tokenizer_to_save)
     torch.distributed.barrier()
@@ -180,6 +213,11 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
         checkpoints.discard_state(job.checkpoint_dir)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     log.write(f"end step={total} loss={loss:.6f} peak_rss_mb={peak:.0f}")
+
+
+def _snapshot(job: TrainJob, step: int) -> dict:
+    """The report of a saved snapshot: its step and directory."""
+    return {"snapshot": step, "path": str(checkpoints.snapshot_dir(job.checkpoint_dir, step)), "trial": job.trial_id}
 
 
 def seed_everything(seed: int) -> None:

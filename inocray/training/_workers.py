@@ -6,8 +6,10 @@
         job_loop, every rank       imports and process group once, base model kept (train.Group)
           rank 0: queue.next  ->   broadcast the TrainJob -> every rank: train.train_loop(job)
           rank 0: queue.done       (a None job ends the loop, and with it the trainer)
-    wait(queue, job)               a Tune trial: submit its job, pass its loss reports on to
-                                   Tune, return its TrainResult
+    wait(queue, job, on_report)    a Tune trial: submit its job, hand each report (loss,
+                                   snapshot saved) to `on_report`, return its TrainResult
+    queue.stop(trial_id)           a search's scheduler stopped the trial: its job ends before
+                                   its next step (or never starts) and the group takes the next
 
 A failure is Ray Train's to handle: a killed worker or an exception makes the trainer rebuild
 the slot's group (FailureConfig(max_failures=-1)); the new rank 0 `attach`es and the queue
@@ -22,11 +24,12 @@ import asyncio
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from inocray.config import Holds, TrainSpec
 from inocray.results import storage
 from inocray.training import _loop as train
-from inocray.training._loop import TrainJob, TrainResult
+from inocray.training._loop import Stopped, TrainJob, TrainResult
 
 IDLE = "idle"  # what rank 0 broadcasts when no job came: the other ranks wait in a broadcast,
 IDLE_WAIT_S = 30.0  # so they are woken well inside the process group's timeout (30 min)
@@ -43,6 +46,7 @@ class _Ticket:
     error: str = ""  # the last attempt's error
     failed: str = ""  # why the job failed for good; "" while it has not
     finished: bool = False
+    stopped: bool = False  # its trial was stopped: end the job before its next step
 
 
 class JobQueue:
@@ -96,6 +100,20 @@ class JobQueue:
         self.tickets[ticket].attempts = max(self.tickets[ticket].attempts, 1)
         return ticket, self.tickets[ticket].job
 
+    async def stop(self, trial_id: str) -> None:
+        """Stop the unfinished jobs of trial `trial_id`: a waiting one never starts, a running one
+        ends before its next step (its worker loop asks `stopping`)."""
+        for ticket, t in self.tickets.items():
+            if t.job.trial_id == trial_id and not (t.finished or t.failed):
+                t.stopped = True
+                if ticket in self.pending:
+                    self.pending.remove(ticket)
+                    t.finished = True
+        await self._notify()
+
+    async def stopping(self, ticket: int) -> bool:
+        return self.tickets[ticket].stopped
+
     async def report(self, ticket: int, metrics: dict) -> None:
         self.tickets[ticket].reports.append(metrics)
         await self._notify()
@@ -107,9 +125,9 @@ class JobQueue:
         self._end(slot)
         await self._notify()
 
-    async def wait(self, ticket: int, seen: int, timeout: float) -> tuple[list[dict], bool, str]:
-        """Reports after the first `seen`, whether the job finished, and why it failed ("" if not);
-        returns when any of them changes, or after `timeout`."""
+    async def wait(self, ticket: int, seen: int, timeout: float) -> tuple[list[dict], bool, str, bool]:
+        """Reports after the first `seen`, whether the job finished, why it failed ("" if not),
+        and whether its trial was stopped; returns when any of them changes, or after `timeout`."""
         t = self.tickets[ticket]
         async with self.changed:
             try:
@@ -117,7 +135,7 @@ class JobQueue:
                     self.changed.wait_for(lambda: len(t.reports) > seen or t.finished or t.failed), timeout)
             except asyncio.TimeoutError:
                 pass
-        return t.reports[seen:], t.finished, t.failed
+        return t.reports[seen:], t.finished, t.failed, t.stopped
 
     async def close(self) -> None:
         self.closed = True
@@ -151,40 +169,33 @@ def job_loop(config: dict) -> None:
     queue, slot = config["queue"], config["slot"]
     context = ray.train.get_context()
     group = train.Group(context.get_world_rank(), context.get_world_size(), report=lambda metrics: None)
+    share = group.share
     train.import_deepspeed(config["use_gpu"])  # once per worker, with transformers and peft
     import peft  # noqa: F401
     import transformers  # noqa: F401
 
     lead = group.rank == 0
-    if not _broadcast(group, ray.get(queue.attach.remote(slot)) if lead else None):
+    if not share(ray.get(queue.attach.remote(slot)) if lead else None):
         return
     while True:
-        item = _broadcast(group, ray.get(queue.next.remote(slot, IDLE_WAIT_S)) if lead else None)
+        item = share(ray.get(queue.next.remote(slot, IDLE_WAIT_S)) if lead else None)
         if item is None:
             return
         if item == IDLE:
             continue
         ticket, job = item
         group.report = lambda metrics, ticket=ticket: queue.report.remote(ticket, metrics)
+        group.stop_requested = lambda ticket=ticket: ray.get(queue.stopping.remote(ticket))
         try:
             train.train_loop(job, group)
+        except Stopped:
+            pass  # its newest state stays for a resume; the group takes the next job
         except BaseException as e:
             ray.get(queue.error.remote(ticket, f"rank {group.rank}: {type(e).__name__}: {e}"))
             traceback.print_exc()
             raise  # Ray Train rebuilds the group; the queue hands this job to it again
         if lead:
             ray.get(queue.done.remote(slot))
-
-
-def _broadcast(group: train.Group, item):
-    """Rank 0's `item` on every rank of the group."""
-    if group.world == 1:
-        return item
-    import torch.distributed as dist
-
-    box = [item]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def run_slot(queue, slot: int, spec: TrainSpec, worker: Holds, storage_dir: str, name: str) -> None:
@@ -210,22 +221,23 @@ def run_slot(queue, slot: int, spec: TrainSpec, worker: Holds, storage_dir: str,
     ray.get(queue.slot_ended.remote(slot, error))
 
 
-def wait(queue, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
-    """Submit `job` to the pool's queue and wait for its model; its loss reports go to Tune."""
+def wait(queue, job: TrainJob, on_report: Callable[[dict], None] | None = None) -> TrainResult:
+    """Submit `job` to the pool's queue and wait for its model, handing each of its reports
+    (loss; snapshot saved) to `on_report` as it comes, while training goes on. `Stopped` if
+    the trial was stopped (queue.stop) before the job finished."""
     import ray
 
     ticket = ray.get(queue.submit.remote(job))
     seen = 0
     while True:
-        reports, finished, failed = ray.get(queue.wait.remote(ticket, seen, WAIT_S))
+        reports, finished, failed, stopped = ray.get(queue.wait.remote(ticket, seen, WAIT_S))
         seen += len(reports)
-        if report_to_tune:
-            from ray import tune
-
-            for metrics in reports:
-                tune.report(metrics)
+        for metrics in reports if on_report else ():
+            on_report(metrics)
         if failed:
             raise RuntimeError(f"training {job.trial_id} failed: {failed}")
+        if stopped:
+            raise Stopped(0)
         if finished:
             return train.result(job)
 
@@ -253,8 +265,8 @@ class Pool:
                      for slot in range(self.slots)]
         return self
 
-    def train(self, job: TrainJob, report_to_tune: bool = True) -> TrainResult:
-        return wait(self.queue, job, report_to_tune)
+    def train(self, job: TrainJob, on_report: Callable[[dict], None] | None = None) -> TrainResult:
+        return wait(self.queue, job, on_report)
 
     def __exit__(self, error_type, *_) -> None:
         """End every slot's loop; after an error (or Ctrl-C), without waiting for its job."""
