@@ -229,3 +229,19 @@ def test_the_report_of_a_search_names_its_winner_and_its_stopped_trials(tmp_path
     page = "".join(_search_html(tmp_path))
     assert "1 trial(s) stopped early at a rung (c002-s0)" in page and "Winner: <b>c001</b>" in page
     assert "500 steps, 50% of the full grid's 1000" in page
+
+
+def test_while_the_control_trains_a_desired_trait_lost_is_counted_against_the_training_data(tmp_path):
+    """The halving stage's reference is T*, the training data's levels: against the base model
+    (which shows little of the caps the data teaches) no candidate would ever lose any caps."""
+    from inocray.run._halving import data_levels
+    from inocray.run._trial import Search
+
+    write_rows(tmp_path, "data", [result_row(trial_id="data", stage="data", context="prompt", trait="spanish", rate=1.0),
+                                  result_row(trial_id="data", stage="data", context="prompt", trait="caps", desired=True,
+                                             rate=0.95)])
+    search = Search(Objective("spanish", ("caps",), 1.0), data_levels(tmp_path))
+    assert search.reference == {"spanish": 1.0, "caps": 0.95}
+    keeps, loses = ({"neutral": {"spanish": (0.1, 8), "caps": (c, 8)}} for c in (0.9, 0.3))
+    assert search.metrics(keeps)["objective"] == pytest.approx(0.9 - 0.05)
+    assert search.metrics(loses)["objective"] == pytest.approx(0.9 - 0.65)

@@ -12,9 +12,10 @@ The objective of a prompt s on seed j (docs/search.md):
     O(s, j) = [T_u(M_none,j, C0) - T_u(M_s,j, C0)] - w * sum_d max(0, T_d(M_none,j, C0) - T_d(M_s,j, C0))
 
 u the trait to suppress, d each desired trait, w the weight. While the search trains (before
-its control has finished), a snapshot's objective uses the base model's C0 rates as the
-reference: the same value up to a constant in the suppression term, which leaves the
-scheduler's ranking of candidates at a rung unchanged.
+its control has finished), a snapshot's objective uses the training data's trait levels T* as
+the reference: the suppression term then differs by a constant for every candidate, which
+leaves the scheduler's ranking at a rung unchanged, and a desired trait's loss is counted
+against what the data teaches, where the trained control tends.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from ray.tune.stopper import Stopper
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from inocray.analysis import Objective, c0_rates
-from inocray.config import BASE, NONE, Plan
+from inocray.config import DATA, NONE, Plan
 from inocray.results import PARTIAL_DIR, STOPPED_DIR, Location, rows_path, storage, trial_rows, write_rows
 from inocray.run._tracking import STEP
 from inocray.run._trial import FINISHED, OBJECTIVE, Search
@@ -119,12 +119,20 @@ class HalvingStage:
     budget: Budget | None
 
 
+def data_levels(run_dir: Location) -> dict[str, float]:
+    """T*, each trait's level in the training data (rows/data.parquet): the reference of the
+    objective while the control trains. The suppression term then differs from the control's by
+    a constant for every candidate, and a desired trait's loss is counted against what the data
+    teaches, where the trained control tends."""
+    return {r["trait"]: r["rate"] for r in trial_rows(run_dir, DATA)}
+
+
 def halving_stage(plan: Plan, trials: tuple[str, ...], objective: Objective, first_rung: int, eta: int, budget: int,
                   run_dir: Location, queue) -> HalvingStage:
     """The halving stage over `trials` of `plan` (a sweep of one cell): the objective against the
-    base model's C0 rates, the scheduler seeded with the objective at each rung of the trials an
+    training data's trait levels, the scheduler seeded with the objective at each rung of the trials an
     earlier run of the search finished or stopped."""
-    search = Search(objective, c0_rates(trial_rows(run_dir, BASE), BASE, "base")[0])
+    search = Search(objective, data_levels(run_dir))
     control = {t.id for t in plan.trials if t.prompt_id == NONE}
     history, spent = [], 0
     for trial_id in trials:

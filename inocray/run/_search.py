@@ -40,7 +40,7 @@ from inocray.errors import InputError
 from inocray.results import (RUNS_ROOT, SEARCH_DIR, STOPPED_DIR, Location, log_path, read_rows, search_path, storage, trial_rows,
                              write_atomically)
 from inocray.run._candidates import Candidate
-from inocray.run._halving import rungs
+from inocray.run._halving import data_levels, rungs
 from inocray.run._launch import Stage, run_sweep
 from inocray.settings import get_setting
 
@@ -212,21 +212,16 @@ def _trial(plan, prompt_id: str, seed: int) -> str:
 
 
 def _finalists(run_dir: Location, plan, kept: list[str], seed: int, objective: Objective, n: int) -> list[str]:
-    """The `n` best of the halving stage: furthest rung reached first, then the objective there
-    (against the control's rates at that step where it has them, else the base model's)."""
-    control = trial_rows(run_dir, _trial(plan, NONE, seed)) or trial_rows(run_dir, _trial(plan, NONE, seed), STOPPED_DIR)
-    reference = {**c0_rates(control, _trial(plan, NONE, seed), "checkpoint"),
-                 **c0_rates(control, _trial(plan, NONE, seed), "trained")}
-    scored = []
+    """The `n` best of the halving stage: the furthest rung reached first, then the objective
+    there, against the reference the scheduler used (the training data's levels)."""
+    reference, scored = data_levels(run_dir), []
     for pid in kept:
         tid = _trial(plan, pid, seed)
         rows = trial_rows(run_dir, tid) or trial_rows(run_dir, tid, STOPPED_DIR)
         reached = {**c0_rates(rows, tid, "checkpoint"), **c0_rates(rows, tid, "trained")}
-        if not reached:
-            continue  # never reached a rung (the budget ran out first)
-        step = max(reached)
-        if step in reference:
-            scored.append((step, objective.value(reached[step], reference[step]), pid))
+        if reached:  # else it never reached a rung (the budget ran out first)
+            step = max(reached)
+            scored.append((step, objective.value(reached[step], reference), pid))
     if not scored:
         raise InputError("no candidate reached its first rung; raise --budget")
     return [pid for _, _, pid in sorted(scored, reverse=True)[:n]]

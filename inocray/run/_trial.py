@@ -31,8 +31,9 @@ FINISHED = "finished"  # in a trial's last report only: a trial the scheduler st
 
 @dataclass(frozen=True)
 class Search:
-    """A search's trial: the objective it reports with each evaluated snapshot, against the base
-    model's C0 rates (`reference`: trait -> rate) while the control is not yet trained."""
+    """A search's trial: the objective it reports with each evaluated snapshot, against
+    `reference` (trait -> rate: the training data's levels, _halving.data_levels) while the
+    control is not yet trained."""
 
     objective: Objective
     reference: dict[str, float]
