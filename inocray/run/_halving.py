@@ -2,7 +2,7 @@
 the driver's side of a stopped trial.
 
     rungs(total, first, eta)          the steps where candidates are compared: first, first*eta, ...
-    Halving(rungs, exempt, history)   Tune's ASHA over the objective the trials report at each
+    Halving(total, first, eta, ...)   Tune's ASHA over the objective the trials report at each
                                       rung (one bracket), never stopping the no-prompt control,
                                       and starting from the results a resumed search recorded
     Budget(steps)                     a Tune stopper: every trial stopped once the stage has
@@ -106,7 +106,6 @@ class StopTrials(Callback):
         if rows:
             write_rows(self.run_dir, trial_id, rows, folder=STOPPED_DIR)
             storage.delete(rows_path(self.run_dir, trial_id, PARTIAL_DIR))
-
 
 
 @dataclass(frozen=True)
