@@ -62,7 +62,7 @@ class SearchOptions:
 class Spent:
     steps: int  # optimizer steps trained, every trial of the search together
     grid_steps: int  # those of the full grid over the same prompts and seeds
-    seconds: float  # wall time of the search's stages (this run and any it resumed)
+    seconds: float  # wall time of the search's runs (one killed before its end is not counted)
     trials: dict[str, int]  # trial id -> the furthest step it reached
 
 
