@@ -135,11 +135,11 @@ def test_trial_b_after_trial_a_on_one_group_gets_the_adapter_b_gets_alone(toy_mo
     a = trial(toy_model, tmp_path, "a", seed=1, zero_stage=3, checkpoint_every=5, lr=3e-3)
     b = trial(toy_model, tmp_path / "after", "b", seed=0, zero_stage=2)
     with Pool(b.train, training_worker(b.train), slots=1, storage_dir=str(tmp_path / "train"), name="shared") as pool:
-        pool.train(a, report_to_tune=False)
-        after = pool.train(b, report_to_tune=False)
+        pool.train(a)
+        after = pool.train(b)
     alone = fine_tune(replace(b, adapter_dir=str(tmp_path / "alone" / "b"), log_path=str(tmp_path / "alone.log"),
                               checkpoint_dir=str(tmp_path / "alone" / "checkpoints")),
-                      str(tmp_path / "alone-train"), report_to_tune=False)
+                      str(tmp_path / "alone-train"))
     pid = lambda path: (path.read_text().split(" pid=")[1].split()[0])  # noqa: E731
     assert pid(tmp_path / "a.log") == pid(tmp_path / "after" / "b.log")  # the same worker trained both
     assert after.loss == alone.loss and after.steps == alone.steps == 12
