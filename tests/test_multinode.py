@@ -41,9 +41,10 @@ from conftest import HeldLog, free_ports, processes_with, tiny_sweep, wait_for
 
 from inocray.cli import main
 from inocray.config import TrainSpec
+from inocray.errors import InputError
 from inocray.results import _rows as store
 from inocray.results import read_rows, storage
-from inocray.run._jobs import TERMINAL, job_info, job_logs
+from inocray.run._jobs import TERMINAL, connect, job_info, job_logs
 from inocray.training import TrainJob
 from inocray.training import _checkpoints as checkpoints
 from inocray.training._workers import JobQueue
@@ -138,12 +139,22 @@ def three_nodes(s3_server):
     """The cluster, apart from any other Ray on the machine: its own temp dir (so its address
     file is not where another `ray.init()` looks), free ports for the head's services. Its nodes
     inherit this process's environment: this worktree's code on PYTHONPATH and `inocray` on PATH
-    (what `ray up` installs on every node), and the S3 server's AWS variables (what cluster.yaml's
-    setup commands export)."""
+    (what `ray up` installs on every node), the S3 server's AWS variables and RAY_AUTH_MODE=token
+    (what cluster.yaml's setup commands export), with the token of ~/.ray/auth_token (where
+    cluster.yaml puts it; made here when missing, as `ray.init` makes it): every process of the
+    cluster, the job's driver and this client want and send that token, whether or not a Ray
+    of this process turned token mode on before.
+
+    The head's temp dir is RAY_TMPDIR/ray, the one directory where both sides of the address
+    file look: `Cluster` writes RAY_TMPDIR/ray/ray_current_cluster, and a job's supervisor
+    reads TEMP_DIR/ray_current_cluster to give the job's driver its RAY_ADDRESS. With the two
+    apart, the supervisor found no file and took any GCS running on the machine (Ray's legacy
+    "auto"), and the submitted sweep went to another Ray."""
     from ray.cluster_utils import Cluster
 
     temp = tempfile.mkdtemp(prefix="ray-mn-", dir="/tmp")  # short: socket paths
-    os.mkdir(f"{temp}/ray")  # where Ray notes the cluster's address: RAY_TMPDIR/ray/ray_current_cluster
+    head_temp = f"{temp}/ray"  # where the cluster's address file goes, and is looked for (above)
+    os.mkdir(head_temp)
     cluster = None
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_TMPDIR", temp)
@@ -151,8 +162,9 @@ def three_nodes(s3_server):
         env.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
         for key, value in s3_server.items():
             env.setenv(key, value)
+        token_auth(env)
         gcs, dashboard, agent, metrics, env_agent = free_ports(5)
-        head = {"num_cpus": 0, "temp_dir": temp, "gcs_server_port": gcs, "include_dashboard": True,
+        head = {"num_cpus": 0, "temp_dir": head_temp, "gcs_server_port": gcs, "include_dashboard": True,
                 "dashboard_host": "127.0.0.1", "dashboard_port": dashboard, "dashboard_agent_listen_port": agent,
                 "metrics_export_port": metrics, "runtime_env_agent_port": env_agent,
                 "object_store_memory": 100 * 2**20}
@@ -177,12 +189,25 @@ def three_nodes(s3_server):
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def _dashboard_up(address: str) -> bool:
-    import requests
+def token_auth(env: pytest.MonkeyPatch) -> None:
+    """RAY_AUTH_MODE=token for the nodes this process starts and for this process's own Ray
+    clients (Ray reads the variable into its config once per process: read again here), and a
+    token where Ray looks for one."""
+    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+    from ray._raylet import Config
 
+    if os.environ.get("RAY_AUTH_MODE") != "token":  # else a Ray of this process has set it already
+        env.setenv("RAY_AUTH_MODE", "token")
+        Config.initialize("")
+    ensure_token_if_auth_enabled(None, create_token_if_missing=True)
+
+
+def _dashboard_up(address: str) -> bool:
+    """The head's job API answers (with the token: the dashboard refuses a request without it)."""
     try:
-        return requests.get(f"{address}/api/jobs/", timeout=5).status_code == 200
-    except requests.RequestException:
+        connect(address)[0].list_jobs()
+        return True
+    except (InputError, RuntimeError):  # not listening yet, or its job module not up yet
         return False
 
 
