@@ -51,6 +51,7 @@ from inocray.training._workers import JobQueue
 
 WORKER_CPUS = 2
 SIZES = {"engine": {"name": "transformers", "replicas": 2, "num_cpus": 0.5}, "max_concurrent_trials": 2}
+GROUP = {"cpus_per_worker": 0.9}  # a training group's one worker: one group a node beside a replica
 HELD_TRAIN = {"steps": 40, "checkpoint_every": 10}  # log lines at 25 and 40, checkpoints at 10, 20, 30
 HELD = "es-always-s0"
 
@@ -245,7 +246,8 @@ def until(cluster: ThreeNodes, job_id: str, condition) -> None:
 
 def sweep_file(tmp_path: Path, toy_model, **overrides) -> Path:
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(tiny_sweep(model=str(toy_model), **SIZES, **overrides)))
+    train = GROUP | overrides.pop("train", {})
+    path.write_text(yaml.safe_dump(tiny_sweep(model=str(toy_model), **SIZES, train=train, **overrides)))
     return path
 
 
