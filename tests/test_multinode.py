@@ -194,7 +194,9 @@ def token_auth(env: pytest.MonkeyPatch) -> None:
     """RAY_AUTH_MODE=token for the nodes this process starts and for this process's own Ray
     clients (Ray reads the variable into its config once per process: read again here), and a
     token where Ray looks for one."""
-    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+    from ray._private.authentication.authentication_token_setup import (
+        ensure_token_if_auth_enabled,
+    )
     from ray._raylet import Config
 
     if os.environ.get("RAY_AUTH_MODE") != "token":  # else a Ray of this process has set it already
