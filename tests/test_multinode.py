@@ -126,13 +126,21 @@ def test_rows_written_before_the_node_column_prove_their_trial_and_read_as_no_no
 class ThreeNodes:
     cluster: object  # ray.cluster_utils.Cluster
     address: str  # the dashboard's URL, where `inocray submit` sends jobs
+    temp: str  # each worker node's temp dir goes under it
     workers: list = field(default_factory=list)  # ray._private.node.Node of each live worker node
+    added: int = 0
 
     def worker_ids(self) -> set[str]:
         return {w.node_id for w in self.workers}
 
     def add_worker(self) -> None:
-        self.workers.append(self.cluster.add_node(num_cpus=WORKER_CPUS, object_store_memory=100 * 2**20))
+        """A worker node with a temp dir of its own, as on a machine of its own: nodes sharing
+        the head's (Cluster's default) share its session dir, where a worker node's runtime-env
+        agent unpacked the job's working directory again and so deleted the directory the
+        driver on the head ran in (its os.getcwd() failed in Tune: FileNotFoundError)."""
+        self.added += 1
+        self.workers.append(self.cluster.add_node(num_cpus=WORKER_CPUS, object_store_memory=100 * 2**20,
+                                                  temp_dir=f"{self.temp}/w{self.added}"))
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +179,7 @@ def three_nodes(s3_server):
                 "object_store_memory": 100 * 2**20}
         try:
             cluster = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args=head)
-            nodes = ThreeNodes(cluster, f"http://127.0.0.1:{dashboard}")
+            nodes = ThreeNodes(cluster, f"http://127.0.0.1:{dashboard}", temp)
             for _ in range(2):
                 nodes.add_worker()
             cluster.wait_for_nodes()
