@@ -7,9 +7,9 @@ no-prompt control) x SEEDS seeds (200 trials at 25), each a few training steps a
 evaluation, with a Ray of its own (RAY_TMPDIR), and samples every SAMPLE_S seconds the resident
 memory of the driver (which runs Ray Tune's loop), of the GCS and of every process of that Ray.
 Prints trials per minute, the mean time a trial took (its first log line to its rows file)
-over the first 20 and the last 20, the memory at the first trial's end, half way and at the
-end, and the size of Tune's experiment state (RUN_DIR/tune/). Starts Ray: run it under the
-heavy lock.
+and the mean time between trials' ends over the first 20 and the last 20, the memory at the
+first trial's end, half way and at the last sample, the driver's largest sample, and the size
+of Tune's experiment state (RUN_DIR/tune/). Starts Ray: run it under the heavy lock.
 """
 
 from __future__ import annotations
@@ -93,12 +93,19 @@ def main() -> None:
     print(f"{n} trials in {(time.time() - started) / 60:.1f} min; {(n - 1) / span:.1f} trials/min from the first "
           f"trial's end to the last's; load average {os.getloadavg()[0]:.1f}")
     first, last = [t for _, t in times[:20]], [t for _, t in times[-20:]]
-    print(f"seconds a trial took: first 20 {sum(first) / len(first):.1f}, last 20 {sum(last) / len(last):.1f}")
-    with_trials = [s for s in samples if s[1] > 0]
+    print(f"seconds a trial took (its log's one-second stamps): first 20 {sum(first) / len(first):.1f}, "
+          f"last 20 {sum(last) / len(last):.1f}")
+    ends = [end for end, _ in times]
+    print(f"seconds between trials' ends: first 20 {(ends[20] - ends[0]) / 20:.2f}, "
+          f"last 20 {(ends[-1] - ends[-21]) / 20:.2f}")
+    # Samples of a live driver with trials done (one taken as the driver exits reads 0 MB).
+    with_trials = [s for s in samples if s[1] > 0 and s[2]["driver"] > 0]
     for label, (_, done, mb) in (("first trial", with_trials[0]), ("half way", with_trials[len(with_trials) // 2]),
-                                 ("end", with_trials[-1])):
+                                 ("last sample", with_trials[-1])):
         print(f"memory at {label} ({done} trials): driver {mb['driver']:.0f} MB, GCS {mb['gcs']:.0f} MB, "
               f"all of Ray {mb['ray']:.0f} MB")
+    print(f"driver's largest sample: {max(mb['driver'] for _, _, mb in with_trials):.0f} MB "
+          f"({len(with_trials)} samples, one every {args.sample_s:g} s)")
     tune = sum(f.stat().st_size for f in (run_dir / "tune").rglob("*") if f.is_file())
     print(f"Tune's experiment state (tune/): {tune / 2**20:.1f} MB in {sum(1 for _ in (run_dir / 'tune').rglob('*'))} entries")
 
