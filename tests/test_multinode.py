@@ -59,11 +59,12 @@ HELD = "es-always-s0"
 # --- without a cluster: the queue's side of a lost node, and rows from before the node column ---
 
 
-def test_the_job_of_a_lost_nodes_group_goes_to_the_next_live_group():
-    def job(name: str) -> TrainJob:
-        return TrainJob(trial_id=name, examples=[], base_model="", adapter_dir="", prompt_texts=(),
-                        placement="system", seed=0, train=TrainSpec(), max_failures=1)
+def job(name: str) -> TrainJob:
+    return TrainJob(trial_id=name, examples=[], base_model="", adapter_dir="", prompt_texts=(),
+                    placement="system", seed=0, train=TrainSpec(), max_failures=1)
 
+
+def test_the_job_of_a_lost_nodes_group_goes_to_the_next_live_group():
     async def scenario():
         queue = JobQueue(slots=2)
         await queue.attach(0)
@@ -82,7 +83,7 @@ def test_the_job_of_a_lost_nodes_group_goes_to_the_next_live_group():
         await queue.done(1)
         assert (await queue.next(1, timeout=1, node="n1")) == (lost, job("a"))  # before any later job
         await queue.done(1)
-        assert await queue.wait(lost, 0, timeout=1) == ([], True, "")
+        assert await queue.wait(lost, 0, timeout=1) == ([], True, "", False)
         assert await queue.node_of(lost) == "n1"  # the node that finished it
         assert (await queue.next(1, timeout=1, node="n1"))[0] == later
         assert await queue.submit(job("a")) != lost  # a finished job is not waited for again
@@ -95,15 +96,30 @@ def test_the_job_of_a_lost_nodes_group_goes_to_the_next_live_group():
 def test_a_job_lost_with_its_node_more_often_than_it_may_fail_fails():
     async def scenario():
         queue = JobQueue(slots=2)
-        job = TrainJob(trial_id="a", examples=[], base_model="", adapter_dir="", prompt_texts=(),
-                       placement="system", seed=0, train=TrainSpec(), max_failures=1)
-        ticket = await queue.submit(job)
+        ticket = await queue.submit(job("a"))
         for slot, node in ((0, "n0"), (1, "n1")):
             await queue.attach(slot)
             assert (await queue.next(slot, timeout=1, node=node))[0] == ticket
             await queue.nodes_alive({"n2"})
         assert (await queue.wait(ticket, 0, timeout=1))[2] == (
             "the training worker group failed 2 times; last error: its training group's node n1 was lost")
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_job_is_neither_waited_for_again_nor_resumed_after_its_node_is_lost():
+    async def scenario():
+        queue = JobQueue(slots=2)
+        await queue.attach(0)
+        stopped = await queue.submit(job("a"))
+        assert (await queue.next(0, timeout=1, node="n0"))[0] == stopped
+        await queue.stop("a")  # a search's scheduler stopped the trial while it trains
+        again = await queue.submit(job("a"))  # a finalist continues past its stop: a job of its own
+        assert again != stopped
+        await queue.nodes_alive({"n1"})  # the stopped job's node is lost: it ends, not queued again
+        assert (await queue.wait(stopped, 0, timeout=1))[1:] == (True, "", True)
+        await queue.attach(1)
+        assert (await queue.next(1, timeout=1, node="n1"))[0] == again
 
     asyncio.run(scenario())
 

@@ -75,10 +75,11 @@ class JobQueue:
 
     async def submit(self, job: TrainJob) -> int:
         """A ticket for `job`; the trial's own ticket still waiting or in flight, if it has one
-        (its Tune actor was lost and Tune runs it again)."""
+        (its Tune actor was lost and Tune runs it again), unless that one was stopped (a search's
+        finalist continues past its stop with a new job)."""
         self._watch_nodes()
         for ticket, t in self.tickets.items():
-            if t.job.trial_id == job.trial_id and not (t.finished or t.failed):
+            if t.job.trial_id == job.trial_id and not (t.finished or t.failed or t.stopped):
                 return ticket
         ticket = len(self.tickets)
         self.tickets[ticket] = _Ticket(job)
@@ -207,11 +208,13 @@ class JobQueue:
 
     def _requeue(self, slot: int, error: str) -> None:
         """The slot's job in flight back to the head of the line, one attempt more; failed past
-        its retries."""
+        its retries, and ended if its trial was stopped."""
         ticket = self.running.pop(slot)
         t = self.tickets[ticket]
         t.attempts, t.error = t.attempts + 1, error
-        if t.attempts > t.job.max_failures + 1:
+        if t.stopped:  # its trial was stopped: nothing to resume
+            t.finished = True
+        elif t.attempts > t.job.max_failures + 1:
             t.failed = f"the training worker group failed {t.attempts - 1} times; last error: {error}"
         else:
             self.pending.appendleft(ticket)
