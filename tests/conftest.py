@@ -387,6 +387,32 @@ class HeldLog(threading.Thread):
         self.path.unlink()
 
 
+def processes_with(marker: str) -> list[int]:
+    """The processes whose environment holds `marker` (a test's own Ray, by its RAY_TMPDIR)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` TCP ports on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def wait_for(condition, interval: float = 0.2) -> None:
     """Wait until `condition()` holds; the suite's timeout bounds the wait, not a deadline here."""
 

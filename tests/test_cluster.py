@@ -10,7 +10,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import result_row
+from conftest import free_ports, result_row
 
 from inocray.results import _rows as store
 from inocray.cli import main
@@ -137,7 +136,7 @@ def test_status_away_from_the_cluster_needs_no_data_files(tmp_path):
 
 
 def test_remote_commands_fail_in_one_sentence_without_a_cluster(tmp_path):
-    port = _free_ports(1)[0]  # nothing listens there
+    port = free_ports(1)[0]  # nothing listens there
     runner = CliRunner()
     for args in (["submit", str(TOY)], ["status", "some-job"], ["logs", "some-job"], ["stop", "some-job"]):
         result = runner.invoke(main, [*args, "--address", f"http://127.0.0.1:{port}"])
@@ -226,7 +225,7 @@ def ray_head():
         RAY_USAGE_STATS_ENABLED="0",
         PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),  # `inocray` in jobs
     )
-    gcs, dash, client, agent, agent_grpc, env_agent, metrics, node_mgr, obj_mgr = _free_ports(9)
+    gcs, dash, client, agent, agent_grpc, env_agent, metrics, node_mgr, obj_mgr = free_ports(9)
     cmd = [
         str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
         "--node-ip-address", "127.0.0.1", "--port", str(gcs),
@@ -332,7 +331,7 @@ def cluster_head():
     (home / ".ray" / "auth_token").write_text(token)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(_exports(), HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
-    ports = dict(zip(PORTS, _free_ports(len(PORTS))))  # every port of the head a free one of its own
+    ports = dict(zip(PORTS, free_ports(len(PORTS))))  # every port of the head a free one of its own
     cmd = [str(Path(sys.executable).parent / "ray"), "start", *_head_flags(), "--block", "--node-ip-address",
            "127.0.0.1", *[a for flag, port in ports.items() for a in (flag, str(port))], "--min-worker-port", "0",
            "--max-worker-port", "0", "--num-cpus", "1", "--object-store-memory", str(100 * 2**20),
@@ -361,17 +360,6 @@ def test_a_client_without_the_token_is_refused_and_one_with_it_is_let_in(cluster
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _run(cmd: list[str], env: dict, check: bool = True) -> subprocess.CompletedProcess:

@@ -21,29 +21,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HeldLog, tamper, tiny_sweep, wait_for
+from conftest import HeldLog, processes_with, tamper, tiny_sweep, wait_for
 
 from inocray.training import _checkpoints as checkpoints
 from inocray.results import _rows as store
 
 HELD = "es-always-s0"  # the trial stopped mid-training; the first of the grid
 TRIALS = {f"{p}-s{s}" for p in ("es-always", "es-often", "none") for s in (0, 1)}
-
-
-def processes_with(marker: str) -> list[int]:
-    """The processes whose environment holds `marker` (this test's own Ray, by its RAY_TMPDIR)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:  # gone, or not ours to read
-            continue
-    return found
 
 
 def start_held(tmp_path, doc: dict):

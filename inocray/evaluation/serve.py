@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -47,9 +48,11 @@ class Engine:
     name, at most `max_loras` per replica): see `EngineHandle`.
     """
 
-    def __init__(self, model_path: str, spec: EngineSpec) -> None:
+    def __init__(self, model_path: str, spec: EngineSpec, log_dir: str = "") -> None:
         from ray.serve.metrics import Counter, Gauge  # tagged with the replica, deployment and app
 
+        if log_dir:  # where each replica ran: one file per replica, so none waits for another
+            _log_replica(log_dir)
         self.backend = load_backend(storage.local_copy(model_path), spec)
         self._max_len = spec.max_model_len
         self._threads = ThreadPoolExecutor(MAX_ONGOING, thread_name_prefix="engine-request")
@@ -185,6 +188,17 @@ def _adapter_of(method: str, args: tuple, kwargs: dict) -> str | None:
     return request.adapter if isinstance(request, GenerateRequest) else bound.get("adapter")
 
 
+def _log_replica(log_dir: str) -> None:
+    """A line in LOG_DIR/engine-REPLICA.log: this replica, its app, its node and process."""
+    import ray
+
+    context = serve.get_replica_context()
+    replica = context.replica_id.unique_id
+    storage.append_text(storage.join(log_dir, f"engine-{replica}.log"),
+                        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} replica {replica} of {context.app_name} starts "
+                        f"on node {ray.get_runtime_context().get_node_id()} pid={os.getpid()}\n")
+
+
 def _fetched(adapter_path: str | None) -> str | None:
     """A local directory for an adapter in an s3:// run directory (downloaded once per version)."""
     return storage.local_copy(adapter_path) if adapter_path else adapter_path
@@ -193,7 +207,8 @@ def _fetched(adapter_path: str | None) -> str | None:
 @contextlib.contextmanager
 def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, address: str | None = None,
             echo: Callable = print, judge_model: str = "", host: str = "127.0.0.1",
-            before_start: Callable[[], None] | None = None, alone: bool = False) -> Iterator:
+            before_start: Callable[[], None] | None = None, alone: bool = False,
+            log_dir: str = "") -> Iterator:
     """Ray (the session already open, a new local one, or `address`) plus this engine app, each
     replica reserving `replica` (config.Placement.replica).
 
@@ -205,6 +220,7 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
     `alone` says the engine is all the session does (a screen, make-data): on a local Ray started
     here its replicas share every CPU of the machine (Ray gives an actor as many threads as CPUs
     it reserves; the sweep's engine reserves less, beside its training workers).
+    `log_dir` ("" none): where each replica of the engine app notes its node (`start`).
     Yields the engine app's handle; on exit deletes the apps, and shuts Ray down if it started it.
     """
     import ray
@@ -223,7 +239,7 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
             replica = Holds(max(replica.cpu, ray.cluster_resources().get("CPU", 0) / spec.replicas), replica.gpu)
             echo(f"the engine has this machine to itself: {replica.cpu:g} CPUs a replica")
         echo(f"starting the evaluation engine (Ray Serve + {spec.name}) ...")
-        engine = start(app_name, model_path, spec, replica)
+        engine = start(app_name, model_path, spec, replica, log_dir=log_dir)
         try:
             with contextlib.ExitStack() as apps:
                 if judge_model not in ("", "base"):
@@ -239,17 +255,18 @@ def session(app_name: str, model_path: str, spec: EngineSpec, replica: Holds, ad
 
 
 def start(app_name: str, model_path: str, spec: EngineSpec, replica: Holds,
-          replicas: int | None = None) -> EngineHandle:
+          replicas: int | None = None, log_dir: str = "") -> EngineHandle:
     """Deploy the engine as Serve app `app_name` (no HTTP route) and return its handle.
 
     `replicas` (default `spec.replicas`) copies of the engine, each reserving `replica`
-    (config.Placement); Serve restarts one that dies. Serve starts without its HTTP proxy:
+    (config.Placement); Serve restarts one that dies, and each start of one is a line in
+    `log_dir`/engine-REPLICA.log naming its node (none without `log_dir`). Serve starts without its HTTP proxy:
     every call comes through a handle, and on a loaded machine Serve's controller killed a
     proxy that answered its readiness check late, failing the start (ActorDiedError).
     """
     serve.start(proxy_location="Disabled")
     count = spec.replicas if replicas is None else replicas
-    app = Engine.options(num_replicas=count, ray_actor_options=replica.actor_options()).bind(model_path, spec)
+    app = Engine.options(num_replicas=count, ray_actor_options=replica.actor_options()).bind(model_path, spec, log_dir)
     return EngineHandle(serve.run(app, name=app_name, route_prefix=None))
 
 

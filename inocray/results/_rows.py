@@ -54,11 +54,15 @@ SCHEMA = pa.schema(
         ("logprob", pa.float64()),
         ("logprob_low", pa.float64()),
         ("logprob_high", pa.float64()),
+        # The Ray node (its id) whose training group finished the trial; null on untrained rows,
+        # and in run directories written before it was recorded.
+        ("node", pa.string()),
     ]
 )
 LOGPROB_COLUMNS = ("logprob", "logprob_low", "logprob_high")
 GRID_COLUMNS = ("model", "cell", *AXES)  # null when a row does not give them
-OPTIONAL_COLUMNS = (*GRID_COLUMNS, *LOGPROB_COLUMNS)  # absent from older rows, or null where they do not apply
+NODE_COLUMNS = ("node",)
+OPTIONAL_COLUMNS = (*GRID_COLUMNS, *LOGPROB_COLUMNS, *NODE_COLUMNS)  # absent from older rows, or null where they do not apply
 
 def write_rows(run_dir: Location | os.PathLike, trial_id: str, rows: Iterable[Mapping], folder: str = ROWS_DIR) -> Location:
     """Write one trial's rows atomically (temp file + rename, or one upload); replaces earlier rows.
@@ -103,12 +107,12 @@ def trial_rows(run_dir: Location | os.PathLike, trial_id: str, folder: str = ROW
 
 
 def _of_schema(schema: pa.Schema) -> bool:
-    """Every column is one of SCHEMA's, of its type, and only the grid's columns may be absent
-    (rows written before grids)."""
+    """Every column is one of SCHEMA's, of its type, and only the grid's and the node's columns
+    may be absent (rows written before they were recorded)."""
     for name in schema.names:
         if name not in SCHEMA.names or not schema.field(name).type.equals(SCHEMA.field(name).type):
             return False
-    return all(name in schema.names for name in SCHEMA.names if name not in GRID_COLUMNS)
+    return all(name in schema.names for name in SCHEMA.names if name not in (*GRID_COLUMNS, *NODE_COLUMNS))
 
 
 def read_rows(run_dir: Location | os.PathLike, other_sweeps: bool = False, folder: str = ROWS_DIR) -> pa.Table:

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from inocray.config import Plan
 from inocray.evaluation import ApiJudge, Judge, serve
+from inocray.results import LOGS_DIR, storage
 
 
 def app_name(plan: Plan, model: str, run_dir: str) -> str:
@@ -44,13 +45,14 @@ def engines(plan: Plan, run_dir: str, model_paths: dict[str, str], address: str 
     any engine asks for its resources."""
     spec, replica = plan.spec, plan.placement.replica
     first, *others = plan.models
+    logs = str(storage.join(storage.location(run_dir), LOGS_DIR))  # each replica notes its node there
     with serve.session(app_name(plan, first, run_dir), model_paths[first], spec.engine, replica, address, echo,
-                       judge_model=spec.eval.judge_model, host=host, before_start=before_start):
+                       judge_model=spec.eval.judge_model, host=host, before_start=before_start, log_dir=logs):
         started = []
         try:
             for model in others:
                 echo(f"starting the evaluation engine of {model} ...")
-                serve.start(app_name(plan, model, run_dir), model_paths[model], spec.engine, replica)
+                serve.start(app_name(plan, model, run_dir), model_paths[model], spec.engine, replica, log_dir=logs)
                 started.append(model)
             yield
         finally:

@@ -8,6 +8,7 @@ A trial evaluates every checkpoint it saves (stage "checkpoint", at its step) as
 saved, while its training goes on, and its final model (stage "trained"), each in C0 and its
 own Cs (and, for the no-prompt control, under each PTST instruction); the final model also
 under each leak probe (context "probe:NAME"). Only the final rows of C0 and Cs enter the fit.
+Every row names the Ray node whose group finished training the model.
 Its rows file, written last and atomically, is the proof that it finished.
 """
 
@@ -109,7 +110,7 @@ def run_trial(config: dict, plan: Plan, located: dict[str, tuple[str, DataSpec]]
     for step, path in result.checkpoints:  # any the reports did not bring (a job finished before a rerun)
         checkpoint(step, path)
     rates = evaluate(result.steps, result.adapter_dir, final=True)
-    write_rows(run, trial.id, rows)
+    write_rows(run, trial.id, [row | {"node": result.node} for row in rows])
     for folder in (PARTIAL_DIR, STOPPED_DIR):  # a search's: its rows so far, or of a stop before it became a finalist
         storage.delete(rows_path(run, trial.id, folder))
     # "sweep" tags the finished-trials metric, which the driver counts (_progress.py)

@@ -69,6 +69,7 @@ class TrainResult:
     loss: float
     steps: int
     checkpoints: tuple[tuple[int, str], ...] = ()  # (step, directory) of each intermediate snapshot
+    node: str = ""  # the Ray node whose group finished training it (training.wait fills it in)
 
 
 def result(job: TrainJob) -> TrainResult:

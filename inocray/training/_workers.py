@@ -16,11 +16,18 @@ the slot's group (FailureConfig(max_failures=-1)); the new rank 0 `attach`es and
 hands it the job the slot had in flight, which resumes from its newest checkpoint. The queue
 counts a job's attempts: past `job.max_failures` retries the job fails, and so does its trial.
 A slot whose group keeps failing with no job in flight ends.
+
+A lost node is the queue's: a group cannot be rebuilt where nothing is free, so when the node
+of a slot's rank 0 is gone the queue puts that slot's job back at the head of the line for any
+live group (counted as an attempt). The queue and each slot's trainer run on the driver's node,
+which the sweep cannot outlive anyway; a trial whose Tune actor was lost with the node is
+retried by Tune, and its new attempt waits for the job already queued instead of adding one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,6 +42,7 @@ IDLE = "idle"  # what rank 0 broadcasts when no job came: the other ranks wait i
 IDLE_WAIT_S = 30.0  # so they are woken well inside the process group's timeout (30 min)
 WAIT_S = 5.0  # a waiting trial asks for news this often
 GIVE_UP = 3  # group rebuilds in a row with no job in flight before a slot ends
+NODES_S = 2.0  # how often the queue looks for lost nodes (Ray itself notices one after its health checks)
 CLOSE_S = 120.0  # how long closing waits for each slot's trainer to return before killing it
 
 
@@ -47,6 +55,7 @@ class _Ticket:
     failed: str = ""  # why the job failed for good; "" while it has not
     finished: bool = False
     stopped: bool = False  # its trial was stopped: end the job before its next step
+    node: str = ""  # the Ray node of the rank 0 that took it last
 
 
 class JobQueue:
@@ -58,10 +67,20 @@ class JobQueue:
         self.running: dict[int, int] = {}  # slot -> ticket in flight
         self.rebuilds = dict.fromkeys(range(slots), -1)  # group starts since its last job ended, less one
         self.live = set(range(slots))
+        self.nodes: dict[int, str] = {}  # slot -> the node of its rank 0, while its group runs
+        self.lost: set[int] = set()  # slots whose group's node is gone, until a new group attaches
         self.closed = False
         self.changed = asyncio.Condition()
+        self.watching: asyncio.Task | None = None
 
     async def submit(self, job: TrainJob) -> int:
+        """A ticket for `job`; the trial's own ticket still waiting or in flight, if it has one
+        (its Tune actor was lost and Tune runs it again), unless that one was stopped (a search's
+        finalist continues past its stop with a new job)."""
+        self._watch_nodes()
+        for ticket, t in self.tickets.items():
+            if t.job.trial_id == job.trial_id and not (t.finished or t.failed or t.stopped):
+                return ticket
         ticket = len(self.tickets)
         self.tickets[ticket] = _Ticket(job)
         if self.live:
@@ -73,7 +92,10 @@ class JobQueue:
 
     async def attach(self, slot: int) -> bool:
         """A group (re)started on `slot`: count a retry of its job in flight; False: end the slot."""
+        self._watch_nodes()
         self.rebuilds[slot] += 1
+        self.nodes.pop(slot, None)  # known again at its first `next`
+        self.lost.discard(slot)
         ticket = self.running.get(slot)
         if ticket is not None:
             t = self.tickets[ticket]
@@ -84,9 +106,12 @@ class JobQueue:
                 await self._notify()
         return slot in self.running or self.rebuilds[slot] <= GIVE_UP
 
-    async def next(self, slot: int, timeout: float):
+    async def next(self, slot: int, timeout: float, node: str = ""):
         """The slot's job in flight, else the next waiting job: (ticket, job); IDLE after
-        `timeout` without one; None once the pool is closed and no job waits."""
+        `timeout` without one; None once the pool is closed and no job waits. `node`: where
+        the slot's rank 0 runs."""
+        if node:
+            self.nodes[slot] = node
         if slot not in self.running:
             async with self.changed:
                 try:
@@ -98,6 +123,7 @@ class JobQueue:
             self.running[slot] = self.pending.popleft()
         ticket = self.running[slot]
         self.tickets[ticket].attempts = max(self.tickets[ticket].attempts, 1)
+        self.tickets[ticket].node = node
         return ticket, self.tickets[ticket].job
 
     async def stop(self, trial_id: str) -> None:
@@ -137,6 +163,12 @@ class JobQueue:
                 pass
         return t.reports[seen:], t.finished, t.failed, t.stopped
 
+    async def node_of(self, ticket: int) -> str:
+        return self.tickets[ticket].node
+
+    async def lost_slots(self) -> list[int]:
+        return sorted(self.lost)
+
     async def close(self) -> None:
         self.closed = True
         await self._notify()
@@ -150,6 +182,42 @@ class JobQueue:
             while self.pending:
                 self.tickets[self.pending.popleft()].failed = f"every training worker group ended: {error}"
         await self._notify()
+
+    def _watch_nodes(self) -> None:
+        if self.watching is None:
+            self.watching = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        import ray
+
+        while not self.closed and ray.is_initialized():
+            await asyncio.sleep(NODES_S)
+            await self.nodes_alive({n["NodeID"] for n in await asyncio.to_thread(ray.nodes) if n["Alive"]})
+
+    async def nodes_alive(self, alive: set[str]) -> None:
+        """Only the nodes `alive` are left: the job of a slot whose group ran elsewhere goes to the
+        head of the line for the next live group (see the module's doc)."""
+        gone = [slot for slot, node in self.nodes.items() if node not in alive]
+        for slot in gone:
+            node = self.nodes.pop(slot)
+            self.lost.add(slot)
+            if slot in self.running:
+                self._requeue(slot, f"its training group's node {node} was lost")
+        if gone:
+            await self._notify()
+
+    def _requeue(self, slot: int, error: str) -> None:
+        """The slot's job in flight back to the head of the line, one attempt more; failed past
+        its retries, and ended if its trial was stopped."""
+        ticket = self.running.pop(slot)
+        t = self.tickets[ticket]
+        t.attempts, t.error = t.attempts + 1, error
+        if t.stopped:  # its trial was stopped: nothing to resume
+            t.finished = True
+        elif t.attempts > t.job.max_failures + 1:
+            t.failed = f"the training worker group failed {t.attempts - 1} times; last error: {error}"
+        else:
+            self.pending.appendleft(ticket)
 
     def _end(self, slot: int, failed: str = "") -> None:
         t = self.tickets[self.running.pop(slot)]
@@ -174,16 +242,17 @@ def job_loop(config: dict) -> None:
     import peft  # noqa: F401
     import transformers  # noqa: F401
 
-    lead = group.rank == 0
+    lead, node = group.rank == 0, ray.get_runtime_context().get_node_id()
     if not share(ray.get(queue.attach.remote(slot)) if lead else None):
         return
     while True:
-        item = share(ray.get(queue.next.remote(slot, IDLE_WAIT_S)) if lead else None)
+        item = share(ray.get(queue.next.remote(slot, IDLE_WAIT_S, node)) if lead else None)
         if item is None:
             return
         if item == IDLE:
             continue
         ticket, job = item
+        train.TrialLog(job, group.rank).write(f"taken by the training group of slot {slot} on node {node}")
         group.report = lambda metrics, ticket=ticket: queue.report.remote(ticket, metrics)
         group.stop_requested = lambda ticket=ticket: ray.get(queue.stopping.remote(ticket))
         try:
@@ -239,7 +308,15 @@ def wait(queue, job: TrainJob, on_report: Callable[[dict], None] | None = None) 
         if stopped:
             raise Stopped(0)
         if finished:
-            return train.result(job)
+            return dataclasses.replace(train.result(job), node=ray.get(queue.node_of.remote(ticket)))
+
+
+def _here() -> dict:
+    """Ray options that keep an actor or task on this process's node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 class Pool:
@@ -254,13 +331,16 @@ class Pool:
         import ray
 
         self.spec, self.worker, self.slots, self.storage_dir, self.name = spec, worker, slots, storage_dir, name
-        self.queue = ray.remote(num_cpus=0)(JobQueue).remote(slots)  # jobs wait here until the groups start
+        # Jobs wait here until the groups start. The queue and the trainers (each trainer's
+        # controller runs where its `fit` does) stay on this node: on a worker node that is
+        # lost they would take every slot's work with them.
+        self.queue = ray.remote(num_cpus=0, **_here())(JobQueue).remote(slots)
 
     def __enter__(self) -> Pool:
         """Start each slot's group."""
         import ray
 
-        slot_task = ray.remote(num_cpus=0)(run_slot)
+        slot_task = ray.remote(num_cpus=0, **_here())(run_slot)
         self.runs = [slot_task.remote(self.queue, slot, self.spec, self.worker, self.storage_dir, self.name)
                      for slot in range(self.slots)]
         return self
@@ -269,12 +349,16 @@ class Pool:
         return wait(self.queue, job, on_report)
 
     def __exit__(self, error_type, *_) -> None:
-        """End every slot's loop; after an error (or Ctrl-C), without waiting for its job."""
+        """End every slot's loop; after an error (or Ctrl-C), without waiting for its job, nor
+        ever for a slot whose node was lost (its trainer may wait for room for a new group)."""
         import ray
 
         ray.get(self.queue.close.remote())
-        timeout = CLOSE_S if error_type is None else 0
-        _, running = ray.wait(self.runs, num_returns=len(self.runs), timeout=timeout)
+        lost = set(ray.get(self.queue.lost_slots.remote()))
+        waited = [run for slot, run in enumerate(self.runs) if slot not in lost]
+        if waited and error_type is None:
+            ray.wait(waited, num_returns=len(waited), timeout=CLOSE_S)
+        _, running = ray.wait(self.runs, num_returns=len(self.runs), timeout=0)
         for run in running:  # a slot still training a job nobody waits for
             ray.cancel(run, force=True)
         ray.kill(self.queue)
