@@ -126,6 +126,13 @@ def data_levels(run_dir: Location) -> dict[str, float]:
     return {r["trait"]: r["rate"] for r in trial_rows(run_dir, DATA)}
 
 
+def reached(run_dir: Location, trial_id: str) -> dict[int, dict[str, float]]:
+    """The C0 rates of a trial of the stage at each step it was evaluated (rung or end), from its
+    finished rows or, if the scheduler stopped it, its stopped ones: {step: {trait: rate}}."""
+    rows = trial_rows(run_dir, trial_id) or trial_rows(run_dir, trial_id, STOPPED_DIR)
+    return {**c0_rates(rows, trial_id, "checkpoint"), **c0_rates(rows, trial_id, "trained")}
+
+
 def halving_stage(plan: Plan, trials: tuple[str, ...], objective: Objective, first_rung: int, eta: int, budget: int,
                   run_dir: Location, queue) -> HalvingStage:
     """The halving stage over `trials` of `plan` (a sweep of one cell): the objective against the
@@ -135,10 +142,7 @@ def halving_stage(plan: Plan, trials: tuple[str, ...], objective: Objective, fir
     control = {t.id for t in plan.trials if t.prompt_id == NONE}
     history, spent = [], 0
     for trial_id in trials:
-        rows = trial_rows(run_dir, trial_id) or trial_rows(run_dir, trial_id, STOPPED_DIR)
-        steps = {}
-        for stage in ("checkpoint", "trained"):
-            steps |= c0_rates(rows, trial_id, stage)
+        steps = reached(run_dir, trial_id)
         spent += max(steps, default=0)
         if trial_id not in control:
             history += [(trial_id, step, objective.value(rates, search.reference)) for step, rates in sorted(steps.items())]

@@ -34,13 +34,13 @@ from typing import Callable, Iterator, Sequence
 
 import yaml
 
-from inocray.analysis import Confirmed, Objective, c0_rates, confirm
+from inocray.analysis import Confirmed, Objective, confirm
 from inocray.config import BASE, NONE, SweepSpec, make_plan, parse_sweep, prompt_catalogue
 from inocray.errors import InputError
-from inocray.results import (RUNS_ROOT, SEARCH_DIR, STOPPED_DIR, Location, log_path, read_rows, search_path, storage, trial_rows,
+from inocray.results import (RUNS_ROOT, SEARCH_DIR, Location, log_path, read_rows, search_path, storage, trial_rows,
                              write_atomically)
 from inocray.run._candidates import Candidate
-from inocray.run._halving import data_levels, rungs
+from inocray.run._halving import data_levels, reached, rungs
 from inocray.run._launch import Stage, run_sweep
 from inocray.settings import get_setting
 
@@ -216,12 +216,10 @@ def _finalists(run_dir: Location, plan, kept: list[str], seed: int, objective: O
     there, against the reference the scheduler used (the training data's levels)."""
     reference, scored = data_levels(run_dir), []
     for pid in kept:
-        tid = _trial(plan, pid, seed)
-        rows = trial_rows(run_dir, tid) or trial_rows(run_dir, tid, STOPPED_DIR)
-        reached = {**c0_rates(rows, tid, "checkpoint"), **c0_rates(rows, tid, "trained")}
-        if reached:  # else it never reached a rung (the budget ran out first)
-            step = max(reached)
-            scored.append((step, objective.value(reached[step], reference), pid))
+        steps = reached(run_dir, _trial(plan, pid, seed))
+        if steps:  # else it never reached a rung (the budget ran out first)
+            step = max(steps)
+            scored.append((step, objective.value(steps[step], reference), pid))
     if not scored:
         raise InputError("no candidate reached its first rung; raise --budget")
     return [pid for _, _, pid in sorted(scored, reverse=True)[:n]]
