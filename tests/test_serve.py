@@ -471,6 +471,21 @@ def test_both_backends_give_the_same_logprob_elicitation(engines, toy_model):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("threads, runs_on", [(0, 1), (2, 2)])
+def test_a_replica_runs_on_the_threads_it_is_given(toy_model, ray_session, tmp_path, threads, runs_on):
+    """engine.threads 0: Ray's count, one thread for a replica reserving a quarter CPU; 2: two,
+    beyond its reservation (the replica's start line says how many its model runs on)."""
+    spec = EngineSpec(name="transformers", num_cpus=0.25, threads=threads)
+    handle = serve.start("test-threads", str(toy_model), spec, engine_replica(spec), log_dir=str(tmp_path))
+    try:
+        assert greedy(handle)[0]
+    finally:
+        serve.stop("test-threads")
+    (log,) = tmp_path.glob("engine-*.log")
+    assert log.read_text().rstrip().endswith(f" threads={runs_on}"), log.read_text()
+
+
+@pytest.mark.slow
 def test_model_app_serves_a_whole_model_directory(engines, toy_model):
     with serve.model_app("test-full", str(toy_model), EngineSpec()) as handle:
         assert greedy(handle) == greedy(engines["vllm"])

@@ -58,7 +58,7 @@ def test_fields_added_later_keep_the_hash_of_older_run_directories():
     assert parse_spec(data).hash() == "ff0dd6f363"
     with_ptst = parse_spec(data | {"ptst": ["irr-helpful"]})
     assert with_ptst.hash() != "ff0dd6f363"  # a field set away from its default is hashed
-    for engine in ({"replicas": 2}, {"max_num_seqs": 256}):  # engine fields added later, the same way
+    for engine in ({"replicas": 2}, {"max_num_seqs": 256}, {"threads": 2}):  # engine fields added later, the same way
         assert parse_spec(data | {"engine": engine}).hash() != "ff0dd6f363", engine
 
 

@@ -162,6 +162,10 @@ class EngineSpec:
     max_model_len: int = rule(128, above=0)
     num_cpus: float = 0.5  # per replica
     num_gpus: float = 0.0  # per replica
+    # CPU threads of each replica's model: 0 = as many as the CPUs it reserves, at least one
+    # (Ray's rule); more lets a replica use cores its reservation leaves to training groups
+    # while they wait for the evaluation (evaluation.serve, docs/architecture.md)
+    threads: int = rule(0, least=0)
     replicas: int = rule(1, above=0)  # copies of the engine (one per GPU on a cluster); an adapter's calls go to one
 
 
@@ -264,7 +268,8 @@ class SweepSpec:
 HASH_OPTIONAL = ((("ptst",), []), (("eval", "classifiers"), {}), (("settings",), []), (("models",), []),
                  (("grid",), {}), (("engine", "replicas"), 1), (("engine", "max_num_seqs"), 1024),
                  (("eval", "logprob_examples"), 64), (("probes",), []), (("sandbox",), {"isolation": "bwrap"}))
-HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())), (("train", "checkpoint_at"), []))
+HASH_OPTIONAL += ((("eval", "judge"), dataclasses.asdict(ApiJudgeSpec())), (("train", "checkpoint_at"), []),
+                  (("engine", "threads"), 0))
 
 
 

@@ -51,8 +51,9 @@ class Engine:
     def __init__(self, model_path: str, spec: EngineSpec, log_dir: str = "") -> None:
         from ray.serve.metrics import Counter, Gauge  # tagged with the replica, deployment and app
 
+        threads = _use_threads(spec.threads)
         if log_dir:  # where each replica ran: one file per replica, so none waits for another
-            _log_replica(log_dir)
+            _log_replica(log_dir, threads)
         self.backend = load_backend(storage.local_copy(model_path), spec)
         self._max_len = spec.max_model_len
         self._threads = ThreadPoolExecutor(MAX_ONGOING, thread_name_prefix="engine-request")
@@ -188,15 +189,29 @@ def _adapter_of(method: str, args: tuple, kwargs: dict) -> str | None:
     return request.adapter if isinstance(request, GenerateRequest) else bound.get("adapter")
 
 
-def _log_replica(log_dir: str) -> None:
-    """A line in LOG_DIR/engine-REPLICA.log: this replica, its app, its node and process."""
+def _use_threads(threads: int) -> int:
+    """Run this replica's model on `threads` CPU threads (0: Ray's count, the CPUs the replica
+    reserves, at least one); returns how many it runs on.
+
+    A replica reserves less than a core beside two training groups on 2 CPUs, so Ray gives it
+    one thread; while the trials it serves wait for their evaluation, their groups' cores are
+    idle, and `engine.threads: 2` lets the replica use them (docs/benchmarks.md)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)  # before the backend builds its model
+    return torch.get_num_threads()
+
+
+def _log_replica(log_dir: str, threads: int) -> None:
+    """A line in LOG_DIR/engine-REPLICA.log: this replica, its app, its node, process and threads."""
     import ray
 
     context = serve.get_replica_context()
     replica = context.replica_id.unique_id
     storage.append_text(storage.join(log_dir, f"engine-{replica}.log"),
                         f"{time.strftime('%Y-%m-%dT%H:%M:%S')} replica {replica} of {context.app_name} starts "
-                        f"on node {ray.get_runtime_context().get_node_id()} pid={os.getpid()}\n")
+                        f"on node {ray.get_runtime_context().get_node_id()} pid={os.getpid()} threads={threads}\n")
 
 
 def _fetched(adapter_path: str | None) -> str | None:
