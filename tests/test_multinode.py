@@ -15,7 +15,10 @@ node's job must go to the survivor's group (training._workers).
 Where a run must be stopped at a known point (a node or the driver killed while a trial
 trains), one trial's log is a pipe this test reads (conftest.HeldLog): after its start line
 the test stops reading, and the trial's rank 0 waits at its next line, after the checkpoint of
-step 20 and before any later one (checkpoints every 10 steps, log lines at steps 25 and 40).
+step 20 and before any later one (checkpoints every 10 steps, log lines at steps 25 and 40). The
+trial's trainable writes to the same log (a line for each snapshot it evaluates) and may wait
+there too: a test that lets the run go on after the kill reads on (`release`), never leaving a
+writer at a pipe no one reads.
 """
 
 from __future__ import annotations
@@ -361,6 +364,7 @@ def kill_node(node) -> None:
             p.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
+    psutil.wait_procs(victims, timeout=30)  # gone, and with them the held rank 0's wait at the pipe
 
 
 @pytest.mark.slow
@@ -379,18 +383,24 @@ def test_a_worker_node_lost_mid_trial_and_the_sweep_finishes_on_the_other(cluste
     killed = time.monotonic()
     cluster.cluster.remove_node(node, allow_graceful=False)  # the bookkeeping; its processes are gone
     cluster.workers.remove(node)
-    held.close()  # the writer is gone; the resumed trial's lines go to a plain file
-    log = run_dir / "logs" / f"{HELD}.log"
+    # Read on: the held rank 0 is gone, but the trial's trainable may live on the survivor, its
+    # line for a snapshot evaluated meanwhile waiting at the pipe; the resumed trial writes there too.
+    read_before = len(held.lines)
+    held.release()
     seen = {}  # when Ray declared the node dead, and when the trial resumed, after the kill
+
+    def after_kill() -> str:
+        return "".join(held.lines[read_before:])
 
     def resumed() -> bool:
         if "dead" not in seen and lost not in cluster.cluster.global_state._live_node_ids():
             seen["dead"] = time.monotonic() - killed
-        return log.is_file() and " resume step=" in log.read_text()
+        return " resume step=" in after_kill()
 
     until(cluster, job_id, resumed)
     resumed_after = time.monotonic() - killed
     status = finished(cluster, job_id)
+    held.close()
     output = job_logs(cluster.address, job_id)
     print(f"\nkill -> node declared dead {seen.get('dead', float('nan')):.1f} s, -> resumed trial's first step "
           f"{resumed_after:.1f} s (load {os.getloadavg()[0]:.1f})\n--- the job's output ---\n{output}")
@@ -398,7 +408,7 @@ def test_a_worker_node_lost_mid_trial_and_the_sweep_finishes_on_the_other(cluste
 
     nodes = trained_nodes(str(run_dir))
     assert set(nodes) == trials and nodes[HELD] == {survivor}, nodes  # each trial once, the lost one by the survivor
-    text = log.read_text()
+    text = after_kill()
     assert re.findall(r" (start|resume) step=(\d+) ", text) == [("resume", held_at.removeprefix("step-"))], text
     assert f"on node {survivor}" in text and " end step=40 " in text, text
     after = [r for r in replica_nodes(str(run_dir)) if r not in before]
