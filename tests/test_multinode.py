@@ -24,6 +24,7 @@ writer at a pipe no one reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -158,8 +159,28 @@ class ThreeNodes:
         agent unpacked the job's working directory again and so deleted the directory the
         driver on the head ran in (its os.getcwd() failed in Tune: FileNotFoundError)."""
         self.added += 1
-        self.workers.append(self.cluster.add_node(num_cpus=WORKER_CPUS, object_store_memory=100 * 2**20,
-                                                  temp_dir=f"{self.temp}/w{self.added}"))
+        with own_internal_kv():
+            self.workers.append(self.cluster.add_node(num_cpus=WORKER_CPUS, object_store_memory=100 * 2**20,
+                                                      temp_dir=f"{self.temp}/w{self.added}"))
+
+
+@contextlib.contextmanager
+def own_internal_kv():
+    """Keep this process's Ray key-value client on this process's own Ray (the suite's
+    `ray_session`, if it is up). Every node Ray starts in a process points that process's client
+    at the node's GCS; after this module's cluster is gone, the next sweep of the suite's Ray
+    (Tune and Serve keep state there) waited 60 s for the dead GCS, and Ray then ended the whole
+    test process (CI stopped after tests/test_real_model.py's start, the summary unwritten)."""
+    from ray.experimental import internal_kv
+
+    saved = internal_kv.internal_kv_get_gcs_client()
+    try:
+        yield
+    finally:
+        if saved is None:
+            internal_kv._internal_kv_reset()
+        else:
+            internal_kv._initialize_internal_kv(saved)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +218,8 @@ def three_nodes(s3_server):
                 "metrics_export_port": metrics, "runtime_env_agent_port": env_agent,
                 "object_store_memory": 100 * 2**20}
         try:
-            cluster = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args=head)
+            with own_internal_kv():
+                cluster = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args=head)
             nodes = ThreeNodes(cluster, f"http://127.0.0.1:{dashboard}", temp)
             for _ in range(2):
                 nodes.add_worker()
