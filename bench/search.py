@@ -1,11 +1,12 @@
 """Does `inocray search` find what the full grid finds, and for what share of its training?
 
     python bench/search.py [--sweep sweeps/toy.yaml] [--candidates sweeps/search-toy.txt] \\
-        [--search-seeds 0 1 2 3 4] [--seeds 3] [--out runs/bench-search]
+        [--search-seeds 0 1 2 3 4] [--seeds 3] [--out runs/bench-search] [--grid RUN_DIR]
 
-Runs the full grid over the sweep's prompts and the candidates once (`inocray run` of the grid
-file the first search writes: every prompt and the no-prompt control on --seeds seeds), then
-`inocray search` once per search seed, each in a fresh directory (search seed k: the halving
+Runs `inocray search` once per search seed, then the full grid over the sweep's prompts and the
+candidates once (`inocray run` of the grid file the first search writes: every prompt and the
+no-prompt control on --seeds seeds), or reads it from --grid, a finished run over the same
+prompts (the SmolLM2 study's, whose trials have the same ids). `inocray search` runs each in a fresh directory (search seed k: the halving
 stage at seed k, confirmed on seeds k .. k + seeds - 1). For each search: its winner, whether it
 is the grid's best prompt or inside the grid best's interval (the grid's objective of the
 search's winner within the best's 95% t interval over the grid's seeds), and its training steps
@@ -21,6 +22,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import yaml
+
 from real_model import timed as run  # the same timing of one command (bench/ is this script's path)
 
 from inocray.analysis import Objective, confirm
@@ -34,6 +37,7 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--seeds", type=int, default=3, help="confirming seeds of each search, and the grid's")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-search"))
+    parser.add_argument("--grid", type=Path, help="a finished run of the grid to compare with, instead of running it")
     args = parser.parse_args()
 
     if args.out.exists():
@@ -54,31 +58,36 @@ def main() -> None:
         searches.append((k, where, seconds, summary))
         if k == args.search_seeds[0]:
             grid_file = where / "search" / "grid.yaml"
-    grid_dir = args.out / "grid"
-    grid_seconds = run(["inocray", "run", str(grid_file), "--run-dir", str(grid_dir)], log)
+    grid_dir = args.grid or args.out / "grid"
+    grid_seconds = None if args.grid else run(["inocray", "run", str(grid_file), "--run-dir", str(grid_dir)], log)
     stop.set()
 
     record = json.loads((searches[0][1] / "search" / "search.json").read_text())
     objective = Objective(record["objective"]["suppress"], tuple(record["objective"]["keep"]),
                           record["objective"]["weight"])
+    searched = set(yaml.safe_load(grid_file.read_text())["prompts"])  # a --grid run may hold more (its controls)
     rows = read_rows(grid_dir).to_pylist()
-    prompts = sorted({r["prompt_id"] for r in rows if r["stage"] == "trained" and r["prompt_id"] != "none"})
+    prompts = sorted({r["prompt_id"] for r in rows if r["stage"] == "trained" and r["prompt_id"] in searched})
+    seeds = sorted({r["seed"] for r in rows if r["stage"] == "trained" and r["prompt_id"] in searched})
     grid = confirm(rows, objective, prompts)
     best = grid.winner
     by_prompt = {f.prompt_id: f for f in grid.finalists}
-    print(f"grid: {len(prompts)} prompts + control x {args.seeds} seeds in {grid_seconds / 60:.1f} min; best "
+    rank = {f.prompt_id: i for i, f in enumerate(grid.finalists, 1)}
+    took = f"in {grid_seconds / 60:.1f} min" if grid_seconds else f"from {grid_dir}"
+    print(f"grid: {len(prompts)} prompts + control x seeds {', '.join(map(str, seeds))} {took}; best "
           f"{best.prompt_id} {best.mean:+.3f} [{best.low:+.3f}, {best.high:+.3f}]; next "
           + ", ".join(f"{f.prompt_id} {f.mean:+.3f}" for f in grid.finalists[1:4]))
     print()
-    print("| search seed | winner (its objective in the grid) | the grid's best? | within its interval? | steps | share of the grid's | time |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| search seed | winner (its objective in the grid) | its rank in the grid | the grid's best? | within its interval? | steps | share of the grid's | time |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     right = 0
     for k, _, seconds, summary in searches:
         winner = summary["winner"]
         in_grid = by_prompt[winner].mean
         same, inside = winner == best.prompt_id, best.low <= in_grid <= best.high
         right += same or inside
-        print(f"| {k} | {winner} ({in_grid:+.3f}) | {'yes' if same else 'no'} | {'yes' if inside else 'no'} | "
+        print(f"| {k} | {winner} ({in_grid:+.3f}) | {rank[winner]} of {len(prompts)} | {'yes' if same else 'no'} | "
+              f"{'yes' if inside else 'no'} | "
               f"{summary['steps']} | {summary['share_of_grid']:.0%} | {seconds / 60:.1f} min |")
     print()
     print(f"right {right} of {len(searches)}; mean share of the grid's steps "
