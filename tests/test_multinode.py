@@ -58,6 +58,7 @@ SIZES = {"engine": {"name": "transformers", "replicas": 2, "num_cpus": 0.5}, "ma
 GROUP = {"cpus_per_worker": 0.9}  # a training group's one worker: one group a node beside a replica
 HELD_TRAIN = {"steps": 40, "checkpoint_every": 10}  # log lines at 25 and 40, checkpoints at 10, 20, 30
 HELD = "es-always-s0"
+HELD_AT = "step-20"  # the held trial's newest checkpoint while its rank 0 waits at the line of step 25
 
 
 # --- without a cluster: the queue's side of a lost node, and rows from before the node column ---
@@ -341,6 +342,15 @@ def held_run(cluster: ThreeNodes, tmp_path: Path, toy_model, **overrides):
     return submit(cluster, sweep, str(run_dir)), sweep, run_dir, held, trials
 
 
+def at_the_hold(held: HeldLog, run_dir: Path, trials: set[str]) -> bool:
+    """Every other trial has rows and the held trial sits at its hold point: rank 0 waits at its
+    line of step 25, so its newest checkpoint is step 20. The other trials may finish before the
+    held one gets there (a plain trial of 40 steps ended while the held one was between its
+    checkpoints of steps 10 and 20)."""
+    return (held.held.is_set() and rows_of(run_dir) == trials - {HELD}
+            and checkpoints.latest_tag(str(run_dir / "checkpoints" / HELD)) == HELD_AT)
+
+
 def node_of_held(held: HeldLog) -> str:
     (node,) = set(re.findall(r" taken by the training group of slot \d+ on node (\w+)", "".join(held.lines)))
     return node
@@ -392,9 +402,7 @@ def kill_node(node) -> None:
 @pytest.mark.slow
 def test_a_worker_node_lost_mid_trial_and_the_sweep_finishes_on_the_other(cluster, toy_model, tmp_path):
     job_id, _, run_dir, held, trials = held_run(cluster, tmp_path, toy_model)
-    until(cluster, job_id, lambda: held.held.is_set() and rows_of(run_dir) == trials - {HELD})
-    held_at = checkpoints.latest_tag(str(run_dir / "checkpoints" / HELD))
-    assert held_at in ("step-20", "step-30"), (held_at, held.lines)
+    until(cluster, job_id, lambda: at_the_hold(held, run_dir, trials))
     lost = node_of_held(held)
     (survivor,) = cluster.worker_ids() - {lost}
     before = replica_nodes(str(run_dir))
@@ -431,7 +439,7 @@ def test_a_worker_node_lost_mid_trial_and_the_sweep_finishes_on_the_other(cluste
     nodes = trained_nodes(str(run_dir))
     assert set(nodes) == trials and nodes[HELD] == {survivor}, nodes  # each trial once, the lost one by the survivor
     text = after_kill()
-    assert re.findall(r" (start|resume) step=(\d+) ", text) == [("resume", held_at.removeprefix("step-"))], text
+    assert re.findall(r" (start|resume) step=(\d+) ", text) == [("resume", HELD_AT.removeprefix("step-"))], text
     assert f"on node {survivor}" in text and " end step=40 " in text, text
     after = [r for r in replica_nodes(str(run_dir)) if r not in before]
     assert after and {n for _, n in after} == {survivor}, after  # the lost replica started again, on the survivor
@@ -440,9 +448,7 @@ def test_a_worker_node_lost_mid_trial_and_the_sweep_finishes_on_the_other(cluste
 @pytest.mark.slow
 def test_the_driver_killed_then_the_same_submit_finishes_every_trial_once(cluster, toy_model, tmp_path):
     job_id, sweep, run_dir, held, trials = held_run(cluster, tmp_path, toy_model, prompts=["es-always", "es-often"])
-    until(cluster, job_id, lambda: held.held.is_set() and rows_of(run_dir) == trials - {HELD})
-    held_at = checkpoints.latest_tag(str(run_dir / "checkpoints" / HELD))
-    assert held_at in ("step-20", "step-30"), (held_at, held.lines)
+    until(cluster, job_id, lambda: at_the_hold(held, run_dir, trials))
     survivors = {t: (run_dir / "rows" / f"{t}.parquet").stat().st_mtime_ns for t in trials - {HELD}}
     (driver,) = [p for p in psutil.process_iter(["cmdline"])
                  if p.info["cmdline"] and "run" in p.info["cmdline"] and str(run_dir) in p.info["cmdline"]
@@ -460,4 +466,4 @@ def test_the_driver_killed_then_the_same_submit_finishes_every_trial_once(cluste
     nodes = trained_nodes(str(run_dir))
     assert set(nodes) == trials and all(len(n) == 1 and n <= cluster.worker_ids() for n in nodes.values()), nodes
     text = (run_dir / "logs" / f"{HELD}.log").read_text()
-    assert re.findall(r" (start|resume) step=(\d+) ", text) == [("resume", held_at.removeprefix("step-"))], text
+    assert re.findall(r" (start|resume) step=(\d+) ", text) == [("resume", HELD_AT.removeprefix("step-"))], text
