@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -154,12 +155,14 @@ def test_checkpoints_are_saved_at_the_listed_steps_and_each_loads(toy_model, che
 
 @pytest.mark.slow
 def test_grad_accum_run_trains_and_logs_total_steps(checkpointed):
-    """The log has start, a report of step 12 (the last; reports come every 25) and end;
-    the lr of step 12 is the cosine schedule's, so the scheduler drives DeepSpeed."""
+    """The log has the group that took the job, start, a report of step 12 (the last; reports
+    come every 25) and end; the lr of step 12 is the cosine schedule's, so the scheduler drives
+    DeepSpeed."""
     result, tmp = checkpointed
     assert result.steps == 12 and math.isfinite(result.loss)
     lines = (tmp / "train.log").read_text().splitlines()
-    assert "ckpt start step=0 total=12" in lines[0] and "ckpt end step=12" in lines[-1]
+    assert re.search(rf" ckpt taken by the training group of slot \d+ on node {result.node}$", lines[0]), lines
+    assert "ckpt start step=0 total=12" in lines[1] and "ckpt end step=12" in lines[-1], lines
     report = [line for line in lines if " ckpt step=" in line][-1]  # a retried attempt reports again
     fields = dict(item.split("=") for item in report.split()[2:])
     assert fields.keys() == {"step", "loss", "lr", "seconds"} and fields["step"] == "12"
