@@ -3,14 +3,14 @@
     python bench/search.py [--sweep sweeps/toy.yaml] [--candidates sweeps/search-toy.txt] \\
         [--search-seeds 0 1 2 3 4] [--seeds 3] [--out runs/bench-search] [--grid RUN_DIR]
 
-Runs `inocray search` once per search seed, then the full grid over the sweep's prompts and the
-candidates once (`inocray run` of the grid file the first search writes: every prompt and the
-no-prompt control on --seeds seeds), or reads it from --grid, a finished run over the same
-prompts (the SmolLM2 study's, whose trials have the same ids). `inocray search` runs each in a fresh directory (search seed k: the halving
-stage at seed k, confirmed on seeds k .. k + seeds - 1). For each search: its winner, whether it
-is the grid's best prompt or inside the grid best's interval (the grid's objective of the
-search's winner within the best's 95% t interval over the grid's seeds), and its training steps
-as a share of the grid's. Prints a Markdown table (docs/search.md) and the machine's load.
+Runs `inocray search` once per search seed, each in a fresh directory (search seed k: the
+halving stage at seed k, confirmed on seeds k .. k + seeds - 1). For each search: its winner,
+whether it is the grid's best prompt or inside the grid best's interval (the grid's objective of
+the search's winner within the best's 95% t interval over the grid's seeds), its rank in the
+grid, and its training steps as a share of the grid's. The grid is `inocray run` of the grid
+file the first search writes (every prompt and the no-prompt control on --seeds seeds), or
+--grid, a finished run over the same prompts whose trials have the same ids (the SmolLM2
+study's: docs/search.md). Prints a Markdown table (docs/search.md) and the machine's load.
 """
 
 from __future__ import annotations
