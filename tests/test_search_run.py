@@ -82,15 +82,17 @@ def test_a_search_killed_in_its_halving_stage_resumes_and_finds_its_winner(toy_m
     # The held control continued from its rung-9 snapshot's state, not from step 0.
     assert " resume step=9 " in (run_dir / "logs" / "none-s0.log").read_text()
 
-    # The scheduler stopped at least one candidate at a rung: its job ended there (the group took
-    # the next job), and its rows so far are in stopped/, never among the finished rows.
+    # The scheduler stopped at least one candidate at a rung: its job, held there for the verdict,
+    # ended there without a step more (the group took the next job), and its rows so far are in
+    # stopped/, never among the finished rows.
     stopped = [t for t in candidates if trial_rows(run_dir, t, STOPPED_DIR)]
     assert stopped, out
     for t in stopped:
         log = (run_dir / "logs" / f"{t}.log").read_text()
         at = int(re.search(r"stopped step=(\d+)", log).group(1))
         rung = max(r["step"] for r in trial_rows(run_dir, t, STOPPED_DIR))
-        assert rung in (9, 27) and rung <= at < STEPS, (t, rung, at)
+        assert rung in (9, 27) and at == rung, (t, rung, at)
+        assert f"held at step={rung} for the search's verdict" in log
         assert {r["stage"] for r in trial_rows(run_dir, t, STOPPED_DIR)} == {"checkpoint"}
         assert not trial_rows(run_dir, t, ROWS_DIR)
     finished = {r["trial_id"] for r in read_rows(run_dir).to_pylist() if r["stage"] == "trained"}

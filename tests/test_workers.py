@@ -81,6 +81,28 @@ def test_a_stopped_trials_job_ends_its_slots_work_and_the_slot_takes_the_next_jo
     run(scenario())
 
 
+def test_a_job_held_at_its_snapshot_trains_on_only_after_its_trial_judged_it_or_stops_there():
+    async def scenario():
+        queue = JobQueue(slots=2)
+        await queue.attach(0)
+        await queue.attach(1)
+        go_on, stop = await queue.submit(job("a")), await queue.submit(job("b"))
+        await queue.next(0, timeout=1)
+        await queue.next(1, timeout=1)
+        assert not await queue.stopping(go_on, held=0)  # no snapshot yet: nothing to wait for
+        for ticket in (go_on, stop):
+            await queue.report(ticket, {"snapshot": 6, "path": "/ckpt/step-6"})
+        asked = [asyncio.create_task(queue.stopping(t, held=6, timeout=5)) for t in (go_on, stop)]
+        await asyncio.sleep(0.2)
+        assert not any(a.done() for a in asked)  # both wait at step 6 while their trials evaluate it
+        await queue.judged(go_on, 6)  # "a"'s trial reported, and its scheduler let it go on
+        await queue.stop("b")  # "b"'s scheduler stopped it at this rung
+        assert await asyncio.wait_for(asyncio.gather(*asked), 1) == [False, True]
+        assert not await queue.stopping(go_on, held=6)  # judged once is enough for every later step
+
+    run(scenario())
+
+
 def test_a_slot_that_keeps_failing_without_a_job_ends_and_the_last_slot_fails_the_waiting_jobs():
     async def scenario():
         queue = JobQueue(slots=1)

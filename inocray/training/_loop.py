@@ -13,7 +13,8 @@ data and dropout are fixed by (seed, rank, step), so a resumed run ends with the
 Rank 0 reports each snapshot as soon as it is saved (a resumed loop first those it resumes
 past), so the trial evaluates it while training goes on. A stoppable job (a search's) asks
 before every step whether its trial was stopped, and if so ends there (`Stopped`), its
-newest state kept for a later resume.
+newest state kept for a later resume; after a snapshot (a search's rung) it first waits for
+the verdict on it, so that a stop saves the training after the rung, not only its evaluation.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class Group:
     world: int
     report: Callable[[dict], None]
     loaded: dict = field(default_factory=dict)  # model directory -> (tokenizer, model)
-    stop_requested: Callable[[], bool] = lambda: False  # asked on rank 0 only
+    # asked on rank 0 only: was the job's trial stopped? (once the snapshot of step `held`, 0 = none, is judged)
+    stop_requested: Callable[[int], bool] = lambda held: False
 
     def share(self, item):
         """Rank 0's `item` on every rank of the group."""
@@ -181,6 +183,7 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
     if rank == 0:  # the snapshots saved before a resume, for a trial that has not evaluated them
         for step in sorted(s for s in snapshot_steps if s <= start):
             group.report(_snapshot(job, step))
+    held = max((s for s in snapshot_steps if s <= start), default=0)  # the newest snapshot reported
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     about = {"trial_id": job.trial_id, "seed": job.seed}
@@ -188,9 +191,14 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
     engine.train()
     loss = float("nan")
     for step in range(start + 1, total + 1):
-        if job.stoppable and group.share(group.stop_requested() if rank == 0 else None):
-            log.write(f"stopped step={step - 1} by the search's scheduler")
-            raise Stopped(step)
+        if job.stoppable:
+            asked = time.monotonic()
+            stopped = group.share(group.stop_requested(held) if rank == 0 else None)
+            if held == step - 1:
+                log.write(f"held at step={held} for the search's verdict on it: {time.monotonic() - asked:.1f} s")
+            if stopped:
+                log.write(f"stopped step={step - 1} by the search's scheduler")
+                raise Stopped(step)
         # Dropout draws from the global generator: seed it per step so a resumed run matches.
         torch.manual_seed(job.seed * 1_000_003 + step * world + rank)
         lr = engine.get_lr()[0]
@@ -207,6 +215,7 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
             checkpoints.save_state(engine, job.checkpoint_dir, step, rank)
             if rank == 0:
                 group.report(_snapshot(job, step))
+            held = step
     checkpoints.save_model(engine.module, job.adapter_dir, spec.zero_stage, rank,
                            about | {"loss": loss, "steps": total}, tokenizer_to_save)
     torch.distributed.barrier()

@@ -10,6 +10,10 @@
                                    snapshot saved) to `on_report`, return its TrainResult
     queue.stop(trial_id)           a search's scheduler stopped the trial: its job ends before
                                    its next step (or never starts) and the group takes the next
+    queue.stopping(ticket, held)   a search's job asks before every step; after a snapshot it
+                                   waits there until its trial has acted on that snapshot's
+                                   evaluation (queue.judged: Tune's scheduler let it go on) or
+                                   was stopped, so a stop at a rung saves the steps after it
 
 A failure is Ray Train's to handle: a killed worker or an exception makes the trainer rebuild
 the slot's group (FailureConfig(max_failures=-1)); the new rank 0 `attach`es and the queue
@@ -44,6 +48,7 @@ WAIT_S = 5.0  # a waiting trial asks for news this often
 GIVE_UP = 3  # group rebuilds in a row with no job in flight before a slot ends
 NODES_S = 2.0  # how often the queue looks for lost nodes (Ray itself notices one after its health checks)
 CLOSE_S = 120.0  # how long closing waits for each slot's trainer to return before killing it
+VERDICT_S = 900.0  # the longest a job held at a snapshot waits for its verdict before training on
 
 
 @dataclass
@@ -56,6 +61,7 @@ class _Ticket:
     finished: bool = False
     stopped: bool = False  # its trial was stopped: end the job before its next step
     node: str = ""  # the Ray node of the rank 0 that took it last
+    judged: int = 0  # the newest snapshot step its trial has acted on (evaluated, reported, let go on)
 
 
 class JobQueue:
@@ -137,8 +143,22 @@ class JobQueue:
                     t.finished = True
         await self._notify()
 
-    async def stopping(self, ticket: int) -> bool:
-        return self.tickets[ticket].stopped
+    async def stopping(self, ticket: int, held: int = 0, timeout: float = VERDICT_S) -> bool:
+        """Whether the job's trial was stopped, once its trial has judged the snapshot of step
+        `held` (the job's newest; 0: none): until then the job waits here (at most `timeout`)."""
+        t = self.tickets[ticket]
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(lambda: t.stopped or t.judged >= held), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return t.stopped
+
+    async def judged(self, ticket: int, step: int) -> None:
+        """The job's trial has acted on its snapshot of `step` (and every one before it)."""
+        t = self.tickets[ticket]
+        t.judged = max(t.judged, step)
+        await self._notify()
 
     async def report(self, ticket: int, metrics: dict) -> None:
         self.tickets[ticket].reports.append(metrics)
@@ -254,7 +274,7 @@ def job_loop(config: dict) -> None:
         ticket, job = item
         train.TrialLog(job, group.rank).write(f"taken by the training group of slot {slot} on node {node}")
         group.report = lambda metrics, ticket=ticket: queue.report.remote(ticket, metrics)
-        group.stop_requested = lambda ticket=ticket: ray.get(queue.stopping.remote(ticket))
+        group.stop_requested = lambda held, ticket=ticket: ray.get(queue.stopping.remote(ticket, held))
         try:
             train.train_loop(job, group)
         except Stopped:
@@ -292,8 +312,9 @@ def run_slot(queue, slot: int, spec: TrainSpec, worker: Holds, storage_dir: str,
 
 def wait(queue, job: TrainJob, on_report: Callable[[dict], None] | None = None) -> TrainResult:
     """Submit `job` to the pool's queue and wait for its model, handing each of its reports
-    (loss; snapshot saved) to `on_report` as it comes, while training goes on. `Stopped` if
-    the trial was stopped (queue.stop) before the job finished."""
+    (loss; snapshot saved) to `on_report` as it comes, while training goes on; once `on_report`
+    returns for a snapshot, the snapshot is judged (a search's job held there goes on). `Stopped`
+    if the trial was stopped (queue.stop) before the job finished."""
     import ray
 
     ticket = ray.get(queue.submit.remote(job))
@@ -301,8 +322,11 @@ def wait(queue, job: TrainJob, on_report: Callable[[dict], None] | None = None) 
     while True:
         reports, finished, failed, stopped = ray.get(queue.wait.remote(ticket, seen, WAIT_S))
         seen += len(reports)
-        for metrics in reports if on_report else ():
-            on_report(metrics)
+        for metrics in reports:
+            if on_report:
+                on_report(metrics)
+            if "snapshot" in metrics:
+                ray.get(queue.judged.remote(ticket, metrics["snapshot"]))
         if failed:
             raise RuntimeError(f"training {job.trial_id} failed: {failed}")
         if stopped:
