@@ -194,7 +194,7 @@ def _train(job: TrainJob, group: Group, engine, tokenizer, shard: list) -> None:
         if job.stoppable:
             asked = time.monotonic()
             stopped = group.share(group.stop_requested(held) if rank == 0 else None)
-            if held == step - 1:
+            if held and held == step - 1:
                 log.write(f"held at step={held} for the search's verdict on it: {time.monotonic() - asked:.1f} s")
             if stopped:
                 log.write(f"stopped step={step - 1} by the search's scheduler")
